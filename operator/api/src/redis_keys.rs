@@ -1,0 +1,27 @@
+//! Redis names shared by the operator (writer) and the shim (reader). Changing one of these
+//! breaks every running shim: the tests below pin them.
+
+/// Seconds a status document stays in Redis after its last write.
+pub const STATUS_TTL_SECS: u64 = 24 * 3600;
+
+/// Key holding the JSON status document of an Execution.
+pub fn status_key(namespace: &str, name: &str) -> String {
+    format!("rce:exec:{namespace}:{name}")
+}
+
+/// Pub/sub channel on which every status change of an Execution is published.
+pub fn status_channel(namespace: &str, name: &str) -> String {
+    format!("rce:events:{namespace}:{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_pinned() {
+        assert_eq!(status_key("default", "ex-1"), "rce:exec:default:ex-1");
+        assert_eq!(status_channel("team-a", "ex-1"), "rce:events:team-a:ex-1");
+        assert_ne!(status_key("a", "b"), status_channel("a", "b"));
+    }
+}

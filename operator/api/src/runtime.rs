@@ -1,0 +1,77 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Limits;
+
+/// A language rce can run: its sandbox image, how to compile and run a submission, and the
+/// limits that apply. Cluster-scoped; `kubectl apply` of a Runtime adds a language without a
+/// rebuild. An Execution names a Runtime by its object name or one of its aliases.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "rce.dev",
+    version = "v1alpha1",
+    kind = "Runtime",
+    plural = "runtimes",
+    shortname = "rt",
+    printcolumn = r#"{"name":"Language","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSpec {
+    /// Human-readable name, e.g. "Python". Shown by the REST API's language lists.
+    #[serde(default)]
+    pub display_name: String,
+    /// Version of the language toolchain in the image, e.g. "3.11.2".
+    pub version: String,
+    /// Other names this language answers to, e.g. ["py", "python3"].
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Container image holding the toolchain and the rce runner.
+    pub image: String,
+    /// File name the source is written to when an Execution gives `source` (e.g. "main.py").
+    pub source_file: String,
+    /// Compile command as an argument vector, run in the work dir before the program.
+    /// `{file}` stands for the entry file's name. Absent for interpreted languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<Vec<String>>,
+    /// Run command as an argument vector; the Execution's args are appended.
+    /// `{file}` stands for the entry file's name.
+    pub run: Vec<String>,
+    /// Extra environment variables for the compile and run steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Limits used when an Execution does not set them.
+    #[serde(default)]
+    pub default_limits: Limits,
+    /// The most an Execution may ask for; a request above it is refused.
+    #[serde(default)]
+    pub max_limits: Limits,
+    /// Limits of the compile step (defaults to the run limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_limits: Option<Limits>,
+    /// RuntimeClass for the sandbox Pod (e.g. "gvisor", "kata"); overrides the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// Judge0 CE language ids served by this Runtime (e.g. [71] for Python).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge0_ids: Vec<u32>,
+}
+
+/// One environment variable.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl Runtime {
+    /// Does this Runtime answer to `language` (its name or an alias, case-insensitive)?
+    pub fn answers_to(&self, language: &str) -> bool {
+        let l = language.trim();
+        self.metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(l))
+            || self.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(l))
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the cluster tests in `tests/tests/`.
