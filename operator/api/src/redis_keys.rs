@@ -25,3 +25,37 @@ mod tests {
         assert_ne!(status_key("a", "b"), status_channel("a", "b"));
     }
 }
+
+/// The JSON document stored under [`status_key`] and published on [`status_channel`] on
+/// every status change of an Execution.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDocument {
+    pub namespace: String,
+    pub name: String,
+    /// The Execution's metadata.uid.
+    pub uid: String,
+    /// The language as given in the spec.
+    pub language: String,
+    /// The Execution's status at the time of writing.
+    pub status: crate::ExecutionStatus,
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    #[test]
+    fn document_round_trips() {
+        let d = StatusDocument {
+            namespace: "default".into(),
+            name: "e".into(),
+            uid: "u".into(),
+            language: "python".into(),
+            status: crate::ExecutionStatus { phase: Some(crate::Phase::Pending), ..Default::default() },
+        };
+        let s = serde_json::to_string(&d).unwrap();
+        assert!(s.contains("\"phase\":\"Pending\""), "{s}");
+        assert_eq!(serde_json::from_str::<StatusDocument>(&s).unwrap(), d);
+    }
+}
