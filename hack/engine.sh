@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The rce engine on the running local cluster: sandbox images, CRDs, Runtimes, the operator
+# and the REST shim.
+#
+#   engine.sh up      build (cached), import, apply, start; wait until both answer
+#   engine.sh down    stop the operator and the shim (recorded pids)
+#   engine.sh status  exit 1 unless both run
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+LOGS="$RCE_STATE/logs"; PIDS="$RCE_STATE/pids"
+export KUBECONFIG="$RCE_STATE/kubeconfig"
+REDIS_URL="redis://127.0.0.1:${RCE_REDIS_PORT:-16379}"
+OPERATOR_METRICS="${RCE_OPERATOR_METRICS:-127.0.0.1:9464}"
+SHIM_LISTEN="${RCE_SHIM_LISTEN:-127.0.0.1:8080}"
+BIN="$CARGO_TARGET_DIR/release"
+
+alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+start() {
+  local name="$1"; shift
+  if alive "$name"; then log "$name already running (pid $(cat "$PIDS/$name.pid"))"; return 0; fi
+  mkdir -p "$LOGS" "$PIDS"
+  log "starting $name (log: $LOGS/$name.log)"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+wait_http() { # NAME URL TIMEOUT
+  local deadline=$((SECONDS + $3))
+  until curl -fsS -o /dev/null "$2"; do
+    alive "$1" || { tail -n 25 "$LOGS/$1.log" >&2; die "$1 exited; log: $LOGS/$1.log"; }
+    ((SECONDS < deadline)) || die "$1 did not answer on $2 within $3s; log: $LOGS/$1.log"
+    sleep 0.3
+  done
+}
+stop() {
+  local name="$1" pid
+  [[ -f "$PIDS/$name.pid" ]] || return 0
+  pid="$(cat "$PIDS/$name.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+cmd_up() {
+  log "building the operator and the shim (release)"
+  cargo build --release -q -p rce-operator -p rce-api-shim --bins
+  if [[ -x "$RCE_ROOT/sandbox-images/build.sh" ]]; then
+    "$RCE_ROOT/sandbox-images/build.sh" --import
+  fi
+  kubectl apply --server-side --force-conflicts -f "$RCE_ROOT/crds/rce.dev.yaml" >/dev/null
+  kubectl wait --for condition=established --timeout=60s crd/executions.rce.dev crd/runtimes.rce.dev >/dev/null
+  if [[ -f "$RCE_CACHE/images/runtimes.yaml" ]]; then
+    kubectl apply --server-side --force-conflicts -f "$RCE_CACHE/images/runtimes.yaml" >/dev/null
+    log "runtimes: $(kubectl get runtimes -o name | wc -l)"
+  fi
+  RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
+    start operator "$BIN/rce-operator"
+  wait_http operator "http://$OPERATOR_METRICS/healthz" 60
+  RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
+    start shim "$BIN/rce-api-shim"
+  wait_http shim "http://$SHIM_LISTEN/health" 60
+  echo "http://$SHIM_LISTEN" > "$RCE_STATE/api-url"
+  printf 'export RCE_API=http://%s\nexport RCE_OPERATOR_METRICS=http://%s\n' "$SHIM_LISTEN" "$OPERATOR_METRICS" > "$RCE_STATE/engine.env"
+  cat >&2 <<EOF
+
+  rce REST API     http://$SHIM_LISTEN     (playground at /, OpenAPI at /openapi.json)
+  operator         http://$OPERATOR_METRICS/metrics
+  Try:             curl -s -X POST http://$SHIM_LISTEN/api/execute -H 'content-type: application/json' \\
+                     -d '{"language":"python","code":"print(6*7)"}'
+EOF
+}
+
+cmd_down() { stop shim; stop operator; rm -f "$RCE_STATE/api-url" "$RCE_STATE/engine.env"; }
+cmd_status() {
+  local bad=0
+  for n in operator shim; do
+    if alive "$n"; then printf '%-24s running  pid %s\n' "$n" "$(cat "$PIDS/$n.pid")"
+    else printf '%-24s STOPPED  log %s\n' "$n" "$LOGS/$n.log"; bad=1; fi
+  done
+  return $bad
+}
+
+case "${1:-}" in
+  up) cmd_up;; down) cmd_down;; status) cmd_status;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2;;
+esac
