@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use rce_api::{Execution, ExecutionSpec, Phase};
 use rce_tests::{random_suffix, TestNamespace};
 
@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Phase, Option<String>)>();
     let watch_api = api.clone();
     let watch = tokio::spawn(async move {
-        let mut stream = watcher(watch_api, watcher::Config::default()).applied_objects().boxed();
+        let mut stream = watcher(watch_api, watcher::Config::default()).touched_objects().boxed();
         while let Ok(Some(ex)) = stream.try_next().await {
             if let Some(st) = ex.status.as_ref() {
                 if let Some(phase) = st.phase.filter(|p| p.is_terminal()) {
