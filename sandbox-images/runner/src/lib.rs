@@ -1,1 +1,266 @@
+//! `rce-runner`: the entrypoint of every sandbox container.
+//!
+//! It reads a [`protocol::RunRequest`], writes the submission's files into the work dir,
+//! runs the optional compile stage and then the program under limits, and prints exactly one
+//! [`protocol::ResultLine`] on its stdout. See `DESIGN.md`, "The sandbox".
+//!
+//! Configuration (for tests and local use; a sandbox uses the defaults):
+//! - the request: argv[1], else `RCE_REQUEST`, else [`protocol::REQUEST_PATH`];
+//! - the work dir: `RCE_WORK_DIR`, else [`protocol::WORK_DIR`];
+//! - the temporary dir given to programs as `TMPDIR`: `RCE_TMP_DIR`, else `/tmp`.
+//!
+//! How a stage's [`protocol::StageResult::limit`] is decided (first match wins):
+//! 1. the runner killed the program: `output` (stdout or stderr passed `outputBytes`; also
+//!    when the program exited on its own after writing too much) or `wallTime`;
+//! 2. killed by SIGXCPU → `cpuTime`, by SIGXFSZ → `fileSize`; by SIGKILL when the cgroup's
+//!    OOM-kill counter went up → `memory`, or with CPU time ≥ the limit → `cpuTime`;
+//! 3. peak RSS above `memoryKib`, or the program failed while the OOM-kill counter went up
+//!    → `memory`; CPU time above `cpuTimeMs` → `cpuTime`;
+//! 4. the program failed and a file in the work dir or the temporary dir reached
+//!    `fileSizeKib` (a shell reporting its child's SIGXFSZ as exit status 153) → `fileSize`.
+//!
+//! `processes` is the number of tasks (processes and threads) the program may have: a fork
+//! past it fails with EAGAIN, which is not a limit verdict (the program sees the error).
+
+pub mod files;
+pub mod output;
 pub mod protocol;
+pub mod signals;
+pub mod stage;
+pub mod sys;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protocol::{Outcome, ResultLine, RunRequest, RunResult, StageResult};
+
+/// The placeholder in commands replaced by the entry file's name.
+pub const FILE_PLACEHOLDER: &str = "{file}";
+
+/// Where the runner finds its request and does its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub request_path: PathBuf,
+    pub work_dir: PathBuf,
+    pub tmp_dir: PathBuf,
+}
+
+impl Config {
+    /// From the command line (`args[1]`) and the environment (see the crate docs).
+    pub fn from_args_and_env(args: &[String], env: impl Fn(&str) -> Option<String>) -> Config {
+        let request_path = args
+            .get(1)
+            .cloned()
+            .or_else(|| env("RCE_REQUEST"))
+            .unwrap_or_else(|| protocol::REQUEST_PATH.to_string());
+        Config {
+            request_path: request_path.into(),
+            work_dir: env("RCE_WORK_DIR").unwrap_or_else(|| protocol::WORK_DIR.to_string()).into(),
+            tmp_dir: env("RCE_TMP_DIR").unwrap_or_else(|| "/tmp".to_string()).into(),
+        }
+    }
+}
+
+/// Reads the request and executes it; every failure is a result, never a panic or an exit.
+pub fn run(config: &Config) -> RunResult {
+    match load_request(&config.request_path) {
+        Ok(req) => execute(&req, config),
+        Err(message) => internal_error(message, None),
+    }
+}
+
+/// Runs a closure, turning a panic into an `InternalError` result. (The panic hook still
+/// prints the panic to stderr, which is not where the result is looked for.)
+pub fn catch_panics(f: impl FnOnce() -> RunResult + std::panic::UnwindSafe) -> RunResult {
+    match std::panic::catch_unwind(f) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            internal_error(format!("runner panicked: {what}"), None)
+        }
+    }
+}
+
+/// The single line the runner prints: `{"rceResult":{...}}`.
+pub fn result_line(result: RunResult) -> String {
+    serde_json::to_string(&ResultLine { rce_result: result }).unwrap_or_else(|e| {
+        // Cannot really happen (plain data); still print something the operator can parse.
+        format!(
+            "{}{{\"outcome\":\"internalError\",\"compile\":null,\"run\":null,\"message\":{}}}}}",
+            protocol::RESULT_PREFIX,
+            serde_json::Value::String(format!("cannot serialise the result: {e}"))
+        )
+    })
+}
+
+/// Prints the result line on stdout (ignoring a closed stdout: there is nobody to tell).
+pub fn print_result(result: RunResult) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", result_line(result));
+    let _ = out.flush();
+}
+
+pub fn load_request(path: &Path) -> Result<RunRequest, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read the request {}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("invalid request {}: {e}", path.display()))
+}
+
+/// Replaces [`FILE_PLACEHOLDER`] in every argument by the entry file's name.
+pub fn expand_command(argv: &[String], entry: Option<&str>) -> Result<Vec<String>, String> {
+    if argv.is_empty() {
+        return Err("empty command".to_string());
+    }
+    argv.iter()
+        .map(|a| match (a.contains(FILE_PLACEHOLDER), entry) {
+            (false, _) => Ok(a.clone()),
+            (true, Some(name)) => Ok(a.replace(FILE_PLACEHOLDER, name)),
+            (true, None) => {
+                Err(format!("command argument {a:?} uses {FILE_PLACEHOLDER} but there are no files"))
+            }
+        })
+        .collect()
+}
+
+fn validate_env(env: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(format!("invalid environment variable name {k:?}"));
+        }
+        if v.contains('\0') {
+            return Err(format!("environment variable {k:?} contains a NUL byte"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the files, compiles if asked, runs the program.
+pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
+    let entry = req.files.first().map(|f| f.name.as_str());
+    let prepared = (|| {
+        validate_env(&req.env)?;
+        let compile = req.compile.as_deref().map(|c| expand_command(c, entry)).transpose()?;
+        let mut run = expand_command(&req.run, entry)?;
+        run.extend(req.args.iter().cloned());
+        files::write_files(&config.work_dir, &req.files)?;
+        Ok::<_, String>((compile, run))
+    })();
+    let (compile, run) = match prepared {
+        Ok(p) => p,
+        Err(message) => return internal_error(message, None),
+    };
+
+    let spec = |argv, stdin, limits| stage::StageSpec {
+        argv,
+        env: &req.env,
+        work_dir: &config.work_dir,
+        tmp_dir: &config.tmp_dir,
+        stdin,
+        limits,
+    };
+    let mut compile_result = None;
+    if let Some(argv) = &compile {
+        let limits = req.compile_limits.as_ref().unwrap_or(&req.limits);
+        match stage::run_stage(&spec(argv, b"", limits)) {
+            Ok(r) => {
+                let failed = r.exit_code != Some(0) || r.limit.is_some();
+                if failed {
+                    return RunResult {
+                        outcome: Outcome::CompileError,
+                        compile: Some(r),
+                        run: None,
+                        message: None,
+                    };
+                }
+                compile_result = Some(r);
+            }
+            Err(e) => return internal_error(format!("compile stage: {e}"), None),
+        }
+    }
+    match stage::run_stage(&spec(&run, req.stdin.as_bytes(), &req.limits)) {
+        Ok(r) => RunResult { outcome: Outcome::Ran, compile: compile_result, run: Some(r), message: None },
+        Err(e) => internal_error(format!("run stage: {e}"), compile_result),
+    }
+}
+
+fn internal_error(message: String, compile: Option<StageResult>) -> RunResult {
+    RunResult { outcome: Outcome::InternalError, compile, run: None, message: Some(message) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn placeholder_is_replaced_everywhere() {
+        let argv = s(&["gcc", "-o", "main", "{file}", "-DNAME={file}.x"]);
+        assert_eq!(
+            expand_command(&argv, Some("src/main.c")).expect("expanded"),
+            s(&["gcc", "-o", "main", "src/main.c", "-DNAME=src/main.c.x"])
+        );
+        assert_eq!(
+            expand_command(&s(&["python3", "{file}{file}"]), Some("a")).expect("ok"),
+            s(&["python3", "aa"])
+        );
+        // Without a placeholder, no files are needed.
+        assert_eq!(
+            expand_command(&s(&["sh", "-c", "echo hi"]), None).expect("ok"),
+            s(&["sh", "-c", "echo hi"])
+        );
+    }
+
+    #[test]
+    fn placeholder_without_files_and_empty_commands_are_errors() {
+        assert!(expand_command(&s(&["python3", "{file}"]), None).expect_err("no file").contains("{file}"));
+        assert_eq!(expand_command(&[], Some("a")).expect_err("empty"), "empty command");
+    }
+
+    #[test]
+    fn config_precedence() {
+        let env = |k: &str| match k {
+            "RCE_REQUEST" => Some("/env/req.json".to_string()),
+            "RCE_WORK_DIR" => Some("/w".to_string()),
+            _ => None,
+        };
+        let c = Config::from_args_and_env(&s(&["rce-runner", "/arg/req.json"]), env);
+        assert_eq!(c.request_path, PathBuf::from("/arg/req.json"));
+        assert_eq!(c.work_dir, PathBuf::from("/w"));
+        assert_eq!(c.tmp_dir, PathBuf::from("/tmp"));
+        let c = Config::from_args_and_env(&s(&["rce-runner"]), env);
+        assert_eq!(c.request_path, PathBuf::from("/env/req.json"));
+        let c = Config::from_args_and_env(&s(&["rce-runner"]), |_| None);
+        assert_eq!(c.request_path, PathBuf::from(protocol::REQUEST_PATH));
+        assert_eq!(c.work_dir, PathBuf::from(protocol::WORK_DIR));
+    }
+
+    #[test]
+    fn bad_environment_names_are_rejected() {
+        assert!(validate_env(&[("A".into(), "1".into())]).is_ok());
+        assert!(validate_env(&[("A=B".into(), "1".into())]).is_err());
+        assert!(validate_env(&[("".into(), "1".into())]).is_err());
+        assert!(validate_env(&[("A".into(), "x\0y".into())]).is_err());
+    }
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let r = catch_panics(|| panic!("boom {}", 42));
+        assert_eq!(r.outcome, Outcome::InternalError);
+        assert_eq!(r.message.as_deref(), Some("runner panicked: boom 42"));
+    }
+
+    #[test]
+    fn the_result_line_has_the_prefix_and_round_trips() {
+        let r = internal_error("x".into(), None);
+        let line = result_line(r.clone());
+        assert!(line.starts_with(protocol::RESULT_PREFIX));
+        assert!(!line.contains('\n'));
+        assert_eq!(ResultLine::find_in_log(&line), Some(r));
+    }
+}

@@ -157,7 +157,7 @@ mod tests {
             run: Some(StageResult { exit_code: Some(3), stdout: "hi\n".into(), ..Default::default() }),
             message: None,
         };
-        let line = serde_json::to_string(&ResultLine { rce_result: r.clone() }).unwrap();
+        let line = serde_json::to_string(&ResultLine { rce_result: r.clone() }).expect("serialises");
         assert!(line.starts_with(RESULT_PREFIX), "{line}");
         let log = format!("garbage\n{line}\n");
         assert_eq!(ResultLine::find_in_log(&log), Some(r));

@@ -1,0 +1,157 @@
+//! Capturing a program's stdout/stderr under a byte cap.
+
+/// A byte buffer that keeps at most `cap` bytes and remembers whether more was offered.
+///
+/// The reader asks [`CappedBuf::read_size`] how much to read next, so it never pulls more
+/// than one byte past the cap out of the pipe: memory stays bounded by the cap whatever the
+/// program writes.
+#[derive(Debug)]
+pub struct CappedBuf {
+    data: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl CappedBuf {
+    pub fn new(cap: u64) -> Self {
+        CappedBuf { data: Vec::new(), cap: usize::try_from(cap).unwrap_or(usize::MAX), truncated: false }
+    }
+
+    /// How many bytes to read next, at most `chunk`: one byte past the cap is enough to
+    /// know the output was too long.
+    pub fn read_size(&self, chunk: usize) -> usize {
+        chunk.min(self.cap.saturating_sub(self.data.len()).saturating_add(1))
+    }
+
+    /// Appends what fits; returns `true` once the cap has been exceeded (the bytes past the
+    /// cap are dropped).
+    pub fn push(&mut self, bytes: &[u8]) -> bool {
+        let room = self.cap.saturating_sub(self.data.len());
+        if bytes.len() > room {
+            self.data.extend_from_slice(&bytes[..room]);
+            self.truncated = true;
+        } else {
+            self.data.extend_from_slice(bytes);
+        }
+        self.truncated
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The captured bytes as lossy UTF-8, and whether they were truncated. When truncated, a
+    /// multi-byte character cut in half by the cap is dropped rather than turned into U+FFFD
+    /// (so the text stays within the cap when the output is valid UTF-8).
+    pub fn into_text(self) -> (String, bool) {
+        let mut data = self.data;
+        if self.truncated {
+            let keep = data.len() - incomplete_utf8_tail(&data);
+            data.truncate(keep);
+        }
+        let text = match String::from_utf8(data) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        (text, self.truncated)
+    }
+}
+
+/// Length of an incomplete (but so far valid) UTF-8 sequence at the end of `bytes`, 0 if the
+/// end is a complete character or invalid anyway.
+fn incomplete_utf8_tail(bytes: &[u8]) -> usize {
+    // A sequence is at most 4 bytes: look for its lead byte among the last 3.
+    for back in 1..=3.min(bytes.len()) {
+        let b = bytes[bytes.len() - back];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // continuation byte: the lead is further back
+        }
+        let needed = match b {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return 0,
+        };
+        let tail = &bytes[bytes.len() - back..];
+        return match std::str::from_utf8(tail) {
+            Err(e) if e.error_len().is_none() && back < needed => back,
+            _ => 0,
+        };
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_everything_under_the_cap() {
+        let mut b = CappedBuf::new(10);
+        assert!(!b.push(b"hello"));
+        assert!(!b.push(b"world"));
+        assert_eq!(b.into_text(), ("helloworld".to_string(), false));
+    }
+
+    #[test]
+    fn cuts_at_the_cap_and_marks_truncated() {
+        let mut b = CappedBuf::new(8);
+        assert!(!b.push(b"12345"));
+        assert!(b.push(b"6789"));
+        // Stays truncated, nothing more is kept.
+        assert!(b.push(b"x"));
+        assert!(b.truncated());
+        assert_eq!(b.into_text(), ("12345678".to_string(), true));
+    }
+
+    #[test]
+    fn exactly_the_cap_is_not_truncated() {
+        let mut b = CappedBuf::new(4);
+        assert!(!b.push(b"abcd"));
+        assert_eq!(b.read_size(65536), 1, "one more byte decides whether the output is too long");
+        assert_eq!(b.into_text(), ("abcd".to_string(), false));
+    }
+
+    #[test]
+    fn read_size_never_goes_much_past_the_cap() {
+        let mut b = CappedBuf::new(100);
+        assert_eq!(b.read_size(65536), 101);
+        assert_eq!(b.read_size(16), 16);
+        b.push(&[b'a'; 60]);
+        assert_eq!(b.read_size(65536), 41);
+        let huge = CappedBuf::new(u64::MAX);
+        assert_eq!(huge.read_size(65536), 65536);
+        let zero = CappedBuf::new(0);
+        assert_eq!(zero.read_size(65536), 1);
+    }
+
+    #[test]
+    fn zero_cap_truncates_any_output() {
+        let mut b = CappedBuf::new(0);
+        assert!(b.push(b"x"));
+        assert_eq!(b.into_text(), (String::new(), true));
+    }
+
+    #[test]
+    fn a_character_cut_by_the_cap_is_dropped() {
+        // "é" is C3 A9: a cap of 2 keeps "a" and the lead byte, which is dropped.
+        let mut b = CappedBuf::new(2);
+        assert!(b.push("aé".as_bytes()));
+        assert_eq!(b.into_text(), ("a".to_string(), true));
+        // A complete multi-byte character at the end is kept.
+        let mut b = CappedBuf::new(3);
+        assert!(b.push("aéz".as_bytes()));
+        assert_eq!(b.into_text(), ("aé".to_string(), true));
+        // A 4-byte character cut after 3 bytes.
+        let mut b = CappedBuf::new(4);
+        assert!(b.push("a😀".as_bytes()));
+        assert_eq!(b.into_text(), ("a".to_string(), true));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let mut b = CappedBuf::new(10);
+        b.push(b"a\xffb");
+        assert_eq!(b.into_text(), ("a\u{fffd}b".to_string(), false));
+    }
+}

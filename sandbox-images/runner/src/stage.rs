@@ -1,0 +1,501 @@
+//! Running one stage (compile or run): spawn under limits, feed stdin, capture output, enforce
+//! the wall clock, kill and reap everything, measure, and decide which limit (if any) hit.
+//!
+//! The runner is single-threaded: one `poll(2)` loop moves stdin, stdout and stderr and wakes
+//! up on SIGCHLD (through a self-pipe) and at the wall-clock deadline. No helper threads also
+//! means the runner is exactly one task of the sandbox uid, which `RLIMIT_NPROC` accounts for.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::output::CappedBuf;
+use crate::protocol::{LimitHit, StageLimits, StageResult};
+use crate::signals::signal_name;
+use crate::sys;
+
+/// The environment every stage starts from (the request's `env` is added on top).
+pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Bytes read from a pipe per `read(2)`.
+const CHUNK: usize = 64 * 1024;
+/// Upper bound on one poll sleep (a backstop; SIGCHLD and the deadline wake the loop).
+const MAX_POLL: Duration = Duration::from_millis(100);
+/// After SIGKILL, how long to wait for the program's main process before giving up on it.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After the main process is gone and the rest killed: how long to wait for everything to
+/// be reaped, and for the pipes to reach end-of-file.
+const CLEANUP_TIME: Duration = Duration::from_secs(2);
+/// At most this many directory entries are looked at when searching for a file that hit
+/// the file-size limit.
+const SCAN_ENTRIES: usize = 10_000;
+
+pub struct StageSpec<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub work_dir: &'a Path,
+    pub tmp_dir: &'a Path,
+    pub stdin: &'a [u8],
+    pub limits: &'a StageLimits,
+}
+
+/// Runs one stage. `Err` means the stage could not be started (not a property of the
+/// program: a bad command, an I/O error); the message says why.
+pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
+    let sigchld = sys::init()?;
+    let (program, args) = spec.argv.split_first().ok_or_else(|| "empty command".to_string())?;
+    let limits = spec.limits;
+    let setup = sys::ChildSetup::for_limits(limits);
+
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(spec.work_dir)
+        .env_clear()
+        .env("PATH", BASE_PATH)
+        .env("HOME", spec.work_dir)
+        .env("LANG", "C.UTF-8")
+        .env("TMPDIR", spec.tmp_dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: `apply` only makes async-signal-safe system calls and does not allocate.
+    unsafe { cmd.pre_exec(move || setup.apply()) };
+
+    let oom_before = sys::oom_kill_count();
+    let cpu_before = sys::children_cpu_us();
+    sys::drain_pipe(sigchld);
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let pid = child.id() as libc::pid_t;
+    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    drop(child); // std's handle neither waits nor kills; the runner reaps with wait4 below
+    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+        sys::kill_program(pid);
+        return Err("child pipes missing".into());
+    };
+
+    let mut io = Pipes {
+        stdin: Some(StdinFeed { fd: OwnedFd::from(stdin), data: spec.stdin, written: 0 }),
+        out: Capture::new(OwnedFd::from(stdout), limits.output_bytes),
+        err: Capture::new(OwnedFd::from(stderr), limits.output_bytes),
+    };
+    if let Err(e) = io.set_nonblocking() {
+        sys::kill_program(pid);
+        cleanup(pid, &mut 0);
+        return Err(format!("cannot set up pipes: {e}"));
+    }
+    if spec.stdin.is_empty() {
+        io.stdin = None; // closing it gives the program EOF at once
+    }
+
+    // (Capped at ~49 days so that the deadline cannot overflow.)
+    let deadline = start + Duration::from_millis(limits.wall_time_ms.min(u64::from(u32::MAX)));
+    let mut killed: Option<(LimitHit, Instant)> = None;
+    let mut main_status: Option<libc::c_int> = None;
+    let mut peak_kib: u64 = 0;
+    loop {
+        // Reap whatever exited: the main process or orphans re-parented to the runner.
+        while let sys::Waited::Reaped { pid: p, status, rusage } = sys::wait_any_nohang() {
+            peak_kib = peak_kib.max(rusage.ru_maxrss.max(0) as u64);
+            if p == pid {
+                main_status = Some(status);
+            }
+        }
+        if main_status.is_some() {
+            break;
+        }
+        let now = Instant::now();
+        if killed.is_none() {
+            let hit = if io.out.buf.truncated() || io.err.buf.truncated() {
+                Some(LimitHit::Output)
+            } else if now >= deadline {
+                Some(LimitHit::WallTime)
+            } else {
+                None
+            };
+            if let Some(hit) = hit {
+                sys::kill_program(pid);
+                killed = Some((hit, now));
+            }
+        }
+        let timeout = match killed {
+            // Unkillable (stuck in the kernel): report no exit code and no signal.
+            Some((_, at)) if now >= at + KILL_GRACE => break,
+            Some(_) => Duration::from_millis(10),
+            None => deadline.saturating_duration_since(now).min(MAX_POLL),
+        };
+        io.poll_once(sigchld, timeout);
+    }
+    let wall = start.elapsed();
+
+    // The stage is over when its main process is: kill whatever it left behind, reap it all,
+    // then collect what is still in the pipes.
+    cleanup(pid, &mut peak_kib);
+    io.stdin = None;
+    let drain_deadline = Instant::now() + CLEANUP_TIME;
+    while io.out.reading() || io.err.reading() {
+        let now = Instant::now();
+        if now >= drain_deadline {
+            break;
+        }
+        io.poll_once(sigchld, (drain_deadline - now).min(MAX_POLL));
+    }
+
+    let cpu_ms = sys::children_cpu_us().saturating_sub(cpu_before) / 1000;
+    let oom_killed = match (oom_before, sys::oom_kill_count()) {
+        (Some(before), Some(after)) => after > before,
+        _ => false,
+    };
+    let (exit_code, signal) = match main_status {
+        Some(st) if libc::WIFEXITED(st) => (Some(libc::WEXITSTATUS(st)), None),
+        Some(st) if libc::WIFSIGNALED(st) => (None, Some(libc::WTERMSIG(st))),
+        _ => (None, None),
+    };
+    let file_size_limit = limits.file_size_kib.saturating_mul(1024);
+    let truncated = io.out.buf.truncated() || io.err.buf.truncated();
+    let limit = classify(&Facts {
+        // A program that wrote too much and exited before the runner could kill it still
+        // exceeded the output limit.
+        killed_for: killed.map(|(hit, _)| hit).or(truncated.then_some(LimitHit::Output)),
+        exit_code,
+        signal,
+        cpu_ms,
+        peak_kib,
+        oom_killed,
+        limits,
+        file_at_size_limit: &|| {
+            any_file_at_least(&[spec.work_dir.to_path_buf(), spec.tmp_dir.to_path_buf()], file_size_limit)
+        },
+    });
+    let (stdout, stdout_truncated) = io.out.buf.into_text();
+    let (stderr, stderr_truncated) = io.err.buf.into_text();
+    Ok(StageResult {
+        exit_code,
+        signal,
+        signal_name: signal.map(signal_name),
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        time_ms: cpu_ms,
+        wall_time_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
+        memory_kib: peak_kib,
+        limit,
+    })
+}
+
+/// Kills everything the stage left and reaps it all (bounded by [`CLEANUP_TIME`]).
+fn cleanup(pgid: libc::pid_t, peak_kib: &mut u64) {
+    let until = Instant::now() + CLEANUP_TIME;
+    loop {
+        sys::kill_program(pgid);
+        loop {
+            match sys::wait_any_nohang() {
+                sys::Waited::Reaped { rusage, .. } => {
+                    *peak_kib = (*peak_kib).max(rusage.ru_maxrss.max(0) as u64);
+                }
+                sys::Waited::NoneReady => break,
+                sys::Waited::NoChildren => return,
+            }
+        }
+        if Instant::now() >= until {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// What is known about a finished stage, for [`classify`].
+pub struct Facts<'a> {
+    /// The runner killed the program because of this limit.
+    pub killed_for: Option<LimitHit>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu_ms: u64,
+    pub peak_kib: u64,
+    /// The cgroup's OOM-kill counter went up during the stage.
+    pub oom_killed: bool,
+    pub limits: &'a StageLimits,
+    /// Whether some file in the work dir or /tmp reached the file-size limit (asked only for
+    /// a program that failed without another explanation).
+    pub file_at_size_limit: &'a dyn Fn() -> bool,
+}
+
+/// Which limit stopped the stage, if any. The runner's own kills come first (they happened
+/// first), then the kernel's signals, then measurements above the limits.
+pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
+    if f.killed_for.is_some() {
+        return f.killed_for;
+    }
+    let failed = f.signal.is_some() || f.exit_code.is_some_and(|c| c != 0);
+    let cpu_over = f.cpu_ms >= f.limits.cpu_time_ms;
+    match f.signal {
+        Some(libc::SIGXCPU) => return Some(LimitHit::CpuTime),
+        Some(libc::SIGXFSZ) => return Some(LimitHit::FileSize),
+        Some(libc::SIGKILL) if f.oom_killed => return Some(LimitHit::Memory),
+        Some(libc::SIGKILL) if cpu_over => return Some(LimitHit::CpuTime),
+        _ => {}
+    }
+    if f.peak_kib > f.limits.memory_kib || (failed && f.oom_killed) {
+        return Some(LimitHit::Memory);
+    }
+    if f.cpu_ms > f.limits.cpu_time_ms {
+        return Some(LimitHit::CpuTime);
+    }
+    if failed && (f.file_at_size_limit)() {
+        return Some(LimitHit::FileSize);
+    }
+    None
+}
+
+/// Whether a regular file of at least `bytes` (> 0) exists under one of `dirs` (symlinks are
+/// not followed; at most [`SCAN_ENTRIES`] entries are examined).
+pub fn any_file_at_least(dirs: &[PathBuf], bytes: u64) -> bool {
+    if bytes == 0 {
+        return false; // with a zero limit, an empty file proves nothing
+    }
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > SCAN_ENTRIES {
+                return false;
+            }
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() && entry.metadata().is_ok_and(|m| m.len() >= bytes) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+struct StdinFeed<'a> {
+    fd: OwnedFd,
+    data: &'a [u8],
+    written: usize,
+}
+
+struct Capture {
+    fd: OwnedFd,
+    buf: CappedBuf,
+    eof: bool,
+}
+
+impl Capture {
+    fn new(fd: OwnedFd, cap: u64) -> Self {
+        Capture { fd, buf: CappedBuf::new(cap), eof: false }
+    }
+
+    /// Still worth polling: not at EOF and under the cap. Past the cap the pipe is left
+    /// open but unread, so the writer blocks until it is killed.
+    fn reading(&self) -> bool {
+        !self.eof && !self.buf.truncated()
+    }
+
+    /// Reads what is available without blocking, never more than one byte past the cap.
+    fn read_available(&mut self) {
+        let mut chunk = [0u8; CHUNK];
+        while self.reading() {
+            let want = self.buf.read_size(CHUNK);
+            // SAFETY: reading at most `want` <= CHUNK bytes into a local buffer.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), chunk.as_mut_ptr().cast(), want) };
+            match n {
+                0 => self.eof = true,
+                n if n > 0 => {
+                    self.buf.push(&chunk[..n as usize]);
+                }
+                _ => match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) => return,
+                    _ => self.eof = true,
+                },
+            }
+        }
+    }
+}
+
+struct Pipes<'a> {
+    stdin: Option<StdinFeed<'a>>,
+    out: Capture,
+    err: Capture,
+}
+
+impl Pipes<'_> {
+    fn set_nonblocking(&self) -> std::io::Result<()> {
+        if let Some(s) = &self.stdin {
+            sys::set_nonblocking(s.fd.as_raw_fd())?;
+        }
+        sys::set_nonblocking(self.out.fd.as_raw_fd())?;
+        sys::set_nonblocking(self.err.fd.as_raw_fd())
+    }
+
+    /// One `poll(2)` round over the self-pipe and the open pipes, then moves data.
+    fn poll_once(&mut self, sigchld: RawFd, timeout: Duration) {
+        let mut fds = vec![libc::pollfd { fd: sigchld, events: libc::POLLIN, revents: 0 }];
+        let mut idx = [None::<usize>; 3];
+        if let Some(s) = &self.stdin {
+            idx[0] = Some(fds.len());
+            fds.push(libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+        }
+        for (i, c) in [(1, &self.out), (2, &self.err)] {
+            if c.reading() {
+                idx[i] = Some(fds.len());
+                fds.push(libc::pollfd { fd: c.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+        }
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n <= 0 {
+            return; // timeout or EINTR (SIGCHLD): the caller looks at the clock and reaps
+        }
+        if fds[0].revents != 0 {
+            sys::drain_pipe(sigchld);
+        }
+        let ready = |i: usize| idx[i].is_some_and(|j| fds[j].revents != 0);
+        if ready(0) {
+            self.feed_stdin();
+        }
+        if ready(1) {
+            self.out.read_available();
+        }
+        if ready(2) {
+            self.err.read_available();
+        }
+    }
+
+    /// Writes what the pipe takes; closes it when everything is written or the program
+    /// closed its end (EPIPE: the program does not want more input, which is fine).
+    fn feed_stdin(&mut self) {
+        let Some(s) = &mut self.stdin else { return };
+        loop {
+            let rest = &s.data[s.written..];
+            if rest.is_empty() {
+                self.stdin = None;
+                return;
+            }
+            let len = rest.len().min(CHUNK);
+            // SAFETY: writing from a valid slice of at least `len` bytes.
+            let n = unsafe { libc::write(s.fd.as_raw_fd(), rest.as_ptr().cast(), len) };
+            if n > 0 {
+                s.written += n as usize;
+                continue;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EAGAIN) => return,
+                _ => {
+                    self.stdin = None; // EPIPE or anything else: stop feeding
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: StageLimits = StageLimits {
+        wall_time_ms: 5000,
+        cpu_time_ms: 1000,
+        memory_kib: 65536,
+        processes: 10,
+        output_bytes: 1024,
+        file_size_kib: 1024,
+    };
+
+    fn facts() -> Facts<'static> {
+        Facts {
+            killed_for: None,
+            exit_code: Some(0),
+            signal: None,
+            cpu_ms: 10,
+            peak_kib: 1000,
+            oom_killed: false,
+            limits: &LIMITS,
+            file_at_size_limit: &|| false,
+        }
+    }
+
+    fn killed(sig: i32) -> Facts<'static> {
+        Facts { exit_code: None, signal: Some(sig), ..facts() }
+    }
+
+    #[test]
+    fn a_normal_run_hits_no_limit() {
+        assert_eq!(classify(&facts()), None);
+        assert_eq!(classify(&Facts { exit_code: Some(3), ..facts() }), None);
+        assert_eq!(classify(&killed(libc::SIGSEGV)), None);
+    }
+
+    #[test]
+    fn the_runners_own_kill_wins() {
+        let f = Facts { killed_for: Some(LimitHit::Output), cpu_ms: 5000, ..killed(libc::SIGKILL) };
+        assert_eq!(classify(&f), Some(LimitHit::Output));
+        let f = Facts { killed_for: Some(LimitHit::WallTime), ..killed(libc::SIGKILL) };
+        assert_eq!(classify(&f), Some(LimitHit::WallTime));
+    }
+
+    #[test]
+    fn kernel_signals_map_to_limits() {
+        assert_eq!(classify(&killed(libc::SIGXCPU)), Some(LimitHit::CpuTime));
+        assert_eq!(classify(&killed(libc::SIGXFSZ)), Some(LimitHit::FileSize));
+        let oom = Facts { oom_killed: true, ..killed(libc::SIGKILL) };
+        assert_eq!(classify(&oom), Some(LimitHit::Memory));
+        // SIGKILL at the hard CPU limit (SIGXCPU ignored).
+        let hard = Facts { cpu_ms: 2000, ..killed(libc::SIGKILL) };
+        assert_eq!(classify(&hard), Some(LimitHit::CpuTime));
+        // A SIGKILL from elsewhere, below every limit, is just a signal.
+        assert_eq!(classify(&killed(libc::SIGKILL)), None);
+    }
+
+    #[test]
+    fn measurements_over_the_limits() {
+        assert_eq!(classify(&Facts { peak_kib: 65537, ..facts() }), Some(LimitHit::Memory));
+        assert_eq!(classify(&Facts { peak_kib: 65536, ..facts() }), None);
+        assert_eq!(classify(&Facts { cpu_ms: 1001, ..facts() }), Some(LimitHit::CpuTime));
+        assert_eq!(classify(&Facts { cpu_ms: 1000, ..facts() }), None);
+        // An OOM kill of some process of the program, which then failed.
+        let f = Facts { exit_code: Some(137), oom_killed: true, ..facts() };
+        assert_eq!(classify(&f), Some(LimitHit::Memory));
+        // The counter moving while the program succeeded is someone else's business.
+        assert_eq!(classify(&Facts { oom_killed: true, ..facts() }), None);
+    }
+
+    #[test]
+    fn a_failed_program_with_a_file_at_the_size_limit() {
+        let f = Facts { exit_code: Some(153), file_at_size_limit: &|| true, ..facts() };
+        assert_eq!(classify(&f), Some(LimitHit::FileSize));
+        // A successful program may write a file of exactly the limit.
+        let f = Facts { file_at_size_limit: &|| true, ..facts() };
+        assert_eq!(classify(&f), None);
+    }
+
+    #[test]
+    fn finds_big_files_without_following_symlinks() {
+        let dir = std::env::temp_dir().join(format!("rce-runner-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("elsewhere")).expect("mkdir");
+        std::fs::write(dir.join("a/small"), [0u8; 10]).expect("write");
+        std::fs::write(dir.join("elsewhere/big"), [0u8; 100]).expect("write");
+        std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("a/link")).expect("symlink");
+        let roots = [dir.join("a")];
+        assert!(!any_file_at_least(&roots, 100), "the symlinked directory must not be searched");
+        assert!(any_file_at_least(&roots, 10));
+        std::fs::write(dir.join("a/b/big"), [0u8; 100]).expect("write");
+        assert!(any_file_at_least(&roots, 100));
+        assert!(!any_file_at_least(&roots, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,292 @@
+//! Thin wrappers over the system calls the runner needs: resource limits, the SIGCHLD
+//! self-pipe, killing and reaping, rusage, the cgroup's OOM-kill counter.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use crate::protocol::StageLimits;
+
+/// Tasks of the runner itself that share the sandbox uid with the program: the runner is
+/// single-threaded, so one. `RLIMIT_NPROC` counts every task of the uid, so the program's
+/// limit is raised by this much to mean "the program may have `processes` tasks".
+pub const RUNNER_TASKS: u64 = 1;
+
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+/// The resource limits of one stage's child, computed (and clamped to the runner's own hard
+/// limits) before `fork`, applied in the child by [`ChildSetup::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildSetup {
+    pub cpu: (u64, u64),
+    pub nproc: (u64, u64),
+    pub fsize: (u64, u64),
+}
+
+impl ChildSetup {
+    pub fn for_limits(l: &StageLimits) -> Self {
+        Self::clamped(l, current_hard_limit)
+    }
+
+    /// `hard_of` gives the current hard limit of a resource: a child cannot raise it.
+    pub fn clamped(l: &StageLimits, hard_of: impl Fn(Resource) -> u64) -> Self {
+        // RLIMIT_CPU has a granularity of one second: SIGXCPU at the first whole second at or
+        // above the limit (the verdict also compares the measured time with the exact limit),
+        // SIGKILL one second later for programs that catch or ignore SIGXCPU.
+        let cpu_soft = l.cpu_time_ms.div_ceil(1000).max(1);
+        let clamp = |r: Resource, soft: u64, hard: u64| {
+            let hard = hard.min(hard_of(r));
+            (soft.min(hard), hard)
+        };
+        let nproc = l.processes.saturating_add(RUNNER_TASKS);
+        let fsize = l.file_size_kib.saturating_mul(1024);
+        ChildSetup {
+            cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft + 1),
+            nproc: clamp(libc::RLIMIT_NPROC, nproc, nproc),
+            fsize: clamp(libc::RLIMIT_FSIZE, fsize, fsize),
+        }
+    }
+
+    /// Runs in the forked child before `exec`: only async-signal-safe system calls, no
+    /// allocation. New session (so the program has its own process group), rlimits, no
+    /// core dumps, and `oom_score_adj` 1000 so that the cgroup's OOM killer picks the
+    /// program rather than the runner.
+    pub fn apply(&self) -> io::Result<()> {
+        // SAFETY: async-signal-safe system calls with valid arguments.
+        unsafe {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            set_rlimit(libc::RLIMIT_CORE, (0, 0))?;
+            set_rlimit(libc::RLIMIT_CPU, self.cpu)?;
+            set_rlimit(libc::RLIMIT_FSIZE, self.fsize)?;
+            set_rlimit(libc::RLIMIT_NPROC, self.nproc)?;
+            let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"1000".as_ptr().cast(), 4);
+                libc::close(fd);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_rlimit(r: Resource, (soft, hard): (u64, u64)) -> io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: valid pointer to an initialised struct.
+    if unsafe { libc::setrlimit(r, &lim) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn current_hard_limit(r: Resource) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointer to a struct getrlimit fills.
+    if unsafe { libc::getrlimit(r, &mut lim) } < 0 {
+        return u64::MAX;
+    }
+    lim.rlim_max
+}
+
+/// True when the runner is the init process of its PID namespace (as in a container).
+pub fn is_init() -> bool {
+    std::process::id() == 1
+}
+
+/// Once per process: outside a container, become a child subreaper so that orphans of the
+/// program are re-parented to the runner (and reaped and killed by it) as they would be
+/// when it is PID 1; install the SIGCHLD handler that wakes the poll loop.
+/// Returns the read end of the self-pipe, or an error message.
+pub fn init() -> Result<RawFd, String> {
+    static PIPE: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
+    let r = PIPE.get_or_init(|| {
+        if !is_init() {
+            // SAFETY: plain prctl; failure only makes cleanup less thorough.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
+        let mut fds = [0; 2];
+        // SAFETY: valid pointer to two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+            return Err(format!("pipe2: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: both fds were just created; the write end is deliberately leaked to the
+        // signal handler for the life of the process.
+        let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        SIGCHLD_WRITE_FD.store(fds[1], Ordering::SeqCst);
+        // SAFETY: installing a handler that only calls write(2) and touches errno.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigchld as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()) < 0 {
+                return Err(format!("sigaction: {}", io::Error::last_os_error()));
+            }
+        }
+        Ok(read)
+    });
+    r.as_ref().map(|fd| fd.as_raw_fd()).map_err(Clone::clone)
+}
+
+static SIGCHLD_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    let fd = SIGCHLD_WRITE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) and errno access are async-signal-safe.
+        unsafe {
+            let saved = *libc::__errno_location();
+            libc::write(fd, b"c".as_ptr().cast(), 1);
+            *libc::__errno_location() = saved;
+        }
+    }
+}
+
+/// Empties the (non-blocking) self-pipe.
+pub fn drain_pipe(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into a local buffer of the given size.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// Kills the program: as PID 1, every other process of the PID namespace (`kill(-1)`, which
+/// nothing in the sandbox can escape); otherwise its process group and every direct child of
+/// the runner (orphans that left the group with `setsid` are re-parented to the runner, a
+/// subreaper).
+pub fn kill_program(pgid: libc::pid_t) {
+    // SAFETY: sending signals; pids are our own children or the program's process group.
+    unsafe {
+        if is_init() {
+            libc::kill(-1, libc::SIGKILL);
+            return;
+        }
+        if pgid > 1 {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+        for pid in own_children() {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The runner's direct children (Linux `/proc/<pid>/task/<tid>/children`; the runner has a
+/// single thread). Unreaped children keep their pid, so signalling them is safe.
+fn own_children() -> Vec<libc::pid_t> {
+    std::fs::read_to_string("/proc/thread-self/children")
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .filter(|&p: &libc::pid_t| p > 1)
+        .collect()
+}
+
+pub enum Waited {
+    Reaped { pid: libc::pid_t, status: libc::c_int, rusage: libc::rusage },
+    NoneReady,
+    NoChildren,
+}
+
+/// `wait4(-1, WNOHANG)`: reaps any child (the program or an orphan re-parented to the runner).
+pub fn wait_any_nohang() -> Waited {
+    loop {
+        let mut status = 0;
+        // SAFETY: zeroed rusage is a valid value; pointers are valid.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut rusage) };
+        if pid > 0 {
+            return Waited::Reaped { pid, status, rusage };
+        }
+        if pid == 0 {
+            return Waited::NoneReady;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            _ => return Waited::NoChildren,
+        }
+    }
+}
+
+/// User + system CPU time of all reaped children so far, in microseconds.
+pub fn children_cpu_us() -> u64 {
+    // SAFETY: zeroed rusage is a valid value; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    cpu_us(&ru)
+}
+
+pub fn cpu_us(ru: &libc::rusage) -> u64 {
+    let tv = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The container cgroup's OOM-kill counter (cgroup v2 `memory.events`, else v1
+/// `memory.oom_control`), if readable.
+pub fn oom_kill_count() -> Option<u64> {
+    ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().and_then(|text| parse_oom_kill(&text)))
+}
+
+pub fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Sets `O_NONBLOCK` on a pipe end.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(cpu_time_ms: u64) -> StageLimits {
+        StageLimits {
+            wall_time_ms: 5000,
+            cpu_time_ms,
+            memory_kib: 65536,
+            processes: 10,
+            output_bytes: 1024,
+            file_size_kib: 1024,
+        }
+    }
+
+    #[test]
+    fn rlimits_from_stage_limits() {
+        let s = ChildSetup::clamped(&limits(1000), |_| u64::MAX);
+        assert_eq!(s.cpu, (1, 2));
+        assert_eq!(s.nproc, (11, 11), "the runner's own task is added");
+        assert_eq!(s.fsize, (1024 * 1024, 1024 * 1024));
+        assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (2, 3));
+        assert_eq!(ChildSetup::clamped(&limits(0), |_| u64::MAX).cpu, (1, 2));
+    }
+
+    #[test]
+    fn rlimits_never_exceed_the_current_hard_limit() {
+        let s = ChildSetup::clamped(&limits(10_000), |r| if r == libc::RLIMIT_CPU { 5 } else { 4 });
+        assert_eq!(s.cpu, (5, 5));
+        assert_eq!(s.nproc, (4, 4));
+        assert_eq!(s.fsize, (4, 4));
+    }
+
+    #[test]
+    fn parses_oom_kill_counters() {
+        let v2 = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(2));
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 7\n";
+        assert_eq!(parse_oom_kill(v1), Some(7));
+        assert_eq!(parse_oom_kill("oom 1\n"), None);
+    }
+}

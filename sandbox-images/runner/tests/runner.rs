@@ -1,0 +1,550 @@
+//! Runs the real `rce-runner` binary on requests with `/bin/sh` programs, each in its own
+//! temporary work dir, and checks the result line it prints.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rce_runner::protocol::{
+    Encoding, File, LimitHit, Outcome, RunRequest, RunResult, StageLimits, RESULT_PREFIX,
+};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_rce-runner");
+
+/// A temporary directory with `work/` and `tmp/`, removed on drop.
+struct Sandbox {
+    root: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "rce-runner-it-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("work")).expect("mkdir work");
+        std::fs::create_dir_all(root.join("tmp")).expect("mkdir tmp");
+        Sandbox { root }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// The runner on `req`, started through `wrapper` (e.g. `unshare ...`) if not empty.
+    fn command(&self, req: &RunRequest, wrapper: &[&str]) -> Command {
+        let path = self.root.join("request.json");
+        std::fs::write(&path, serde_json::to_vec(req).expect("serialise")).expect("write request");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(RUNNER);
+                c
+            }
+            None => Command::new(RUNNER),
+        };
+        cmd.arg(&path)
+            .env("RCE_WORK_DIR", self.work())
+            .env("RCE_TMP_DIR", self.root.join("tmp"))
+            .env("RCE_TEST_LEAK", "must-not-reach-the-program");
+        cmd
+    }
+
+    /// Runs the runner; returns its parsed result and how long it took.
+    fn run(&self, req: &RunRequest) -> (RunResult, Duration) {
+        let start = Instant::now();
+        let out = self.command(req, &[]).output().expect("start rce-runner");
+        (parse_output(&out), start.elapsed())
+    }
+
+    /// Runs the runner as PID 1 of a new PID namespace (with its own /proc).
+    fn run_as_pid_1(&self, req: &RunRequest) -> (RunResult, Duration) {
+        let start = Instant::now();
+        let out = self.command(req, &UNSHARE).output().expect("start unshare");
+        (parse_output(&out), start.elapsed())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The runner exits 0 and prints exactly one line, the result line.
+fn parse_output(out: &std::process::Output) -> RunResult {
+    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8 stdout");
+    assert!(
+        out.status.success(),
+        "runner exit status {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches('\n').count(), 1, "exactly one line on stdout: {stdout:?}");
+    assert!(stdout.starts_with(RESULT_PREFIX) && stdout.ends_with('\n'), "{stdout:?}");
+    let line: serde_json::Value = serde_json::from_str(&stdout).expect("the line is JSON");
+    serde_json::from_value(line["rceResult"].clone()).expect("a RunResult")
+}
+
+fn limits() -> StageLimits {
+    StageLimits {
+        wall_time_ms: 10_000,
+        cpu_time_ms: 5_000,
+        memory_kib: 512 * 1024,
+        processes: 64,
+        output_bytes: 64 * 1024,
+        file_size_kib: 10 * 1024,
+    }
+}
+
+fn sh(script: &str) -> RunRequest {
+    RunRequest {
+        files: vec![],
+        stdin: String::new(),
+        args: vec![],
+        compile: None,
+        run: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![],
+        limits: limits(),
+        compile_limits: None,
+    }
+}
+
+fn file(name: &str, content: &str) -> File {
+    File { name: name.into(), content: content.into(), encoding: Encoding::Utf8 }
+}
+
+fn ran(r: &RunResult) -> &rce_runner::protocol::StageResult {
+    assert_eq!(r.outcome, Outcome::Ran, "{r:#?}");
+    r.run.as_ref().expect("a run stage")
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn hello_world_exits_zero() {
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&sh("echo hello; echo oops >&2"));
+    let run = ran(&r);
+    assert_eq!(run.exit_code, Some(0));
+    assert_eq!(run.signal, None);
+    assert_eq!(run.stdout, "hello\n");
+    assert_eq!(run.stderr, "oops\n");
+    assert!(!run.stdout_truncated && !run.stderr_truncated);
+    assert_eq!(run.limit, None);
+    assert!(run.wall_time_ms < 5_000, "{run:?}");
+    assert!(run.memory_kib > 0, "peak memory is measured: {run:?}");
+    assert!(r.compile.is_none() && r.message.is_none());
+}
+
+#[test]
+fn files_placeholder_and_args() {
+    let sb = Sandbox::new();
+    let mut req = sh("");
+    req.files = vec![
+        file("main.sh", "echo \"args: $*\"; cat data/in.txt; cat bin.dat"),
+        file("data/in.txt", "from a nested file\n"),
+        File { name: "bin.dat".into(), content: "YmluYXJ5Cg==".into(), encoding: Encoding::Base64 },
+    ];
+    req.run = vec!["sh".into(), "{file}".into()];
+    req.args = vec!["one".into(), "two words".into()];
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.stdout, "args: one two words\nfrom a nested file\nbinary\n", "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(sb.work().join("data/in.txt")).expect("written"),
+        "from a nested file\n"
+    );
+}
+
+#[test]
+fn clean_environment_plus_request_env() {
+    let sb = Sandbox::new();
+    let mut req = sh("env | sort; pwd");
+    req.env = vec![("GREETING".into(), "hi there".into())];
+    let (r, _) = sb.run(&req);
+    let out = &ran(&r).stdout;
+    let work = sb.work();
+    assert!(out.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{out}");
+    assert!(out.contains(&format!("HOME={}\n", work.display())), "{out}");
+    assert!(out.contains("LANG=C.UTF-8\n"), "{out}");
+    assert!(out.contains(&format!("TMPDIR={}\n", sb.root.join("tmp").display())), "{out}");
+    assert!(out.contains("GREETING=hi there\n"), "{out}");
+    assert!(!out.contains("RCE_TEST_LEAK"), "the runner's environment leaked: {out}");
+    assert!(out.ends_with(&format!("{}\n", work.display())), "cwd is the work dir: {out}");
+}
+
+#[test]
+fn stdin_is_fed_to_the_program() {
+    let sb = Sandbox::new();
+    let mut req = sh("cat");
+    req.stdin = "line one\nline two\n".into();
+    let (r, _) = sb.run(&req);
+    assert_eq!(ran(&r).stdout, "line one\nline two\n");
+
+    // More than a pipe buffer holds, in both directions.
+    let mut req = sh("cat");
+    req.stdin = "0123456789abcdef".repeat(64 * 1024); // 1 MiB
+    req.limits.output_bytes = 2 * 1024 * 1024;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.stdout.len(), 1024 * 1024);
+    assert_eq!(run.stdout, req.stdin);
+}
+
+#[test]
+fn a_program_that_ignores_its_stdin_is_fine() {
+    let sb = Sandbox::new();
+    let mut req = sh("exit 0");
+    req.stdin = "x".repeat(1024 * 1024);
+    let (r, elapsed) = sb.run(&req);
+    assert_eq!(ran(&r).exit_code, Some(0));
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn non_zero_exit_code() {
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&sh("echo partial; exit 3"));
+    let run = ran(&r);
+    assert_eq!(run.exit_code, Some(3));
+    assert_eq!(run.signal, None);
+    assert_eq!(run.stdout, "partial\n");
+    assert_eq!(run.limit, None);
+}
+
+#[test]
+fn death_by_signal() {
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&sh("kill -SEGV $$"));
+    let run = ran(&r);
+    assert_eq!(run.exit_code, None);
+    assert_eq!(run.signal, Some(11));
+    assert_eq!(run.signal_name.as_deref(), Some("SIGSEGV"));
+    assert_eq!(run.limit, None);
+}
+
+#[test]
+fn wall_time_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("sleep 30");
+    req.limits.wall_time_ms = 500;
+    let (r, elapsed) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::WallTime), "{run:?}");
+    assert_eq!(run.signal_name.as_deref(), Some("SIGKILL"));
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!((500..2_500).contains(&run.wall_time_ms), "{run:?}");
+}
+
+#[test]
+fn cpu_time_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("while :; do :; done");
+    req.limits.cpu_time_ms = 1_000;
+    req.limits.wall_time_ms = 30_000;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::CpuTime), "{run:?}");
+    assert_eq!(run.signal_name.as_deref(), Some("SIGXCPU"));
+    assert!((900..=2_500).contains(&run.time_ms), "CPU time near the limit: {run:?}");
+}
+
+#[test]
+fn a_program_ignoring_sigterm_still_ends_at_the_wall_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("trap '' TERM; while :; do :; done");
+    req.limits.wall_time_ms = 1_000;
+    req.limits.cpu_time_ms = 60_000;
+    let (r, elapsed) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::WallTime), "{run:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn output_flood_is_cut_at_the_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("yes");
+    req.limits.output_bytes = 1000;
+    let (r, elapsed) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Output), "{run:?}");
+    assert!(run.stdout_truncated);
+    assert_eq!(run.stdout.len(), 1000);
+    assert!(run.stdout.starts_with("y\ny\n"));
+    assert!(!run.stderr_truncated);
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn too_much_output_from_a_quick_program_is_still_an_output_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("head -c 5000 /dev/zero | tr '\\0' e >&2");
+    req.limits.output_bytes = 100;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Output), "{run:?}");
+    assert!(run.stderr_truncated && !run.stdout_truncated);
+    assert_eq!(run.stderr, "e".repeat(100));
+}
+
+#[test]
+fn file_size_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("head -c 10M /dev/zero > f");
+    req.limits.file_size_kib = 1024;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::FileSize), "{run:?}");
+    assert!(
+        run.signal_name.as_deref() == Some("SIGXFSZ") || run.exit_code.is_some_and(|c| c != 0),
+        "{run:?}"
+    );
+    let len = std::fs::metadata(sb.work().join("f")).expect("f exists").len();
+    assert_eq!(len, 1024 * 1024, "the file stops at the limit");
+
+    // Killed by SIGXFSZ itself (no shell in between), in the temporary dir this time.
+    let sb = Sandbox::new();
+    let mut req = sh("exec head -c 3M /dev/zero > \"$TMPDIR/g\"");
+    req.limits.file_size_kib = 1024;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.signal_name.as_deref(), Some("SIGXFSZ"), "{run:?}");
+    assert_eq!(run.limit, Some(LimitHit::FileSize), "{run:?}");
+    assert_eq!(std::fs::metadata(sb.root.join("tmp/g")).expect("g exists").len(), 1024 * 1024);
+
+    // Writing less than the limit and failing is not a file-size verdict.
+    let sb = Sandbox::new();
+    let mut req = sh("head -c 1000 /dev/zero > f; exit 1");
+    req.limits.file_size_kib = 1024;
+    let (r, _) = sb.run(&req);
+    assert_eq!(ran(&r).limit, None, "{r:?}");
+}
+
+#[test]
+fn compile_failure_stops_before_running() {
+    let sb = Sandbox::new();
+    let mut req = sh("echo should not run > ran.txt");
+    req.files = vec![file("main.c", "int main(){}")];
+    req.compile = Some(vec!["sh".into(), "-c".into(), "echo bad >&2; exit 1".into()]);
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::CompileError, "{r:#?}");
+    let compile = r.compile.as_ref().expect("compile stage");
+    assert_eq!(compile.exit_code, Some(1));
+    assert_eq!(compile.stderr, "bad\n");
+    assert!(r.run.is_none());
+    assert!(!sb.work().join("ran.txt").exists());
+}
+
+#[test]
+fn compile_then_run_with_separate_limits() {
+    let sb = Sandbox::new();
+    let mut req = sh("sh ./prog.sh");
+    req.files = vec![file("src/main.sh", "echo compiled and ran")];
+    req.compile = Some(vec!["sh".into(), "-c".into(), "echo compiling {file}; cp {file} prog.sh".into()]);
+    // The compile stage gets its own (tighter) wall limit: a slow compiler hits it.
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::Ran, "{r:#?}");
+    assert_eq!(r.compile.as_ref().expect("compile").stdout, "compiling src/main.sh\n");
+    assert_eq!(ran(&r).stdout, "compiled and ran\n");
+
+    let sb = Sandbox::new();
+    let mut req = sh("echo ran");
+    req.compile = Some(vec!["sleep".into(), "30".into()]);
+    req.compile_limits = Some(StageLimits { wall_time_ms: 300, ..limits() });
+    let (r, elapsed) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::CompileError, "{r:#?}");
+    assert_eq!(r.compile.as_ref().expect("compile").limit, Some(LimitHit::WallTime));
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[test]
+fn path_traversal_is_an_internal_error() {
+    let sb = Sandbox::new();
+    let mut req = sh("echo hi");
+    req.files = vec![file("ok.txt", "fine"), file("../x", "escaped")];
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::InternalError);
+    let msg = r.message.as_deref().expect("message");
+    assert!(msg.contains("invalid file name \"../x\""), "{msg}");
+    assert!(r.run.is_none());
+    assert!(!sb.root.join("x").exists());
+
+    for bad in ["/etc/evil", "a//b", "a/./b", "dir/"] {
+        let mut req = sh("echo hi");
+        req.files = vec![file(bad, "x")];
+        let (r, _) = sb.run(&req);
+        assert_eq!(r.outcome, Outcome::InternalError, "{bad}");
+        assert!(r.message.as_deref().expect("message").contains(&format!("{bad:?}")), "{r:?}");
+    }
+}
+
+#[test]
+fn symlinks_planted_in_the_work_dir_are_not_followed() {
+    let sb = Sandbox::new();
+    let outside = sb.root.join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(outside.join("target"), sb.work().join("main.sh")).expect("symlink");
+    std::os::unix::fs::symlink(&outside, sb.work().join("lib")).expect("symlink");
+
+    let mut req = sh("echo hi");
+    req.files = vec![file("main.sh", "evil")];
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::InternalError, "{r:#?}");
+    assert!(r.message.as_deref().expect("message").contains("\"main.sh\""), "{r:?}");
+    assert!(!outside.join("target").exists(), "wrote through a symlink");
+
+    let mut req = sh("echo hi");
+    req.files = vec![file("lib/mod.sh", "evil")];
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::InternalError, "{r:#?}");
+    assert!(!outside.join("mod.sh").exists(), "wrote through a symlinked directory");
+}
+
+#[test]
+fn background_processes_are_killed_and_do_not_hold_the_runner() {
+    let sb = Sandbox::new();
+    // The first keeps stdout open; the second leaves the process group with setsid.
+    let (r, elapsed) = sb.run(&sh("sleep 100 & echo $!; setsid sleep 100 > /dev/null 2>&1 & echo $!"));
+    let run = ran(&r);
+    assert_eq!(run.exit_code, Some(0), "{run:?}");
+    let pids: Vec<i32> = run.stdout.lines().map(|l| l.parse().expect("a pid")).collect();
+    assert_eq!(pids.len(), 2, "{run:?}");
+    for pid in pids {
+        assert!(!alive(pid), "background process {pid} survived the runner");
+    }
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn compile_leftovers_are_gone_before_the_run() {
+    let sb = Sandbox::new();
+    let mut req = sh("sleep 1; cat leak.txt 2>/dev/null || echo clean");
+    req.compile = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "setsid sh -c 'sleep 0.5; echo leaked > leak.txt' & sleep 0.2; exit 0".into(),
+    ]);
+    let (r, _) = sb.run(&req);
+    assert_eq!(ran(&r).stdout, "clean\n", "{r:#?}");
+}
+
+#[test]
+fn a_missing_or_broken_request_is_an_internal_error() {
+    let sb = Sandbox::new();
+    let out = Command::new(RUNNER)
+        .arg(sb.root.join("nope.json"))
+        .env("RCE_WORK_DIR", sb.work())
+        .output()
+        .expect("start rce-runner");
+    let r = parse_output(&out);
+    assert_eq!(r.outcome, Outcome::InternalError);
+    assert!(r.message.as_deref().expect("message").contains("nope.json"), "{r:?}");
+
+    std::fs::write(sb.root.join("bad.json"), "{\"files\": 3}").expect("write");
+    let out = Command::new(RUNNER)
+        .env("RCE_REQUEST", sb.root.join("bad.json"))
+        .env("RCE_WORK_DIR", sb.work())
+        .output()
+        .expect("start rce-runner");
+    let r = parse_output(&out);
+    assert_eq!(r.outcome, Outcome::InternalError);
+    assert!(r.message.as_deref().expect("message").starts_with("invalid request"), "{r:?}");
+}
+
+#[test]
+fn a_command_that_does_not_exist_is_an_internal_error() {
+    let sb = Sandbox::new();
+    let mut req = sh("");
+    req.run = vec!["/nonexistent/compiler".into()];
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::InternalError, "{r:#?}");
+    assert!(r.message.as_deref().expect("message").contains("/nonexistent/compiler"), "{r:?}");
+}
+
+const UNSHARE: [&str; 4] = ["unshare", "--pid", "--fork", "--mount-proc"];
+
+/// Whether this host lets us start the runner as PID 1 of a new PID namespace (root only).
+fn can_unshare() -> bool {
+    Command::new(UNSHARE[0]).args(&UNSHARE[1..]).arg("true").output().is_ok_and(|o| o.status.success())
+}
+
+/// As PID 1 the runner kills with `kill(-1)` and reaps orphans: leftovers of the compile stage
+/// (even ones that left the session) are neither running nor zombies when the program runs.
+#[test]
+fn as_pid_1_leftovers_are_killed_and_reaped() {
+    if !can_unshare() {
+        eprintln!("SKIPPED: cannot create a PID namespace here (needs root and unshare)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut req = sh("sleep 0.3; for f in /proc/[0-9]*/stat; do cut -d' ' -f2,3 $f; done 2>/dev/null");
+    req.compile = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "sleep 100 & setsid sleep 100 & (setsid sh -c 'sleep 100 & exit 0') ; sleep 0.2; exit 0".into(),
+    ]);
+    req.limits.wall_time_ms = 5_000;
+    let (r, elapsed) = sb.run_as_pid_1(&req);
+    let run = ran(&r);
+    let procs: Vec<&str> = run.stdout.lines().collect();
+    // (The runner may be sleeping or running, reading this very output.)
+    let runner = procs.iter().filter(|p| p.starts_with("(rce-runner) ")).count();
+    assert_eq!(runner, 1, "the runner is alive in its namespace: {procs:?}");
+    assert!(!procs.iter().any(|p| p.starts_with("(sleep)")), "compile leftovers survived: {procs:?}");
+    assert!(!procs.iter().any(|p| p.ends_with(" Z")), "zombies were not reaped: {procs:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+
+    // The wall limit as PID 1 too, with a background process and SIGTERM ignored.
+    let req = RunRequest {
+        limits: StageLimits { wall_time_ms: 500, ..limits() },
+        ..sh("trap '' TERM; sleep 30 & while :; do :; done")
+    };
+    let (r, elapsed) = sb.run_as_pid_1(&req);
+    assert_eq!(ran(&r).limit, Some(LimitHit::WallTime), "{r:#?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[test]
+fn extreme_limits_do_not_break_the_runner() {
+    let sb = Sandbox::new();
+    let max = StageLimits {
+        wall_time_ms: u64::MAX,
+        cpu_time_ms: u64::MAX,
+        memory_kib: u64::MAX,
+        processes: u64::MAX,
+        output_bytes: u64::MAX,
+        file_size_kib: u64::MAX,
+    };
+    let (r, _) = sb.run(&RunRequest { limits: max, ..sh("echo big") });
+    assert_eq!(ran(&r).stdout, "big\n", "{r:#?}");
+    assert_eq!(ran(&r).limit, None);
+
+    let zero = StageLimits { output_bytes: 0, file_size_kib: 0, ..limits() };
+    let (r, _) = sb.run(&RunRequest { limits: zero, ..sh("touch empty; exit 1") });
+    assert_eq!(ran(&r).limit, None, "an empty file is not a file-size verdict: {r:#?}");
+    let (r, _) = sb.run(&RunRequest { limits: zero, ..sh("echo x") });
+    assert_eq!(ran(&r).limit, Some(LimitHit::Output), "{r:#?}");
+    assert_eq!(ran(&r).stdout, "");
+}
+
+/// Peak RSS above `memoryKib` is a memory verdict even when the program exits normally (no
+/// memory bomb here: any shell needs more than 256 KiB).
+#[test]
+fn peak_memory_above_the_limit() {
+    let sb = Sandbox::new();
+    let req = RunRequest { limits: StageLimits { memory_kib: 256, ..limits() }, ..sh("echo small") };
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert!(run.memory_kib > 256, "{run:?}");
+    assert_eq!(run.exit_code, Some(0));
+    assert_eq!(run.limit, Some(LimitHit::Memory), "{run:?}");
+}
