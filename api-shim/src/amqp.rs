@@ -1,0 +1,1 @@
+//! The RabbitMQ path (cargo feature `amqp`): placeholder, filled in below.

@@ -1,0 +1,287 @@
+//! Who is calling, and how fast they may call. Credentials: an API key or a JWT (HS256 or
+//! RS256), given as `Authorization: Bearer …`, `X-API-Key`, Judge0's `X-Auth-Token`, or (for
+//! browsers' EventSource and WebSocket, which cannot set headers) `?api_key=` / `?access_token=`.
+//! Each credential maps to a tenant namespace and a token-bucket rate.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Mutex,
+    time::Instant,
+};
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::HeaderMap,
+    middleware::Next,
+    response::Response,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::{
+    config::{is_dns_label, Config},
+    error::ApiError,
+    state::AppState,
+};
+
+/// The caller, as the handlers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Namespace its Executions live in; it sees no others.
+    pub namespace: String,
+    /// Who it is: API key id, JWT subject, or `anonymous`.
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+struct KeyEntry {
+    namespace: String,
+    rate: Rate,
+    /// A printable id for logs and annotations (never the key itself).
+    id: String,
+}
+
+pub struct Auth {
+    enabled: bool,
+    keys: HashMap<String, KeyEntry>,
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+    default_namespace: String,
+    default_rate: Rate,
+    anonymous_rate: Option<Rate>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    ns: Option<String>,
+}
+
+impl Auth {
+    pub fn from_config(c: &Config) -> anyhow::Result<Auth> {
+        let default_rate = Rate { per_sec: c.rate, burst: f64::from(c.burst.max(1)) };
+        let mut keys = HashMap::new();
+        for (i, k) in c.all_api_keys()?.into_iter().enumerate() {
+            let rate = Rate {
+                per_sec: k.rate.unwrap_or(default_rate.per_sec),
+                burst: k.burst.map(f64::from).unwrap_or(default_rate.burst),
+            };
+            let namespace = k.namespace.clone().unwrap_or_else(|| c.namespace.clone());
+            keys.insert(k.key, KeyEntry { namespace, rate, id: format!("key-{}", i + 1) });
+        }
+        let hs256 = c.jwt_hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.as_bytes()));
+        let rs256 = match &c.jwt_rs256_public_key {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading RS256 public key {}: {e}", path.display()))?;
+                Some(DecodingKey::from_rsa_pem(&pem)?)
+            }
+            None => None,
+        };
+        if c.auth && keys.is_empty() && hs256.is_none() && rs256.is_none() {
+            anyhow::bail!("--auth is on but no API key or JWT key is configured");
+        }
+        Ok(Auth {
+            enabled: c.auth,
+            keys,
+            hs256,
+            rs256,
+            default_namespace: c.namespace.clone(),
+            default_rate,
+            anonymous_rate: (c.anonymous_rate > 0.0)
+                .then_some(Rate { per_sec: c.anonymous_rate, burst: (c.anonymous_rate * 2.0).max(1.0) }),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Identify the caller; `Ok((tenant, rate))`, rate `None` meaning unlimited.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<(Tenant, Option<Rate>), ApiError> {
+        if !self.enabled {
+            let tenant = Tenant {
+                namespace: self.default_namespace.clone(),
+                subject: peer.map(|p| format!("ip:{p}")).unwrap_or_else(|| "anonymous".into()),
+            };
+            return Ok((tenant, self.anonymous_rate));
+        }
+        let token = credential(headers)
+            .or(query_token)
+            .ok_or_else(|| ApiError::unauthorized("credentials required: an API key or a bearer token"))?;
+        if let Some(k) = self.keys.get(token) {
+            return Ok((Tenant { namespace: k.namespace.clone(), subject: k.id.clone() }, Some(k.rate)));
+        }
+        if token.split('.').count() == 3 && (self.hs256.is_some() || self.rs256.is_some()) {
+            return self.verify_jwt(token).map(|t| (t, Some(self.default_rate)));
+        }
+        Err(ApiError::unauthorized("invalid credentials"))
+    }
+
+    fn verify_jwt(&self, token: &str) -> Result<Tenant, ApiError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized("invalid bearer token"))?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| ApiError::unauthorized("unsupported token algorithm"))?;
+        let validation = Validation::new(header.alg);
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|_| ApiError::unauthorized("invalid or expired bearer token"))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(ApiError::unauthorized("the token has no subject"));
+        }
+        let namespace = match claims.ns {
+            Some(ns) if is_dns_label(&ns) => ns,
+            Some(_) => {
+                return Err(ApiError::forbidden("the token's namespace is not a valid namespace name"))
+            }
+            None => self.default_namespace.clone(),
+        };
+        Ok(Tenant { namespace, subject: format!("jwt:{}", claims.sub) })
+    }
+}
+
+/// The credential from the headers, in order: Authorization Bearer, X-API-Key, X-Auth-Token.
+fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(rest.trim());
+        }
+    }
+    ["x-api-key", "x-auth-token"]
+        .into_iter()
+        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()))
+}
+
+fn query_credential(query: Option<&str>) -> Option<String> {
+    let q = query?;
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if (k == "api_key" || k == "access_token") && !v.is_empty() {
+            return Some(percent_decode(v));
+        }
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' => match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Token buckets, one per credential.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Take one token; `Err(seconds)` to wait when the bucket is empty.
+    pub fn check(&self, key: &str, rate: Rate) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            // Forget buckets that have refilled: they hold no state worth keeping.
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec < rate.burst
+            });
+        }
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((rate.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec).min(rate.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else if rate.per_sec <= 0.0 {
+            Err(60)
+        } else {
+            Err(((1.0 - *tokens) / rate.per_sec).ceil() as u64)
+        }
+    }
+}
+
+/// Middleware: authenticate, rate-limit, and put the [`Tenant`] into the request.
+pub async fn require_tenant(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let query_token = query_credential(req.uri().query());
+    let (tenant, rate) = match state.auth.authenticate(req.headers(), query_token.as_deref(), peer) {
+        Ok(t) => t,
+        Err(e) => {
+            state.metrics.auth_failures.inc();
+            return axum::response::IntoResponse::into_response(e);
+        }
+    };
+    if let Some(rate) = rate {
+        if let Err(wait) = state.limiter.check(&tenant.subject, rate) {
+            state.metrics.rate_limited.inc();
+            return axum::response::IntoResponse::into_response(ApiError::rate_limited(wait));
+        }
+    }
+    req.extensions_mut().insert(tenant);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_refuses_with_retry_after() {
+        let l = RateLimiter::default();
+        let r = Rate { per_sec: 0.5, burst: 3.0 };
+        for _ in 0..3 {
+            assert!(l.check("k", r).is_ok());
+        }
+        let wait = l.check("k", r).unwrap_err();
+        assert!((1..=2).contains(&wait), "{wait}");
+        // Another key has its own bucket.
+        assert!(l.check("other", r).is_ok());
+    }
+
+    #[test]
+    fn credentials_come_from_every_header_and_the_query() {
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-token", "tok-1".parse().unwrap());
+        assert_eq!(credential(&h), Some("tok-1"));
+        h.insert("authorization", "Bearer tok-2".parse().unwrap());
+        assert_eq!(credential(&h), Some("tok-2"));
+        assert_eq!(query_credential(Some("a=1&api_key=k%2Fx")), Some("k/x".into()));
+        assert_eq!(query_credential(Some("access_token=abc")), Some("abc".into()));
+        assert_eq!(query_credential(Some("x=1")), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! What the shim needs from the outside world, as two small traits: the cluster (create and
+//! read Executions, the Runtime catalog, the pending count) and the status store (the Redis
+//! mirror: read a document, subscribe to its changes). Real implementations live in
+//! `kube_backend` and `redis_store`; in-memory ones in `testing`.
+//!
+//! On top of them: [`lookup`] (Redis first, then the Execution's own status) and [`watch`]
+//! (subscribe first, then read, then follow until the terminal status).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
+use rce_api::{redis_keys::StatusDocument, Execution, ExecutionSpec, ExecutionStatus, Phase, Runtime};
+use tokio::sync::mpsc;
+
+use crate::{error::ApiError, state::AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The dependency could not be reached or timed out.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The Kubernetes API refused the request.
+    #[error("rejected ({code}): {message}")]
+    Rejected { code: u16, reason: String, message: String },
+}
+
+pub trait Cluster: Send + Sync + 'static {
+    /// Create an Execution; returns the created object (with uid and creation time).
+    fn create(&self, execution: Execution) -> BoxFuture<'_, Result<Execution, BackendError>>;
+    /// Read an Execution; `None` when it does not exist.
+    fn get(&self, namespace: &str, name: &str) -> BoxFuture<'_, Result<Option<Execution>, BackendError>>;
+    /// The Runtime catalog (from a watch-backed cache, never a per-request list).
+    fn runtimes(&self) -> Vec<Arc<Runtime>>;
+    /// Executions waiting for capacity (phase Pending or not yet seen by the operator);
+    /// `None` while the cache is not yet synced.
+    fn pending(&self) -> Option<usize>;
+    /// Are the caches synced?
+    fn ready(&self) -> bool;
+}
+
+pub trait StatusStore: Send + Sync + 'static {
+    fn get(&self, namespace: &str, name: &str)
+        -> BoxFuture<'_, Result<Option<StatusDocument>, BackendError>>;
+    /// Subscribe to the Execution's channel. The returned future resolves once the
+    /// subscription is active, so no change published after it is missed.
+    fn subscribe(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>>;
+    fn ping(&self) -> BoxFuture<'_, bool>;
+}
+
+/// An Execution as the shim presents it, from either source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecView {
+    pub namespace: String,
+    pub name: String,
+    pub language: String,
+    /// Creation time of the Execution (RFC 3339), if known.
+    pub created_at: Option<String>,
+    pub status: ExecutionStatus,
+    /// The spec, when the Execution itself was read.
+    pub spec: Option<ExecutionSpec>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ExecView {
+    pub fn phase(&self) -> Phase {
+        self.status.phase.unwrap_or(Phase::Pending)
+    }
+    pub fn is_terminal(&self) -> bool {
+        self.phase().is_terminal()
+    }
+    /// When it was submitted: the operator's `submittedAt`, else the creation time.
+    pub fn submitted_at(&self) -> Option<String> {
+        self.status.submitted_at.clone().or_else(|| self.created_at.clone())
+    }
+    pub fn from_doc(doc: StatusDocument) -> Self {
+        ExecView {
+            namespace: doc.namespace,
+            name: doc.name,
+            language: doc.language,
+            created_at: None,
+            status: doc.status,
+            spec: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+    pub fn from_execution(ex: &Execution) -> Self {
+        ExecView {
+            namespace: ex.metadata.namespace.clone().unwrap_or_default(),
+            name: ex.metadata.name.clone().unwrap_or_default(),
+            language: ex.spec.language.clone(),
+            created_at: ex.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+            status: ex.status.clone().unwrap_or_default(),
+            spec: Some(ex.spec.clone()),
+            annotations: ex.metadata.annotations.clone().unwrap_or_default(),
+        }
+    }
+}
+
+fn rank(p: Option<Phase>) -> u8 {
+    match p {
+        None => 0,
+        Some(Phase::Pending) => 1,
+        Some(Phase::Processing) => 2,
+        Some(Phase::Completed | Phase::Failed) => 3,
+    }
+}
+
+/// Read an Execution's status: the Redis document first; the Execution itself when the
+/// document is missing, when Redis fails, or when the caller needs the spec (`need_spec`).
+/// `Ok(None)`: no such Execution in this namespace.
+pub async fn lookup(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    need_spec: bool,
+) -> Result<Option<ExecView>, ApiError> {
+    let doc = match state.status.get(namespace, name).await {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::warn!(error = %e, "redis read failed; falling back to the Kubernetes API");
+            None
+        }
+    };
+    if let (Some(doc), false) = (&doc, need_spec) {
+        return Ok(Some(ExecView::from_doc(doc.clone())));
+    }
+    match state.cluster.get(namespace, name).await {
+        Ok(Some(ex)) => {
+            let mut view = ExecView::from_execution(&ex);
+            // The mirror may be ahead of the status we just read (or behind): keep the later.
+            if let Some(doc) = doc {
+                if rank(doc.status.phase) > rank(view.status.phase) {
+                    view.status = doc.status;
+                }
+            }
+            Ok(Some(view))
+        }
+        // Gone from the cluster (garbage-collected) but still mirrored: still answer.
+        Ok(None) => Ok(doc.map(ExecView::from_doc)),
+        Err(e) => match doc {
+            Some(doc) => Ok(Some(ExecView::from_doc(doc))),
+            None => {
+                tracing::error!(error = %e, namespace, name, "reading Execution failed");
+                Err(ApiError::unavailable())
+            }
+        },
+    }
+}
+
+/// Follow an Execution: the current view first, then every change, ending after the
+/// terminal one (or after `max`). Subscribes to the Redis channel BEFORE reading the current
+/// document, so no change can fall between the two; a slow poll backs the subscription up (and
+/// replaces it when Redis is unreachable).
+pub async fn watch(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    max: Duration,
+) -> Result<mpsc::Receiver<ExecView>, ApiError> {
+    let sub = match state.status.subscribe(namespace, name).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "redis subscribe failed; following by polling");
+            None
+        }
+    };
+    let first = lookup(state, namespace, name, false)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no execution {name:?}")))?;
+    let (tx, rx) = mpsc::channel(16);
+    let state = state.clone();
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + max;
+        let mut last = first.clone();
+        if tx.send(first).await.is_err() || last.is_terminal() {
+            return;
+        }
+        let mut sub = sub;
+        let poll_every = if sub.is_some() { state.poll_interval * 4 } else { state.poll_interval };
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every);
+        loop {
+            let next: Option<ExecView> = tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
+                msg = async { match sub.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                    match msg {
+                        Some(doc) if doc.name == name && doc.namespace == namespace => Some(ExecView::from_doc(doc)),
+                        Some(_) => None,
+                        None => { sub = None; None }
+                    }
+                }
+                _ = poll.tick() => lookup(&state, &namespace, &name, false).await.unwrap_or_default(),
+            };
+            if let Some(view) = next {
+                // Never go backwards (a late poll may read an older copy than a message).
+                if view.status != last.status && rank(view.status.phase) >= rank(last.status.phase) {
+                    last = view.clone();
+                    let terminal = view.is_terminal();
+                    if tx.send(view).await.is_err() || terminal {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Wait up to `max` for the terminal status; returns the last view seen either way.
+pub async fn wait_terminal(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    max: Duration,
+) -> Result<ExecView, ApiError> {
+    let mut rx = watch(state, namespace, name, max).await?;
+    let mut last = None;
+    while let Some(v) = rx.recv().await {
+        let terminal = v.is_terminal();
+        last = Some(v);
+        if terminal {
+            break;
+        }
+    }
+    last.ok_or_else(ApiError::internal)
+}
+
+/// Map a kube client error to ours.
+pub fn kube_error(e: kube::Error) -> BackendError {
+    match e {
+        kube::Error::Api(s) => {
+            BackendError::Rejected { code: s.code, reason: s.reason.clone(), message: s.message.clone() }
+        }
+        other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+pub fn stream_of<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}

@@ -1,0 +1,123 @@
+//! The language catalog, read from the cluster's `Runtime` objects.
+
+use std::sync::Arc;
+
+use rce_api::{LimitError, Limits, ResolvedLimits, Runtime};
+
+pub fn name(rt: &Runtime) -> &str {
+    rt.metadata.name.as_deref().unwrap_or("")
+}
+
+/// Sorted by name, for stable lists.
+pub fn sorted(mut rts: Vec<Arc<Runtime>>) -> Vec<Arc<Runtime>> {
+    rts.sort_by(|a, b| name(a).cmp(name(b)));
+    rts
+}
+
+/// The Runtime answering to `language` (its name or an alias, case-insensitive).
+pub fn find(rts: &[Arc<Runtime>], language: &str) -> Option<Arc<Runtime>> {
+    rts.iter()
+        .find(|r| r.metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(language.trim())))
+        .or_else(|| rts.iter().find(|r| r.answers_to(language)))
+        .cloned()
+}
+
+/// The Runtime serving a Judge0 language id.
+pub fn find_judge0(rts: &[Arc<Runtime>], id: u32) -> Option<Arc<Runtime>> {
+    rts.iter().find(|r| r.spec.judge0_ids.contains(&id)).cloned()
+}
+
+pub fn known_names(rts: &[Arc<Runtime>]) -> Vec<String> {
+    let mut v: Vec<String> = rts.iter().map(|r| name(r).to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Display name, e.g. "Python" (falls back to the object name).
+pub fn display_name(rt: &Runtime) -> String {
+    if rt.spec.display_name.is_empty() {
+        name(rt).to_string()
+    } else {
+        rt.spec.display_name.clone()
+    }
+}
+
+/// Check requested limits against the Runtime's defaults and maximum.
+pub fn resolve_limits(rt: &Runtime, requested: Option<&Limits>) -> Result<ResolvedLimits, LimitError> {
+    Limits::resolve(requested, &rt.spec.default_limits, &rt.spec.max_limits, &ResolvedLimits::CEILING)
+}
+
+/// The Runtime's maximum limits, resolved (what a request may ask for at most).
+pub fn max_limits(rt: &Runtime) -> ResolvedLimits {
+    let c = ResolvedLimits::CEILING;
+    let m = &rt.spec.max_limits;
+    let f = |v: Option<u64>, cap: u64| v.unwrap_or(cap).min(cap);
+    ResolvedLimits {
+        wall_time_ms: f(m.wall_time_ms, c.wall_time_ms),
+        cpu_time_ms: f(m.cpu_time_ms, c.cpu_time_ms),
+        memory_mib: f(m.memory_mib, c.memory_mib),
+        processes: f(m.processes, c.processes),
+        output_bytes: f(m.output_bytes, c.output_bytes),
+        file_size_kib: f(m.file_size_kib, c.file_size_kib),
+    }
+}
+
+/// Does a Piston-style version request match this Runtime's version? Accepts `*`, an empty
+/// string, an exact version, a prefix of whole components (`3`, `3.11`) and `x` wildcards
+/// (`3.x`, `3.11.x`).
+pub fn version_matches(requested: &str, actual: &str) -> bool {
+    let req = requested.trim();
+    if req.is_empty() || req == "*" || req == "latest" {
+        return true;
+    }
+    let req = req.trim_start_matches(['=', '^', '~', 'v']);
+    let a: Vec<&str> = actual.split('.').collect();
+    let r: Vec<&str> = req.split('.').collect();
+    if r.len() > a.len() {
+        return false;
+    }
+    r.iter().zip(&a).all(|(r, a)| *r == "x" || *r == "X" || *r == "*" || r == a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rce_api::RuntimeSpec;
+
+    pub fn rt(name: &str, aliases: &[&str], ids: &[u32]) -> Arc<Runtime> {
+        let mut r = Runtime::new(
+            name,
+            RuntimeSpec {
+                version: "3.11.2".into(),
+                aliases: aliases.iter().map(|s| s.to_string()).collect(),
+                judge0_ids: ids.to_vec(),
+                ..Default::default()
+            },
+        );
+        r.metadata.name = Some(name.into());
+        Arc::new(r)
+    }
+
+    #[test]
+    fn finds_by_name_alias_and_judge0_id() {
+        let rts = vec![rt("python", &["py", "python3"], &[71]), rt("bash", &["sh"], &[46])];
+        assert_eq!(name(&find(&rts, "PY").unwrap()), "python");
+        assert_eq!(name(&find(&rts, "bash").unwrap()), "bash");
+        assert!(find(&rts, "cobol").is_none());
+        assert_eq!(name(&find_judge0(&rts, 46).unwrap()), "bash");
+        assert!(find_judge0(&rts, 1).is_none());
+        assert_eq!(known_names(&rts), vec!["bash", "python"]);
+    }
+
+    #[test]
+    fn piston_versions_match_like_semver_ranges() {
+        assert!(version_matches("*", "3.11.2"));
+        assert!(version_matches("3.11.2", "3.11.2"));
+        assert!(version_matches("3", "3.11.2"));
+        assert!(version_matches("3.x", "3.11.2"));
+        assert!(version_matches("3.11", "3.11.2"));
+        assert!(!version_matches("3.10", "3.11.2"));
+        assert!(!version_matches("2", "3.11.2"));
+        assert!(!version_matches("3.11.2.1", "3.11.2"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The real cluster: Executions through the Kubernetes API; Runtimes and the pending count
+//! from watch-backed caches (reflectors), never from per-request lists.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use futures::{future::BoxFuture, StreamExt};
+use kube::{
+    api::{Api, PostParams},
+    runtime::{reflector, watcher, WatchStreamExt},
+    Client,
+};
+use rce_api::{Execution, Phase, Runtime};
+
+use crate::backend::{kube_error, BackendError, Cluster};
+
+pub struct KubeCluster {
+    client: Client,
+    runtimes: reflector::Store<Runtime>,
+    executions: reflector::Store<Execution>,
+    runtimes_ready: Arc<AtomicBool>,
+    executions_ready: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl KubeCluster {
+    /// Start the caches (background tasks) and return at once.
+    pub fn start(client: Client) -> Arc<KubeCluster> {
+        let (rt_reader, rt_writer) = reflector::store::<Runtime>();
+        let runtimes_ready = Arc::new(AtomicBool::new(false));
+        let rt_stream = watcher(Api::<Runtime>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(rt_writer)
+            .touched_objects();
+        let flag = runtimes_ready.clone();
+        let reader = rt_reader.clone();
+        tokio::spawn(async move {
+            let ready = reader.wait_until_ready();
+            tokio::pin!(ready);
+            tokio::pin!(rt_stream);
+            loop {
+                tokio::select! {
+                    r = &mut ready, if !flag.load(Ordering::Relaxed) => {
+                        if r.is_ok() { flag.store(true, Ordering::Relaxed); }
+                    }
+                    ev = rt_stream.next() => match ev {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => tracing::warn!(error = %e, "Runtime watch error"),
+                        None => break,
+                    }
+                }
+            }
+        });
+
+        let (ex_reader, ex_writer) = reflector::store::<Execution>();
+        let executions_ready = Arc::new(AtomicBool::new(false));
+        // Only the phase matters for the pending count: drop everything large before caching.
+        let ex_stream = watcher(Api::<Execution>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(|ex: &mut Execution| {
+                ex.metadata.managed_fields = None;
+                ex.metadata.annotations = None;
+                ex.spec = Default::default();
+                ex.status = ex
+                    .status
+                    .as_ref()
+                    .map(|s| rce_api::ExecutionStatus { phase: s.phase, ..Default::default() });
+            })
+            .reflect(ex_writer)
+            .touched_objects();
+        let flag = executions_ready.clone();
+        let reader = ex_reader.clone();
+        tokio::spawn(async move {
+            let ready = reader.wait_until_ready();
+            tokio::pin!(ready);
+            tokio::pin!(ex_stream);
+            loop {
+                tokio::select! {
+                    r = &mut ready, if !flag.load(Ordering::Relaxed) => {
+                        if r.is_ok() { flag.store(true, Ordering::Relaxed); }
+                    }
+                    ev = ex_stream.next() => match ev {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => tracing::warn!(error = %e, "Execution watch error"),
+                        None => break,
+                    }
+                }
+            }
+        });
+
+        Arc::new(KubeCluster {
+            client,
+            runtimes: rt_reader,
+            executions: ex_reader,
+            runtimes_ready,
+            executions_ready,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Wait (bounded) until both caches have listed once.
+    pub async fn wait_ready(&self, max: Duration) -> bool {
+        let _ = tokio::time::timeout(max, async {
+            let _ = self.runtimes.wait_until_ready().await;
+            let _ = self.executions.wait_until_ready().await;
+        })
+        .await;
+        self.ready()
+    }
+}
+
+impl Cluster for KubeCluster {
+    fn create(&self, execution: Execution) -> BoxFuture<'_, Result<Execution, BackendError>> {
+        Box::pin(async move {
+            let ns = execution.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let api: Api<Execution> = Api::namespaced(self.client.clone(), &ns);
+            match tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &execution)).await {
+                Ok(r) => r.map_err(kube_error),
+                Err(_) => Err(BackendError::Unavailable("timed out creating the Execution".into())),
+            }
+        })
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> BoxFuture<'_, Result<Option<Execution>, BackendError>> {
+        let api: Api<Execution> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_string();
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, api.get_opt(&name)).await {
+                Ok(r) => r.map_err(kube_error),
+                Err(_) => Err(BackendError::Unavailable("timed out reading the Execution".into())),
+            }
+        })
+    }
+
+    fn runtimes(&self) -> Vec<Arc<Runtime>> {
+        self.runtimes.state()
+    }
+
+    fn pending(&self) -> Option<usize> {
+        if !self.executions_ready.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(
+            self.executions
+                .state()
+                .iter()
+                .filter(|e| e.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Pending))
+                .count(),
+        )
+    }
+
+    fn ready(&self) -> bool {
+        self.runtimes_ready.load(Ordering::Relaxed) && self.executions_ready.load(Ordering::Relaxed)
+    }
+}

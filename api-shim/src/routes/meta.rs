@@ -1,0 +1,52 @@
+//! Health, readiness, metrics, the OpenAPI document and the playground page.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{Html, IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Value};
+
+use crate::state::AppState;
+
+/// Liveness (the seed's `GET /health`).
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, description = "{status: ok}")))]
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the caches are synced and Redis answers.
+#[utoipa::path(get, path = "/ready", tag = "meta", responses((status = 200), (status = 503)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let cluster = state.cluster.ready();
+    let redis = state.status.ping().await;
+    let code = if cluster { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "cluster": cluster, "redis": redis })))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(p) = state.cluster.pending() {
+        state.metrics.pending.set(p as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}
+
+const PLAYGROUND: &str = include_str!("../../static/playground.html");
+
+/// The playground page.
+pub async fn playground() -> Html<&'static str> {
+    Html(PLAYGROUND)
+}

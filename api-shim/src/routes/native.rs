@@ -1,0 +1,243 @@
+//! rce's own API: full submissions, status, live streams (SSE and WebSocket), languages.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{
+        ws::{
+            close_code, rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket,
+            WebSocketUpgrade,
+        },
+        Path, State,
+    },
+    http::StatusCode,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Extension, Json,
+};
+use futures::{Stream, StreamExt};
+use rce_api::{FileEncoding, Limits, SourceFile};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::{
+    auth::Tenant,
+    backend::{lookup, watch, ExecView},
+    catalog,
+    error::{ApiError, JsonBody},
+    state::AppState,
+    submit::{self, Program, Submission},
+    views::ExecutionView,
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateExecution {
+    /// A Runtime name or alias (see `GET /api/languages`).
+    pub language: String,
+    /// The source text. Give `source` or `files`.
+    pub source: Option<String>,
+    /// Several files, the first being the entry point.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub files: Option<Vec<SourceFile>>,
+    pub stdin: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `wallTimeMs`, `cpuTimeMs`, `memoryMiB`, `processes`, `outputBytes`, `fileSizeKiB`.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Limits>,
+    /// When given, stdout is compared with it: Accepted or WrongAnswer.
+    pub expected_output: Option<String>,
+}
+
+/// Check that file names stay inside the work dir.
+pub fn check_files(files: &[SourceFile]) -> Result<(), ApiError> {
+    if files.is_empty() {
+        return Err(ApiError::invalid("files must not be empty"));
+    }
+    for f in files {
+        let n = &f.name;
+        if n.is_empty()
+            || n.len() > 255
+            || n.starts_with('/')
+            || n.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+            || n.contains(['\\', '\0'])
+        {
+            return Err(ApiError::invalid(format!("invalid file name {n:?}")));
+        }
+        if f.encoding == FileEncoding::Base64 {
+            use base64::Engine;
+            if base64::engine::general_purpose::STANDARD.decode(f.content.trim()).is_err() {
+                return Err(ApiError::invalid(format!("file {n:?} is not valid base64")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Submit an Execution.
+#[utoipa::path(post, path = "/api/executions", tag = "rce", request_body = CreateExecution,
+    responses((status = 201, body = ExecutionView), (status = 400), (status = 413), (status = 422), (status = 429), (status = 503)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    JsonBody(req): JsonBody<CreateExecution>,
+) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
+    let runtimes = state.cluster.runtimes();
+    let runtime = catalog::find(&runtimes, &req.language)
+        .ok_or_else(|| ApiError::unknown_language(&req.language, catalog::known_names(&runtimes)))?;
+    let program = match (req.source, req.files) {
+        (Some(s), None) => Program::Source(s),
+        (None, Some(f)) => {
+            check_files(&f)?;
+            Program::Files(f)
+        }
+        _ => return Err(ApiError::invalid("give exactly one of source and files")),
+    };
+    let sub = Submission {
+        runtime,
+        program,
+        stdin: req.stdin,
+        args: req.args,
+        limits: req.limits,
+        expected_output: req.expected_output,
+        api: "rce",
+        annotations: Default::default(),
+    };
+    let created = submit::submit(&state, &tenant, sub).await?;
+    Ok((StatusCode::CREATED, Json(ExecutionView::from(&ExecView::from_execution(&created)))))
+}
+
+async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<ExecView, ApiError> {
+    if !submit::plausible_name(id) {
+        return Err(ApiError::not_found(format!("no execution {id:?}")));
+    }
+    lookup(state, &tenant.namespace, id, false)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no execution {id:?}")))
+}
+
+/// An Execution's status.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "rce", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionView), (status = 404)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    Ok(Json(ExecutionView::from(&find(&state, &tenant, &id).await?)))
+}
+
+async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Receiver<ExecView>, ApiError> {
+    if !submit::plausible_name(id) {
+        return Err(ApiError::not_found(format!("no execution {id:?}")));
+    }
+    watch(state, &tenant.namespace, id, Duration::from_secs(state.config.stream_max_secs)).await
+}
+
+/// Server-sent events: one `status` event per status change (data: the ExecutionView JSON),
+/// then an `end` event after the terminal one, and the stream closes.
+#[utoipa::path(get, path = "/api/executions/{id}/events", tag = "rce", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of ExecutionView", content_type = "text/event-stream"), (status = 404)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let rx = follow(&state, &tenant, &id).await?;
+    let updates = tokio_stream::wrappers::ReceiverStream::new(rx).map(|v| {
+        let view = ExecutionView::from(&v);
+        let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
+        Ok(Event::default().event("status").data(data))
+    });
+    let end = futures::stream::once(async { Ok(Event::default().event("end").data("{}")) });
+    Ok(Sse::new(updates.chain(end)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// WebSocket: one text message (ExecutionView JSON) per status change; closed with 1000
+/// after the terminal one.
+#[utoipa::path(get, path = "/api/executions/{id}/ws", tag = "rce", params(("id" = String, Path)),
+    responses((status = 101, description = "WebSocket of ExecutionView messages"), (status = 404)))]
+pub async fn ws(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade =
+        upgrade.map_err(|_| ApiError::bad_request("this endpoint needs a WebSocket upgrade request"))?;
+    let rx = follow(&state, &tenant, &id).await?;
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)).into_response())
+}
+
+async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<ExecView>) {
+    loop {
+        tokio::select! {
+            v = rx.recv() => match v {
+                Some(v) => {
+                    let terminal = v.is_terminal();
+                    let text = serde_json::to_string(&ExecutionView::from(&v)).unwrap_or_else(|_| "{}".into());
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                    if terminal {
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "finished".into() })))
+                            .await;
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "stream ended".into() })))
+                        .await;
+                    return;
+                }
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LanguageInfo {
+    pub name: String,
+    pub display_name: String,
+    pub version: String,
+    pub aliases: Vec<String>,
+    pub judge0_ids: Vec<u32>,
+    /// Resolved default limits.
+    #[schema(value_type = Object)]
+    pub default_limits: serde_json::Value,
+    /// The most a submission may ask for.
+    #[schema(value_type = Object)]
+    pub max_limits: serde_json::Value,
+}
+
+/// The languages this cluster runs (its Runtime objects).
+#[utoipa::path(get, path = "/api/languages", tag = "rce", responses((status = 200, body = Vec<LanguageInfo>)))]
+pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
+    let list = catalog::sorted(state.cluster.runtimes())
+        .into_iter()
+        .map(|rt| LanguageInfo {
+            name: catalog::name(&rt).to_string(),
+            display_name: catalog::display_name(&rt),
+            version: rt.spec.version.clone(),
+            aliases: rt.spec.aliases.clone(),
+            judge0_ids: rt.spec.judge0_ids.clone(),
+            default_limits: catalog::resolve_limits(&rt, None)
+                .ok()
+                .and_then(|l| serde_json::to_value(l).ok())
+                .unwrap_or_default(),
+            max_limits: serde_json::to_value(catalog::max_limits(&rt)).unwrap_or_default(),
+        })
+        .collect();
+    Json(list)
+}

@@ -1,0 +1,71 @@
+//! Shared application state.
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use crate::{
+    auth::{Auth, RateLimiter},
+    backend::{Cluster, StatusStore},
+    config::Config,
+    metrics::Metrics,
+};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub cluster: Arc<dyn Cluster>,
+    pub status: Arc<dyn StatusStore>,
+    pub auth: Auth,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    /// How often a watcher re-reads the status (×4 while a Redis subscription is active).
+    pub poll_interval: Duration,
+    #[cfg(feature = "amqp")]
+    pub amqp: Option<Arc<crate::amqp::Publisher>>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        cluster: Arc<dyn Cluster>,
+        status: Arc<dyn StatusStore>,
+    ) -> anyhow::Result<AppState> {
+        let auth = Auth::from_config(&config)?;
+        Ok(AppState(Arc::new(Inner {
+            config,
+            cluster,
+            status,
+            auth,
+            limiter: RateLimiter::default(),
+            metrics: Metrics::default(),
+            poll_interval: Duration::from_millis(500),
+            #[cfg(feature = "amqp")]
+            amqp: None,
+        })))
+    }
+
+    /// Same, with a different watcher poll interval (tests).
+    pub fn with_poll_interval(self, every: Duration) -> AppState {
+        let inner =
+            Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("with_poll_interval on a shared state"));
+        AppState(Arc::new(Inner { poll_interval: every, ..inner }))
+    }
+
+    #[cfg(feature = "amqp")]
+    pub fn with_amqp(self, publisher: Arc<crate::amqp::Publisher>) -> AppState {
+        let inner = Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("with_amqp on a shared state"));
+        AppState(Arc::new(Inner { amqp: Some(publisher), ..inner }))
+    }
+
+    pub fn wait_max(&self) -> Duration {
+        Duration::from_secs(self.config.wait_max_secs)
+    }
+}

@@ -1,0 +1,128 @@
+//! Turning a validated submission into an `Execution`, the same way for every surface.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::api::ObjectMeta;
+use rce_api::{Execution, ExecutionSpec, Limits, Runtime, SourceFile};
+
+use crate::{auth::Tenant, backend::BackendError, catalog, error::ApiError, state::AppState};
+
+/// Annotation naming the API surface a submission came through.
+pub const API_ANNOTATION: &str = "rce.dev/api";
+/// Annotation with the Judge0 language id a submission asked for.
+pub const JUDGE0_ID_ANNOTATION: &str = "rce.dev/judge0-language-id";
+/// Annotation naming the credential (key id or JWT subject) that submitted it.
+pub const SUBJECT_ANNOTATION: &str = "rce.dev/submitted-by";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "rce-api-shim");
+
+/// The program: one source text or several files.
+#[derive(Debug, Clone)]
+pub enum Program {
+    Source(String),
+    Files(Vec<SourceFile>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub runtime: Arc<Runtime>,
+    pub program: Program,
+    pub stdin: Option<String>,
+    pub args: Vec<String>,
+    pub limits: Option<Limits>,
+    pub expected_output: Option<String>,
+    /// Which surface: `seed`, `judge0`, `piston`, `rce`.
+    pub api: &'static str,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A fresh Execution name: a v4 UUID, DNS-safe and usable as a Judge0 token.
+pub fn new_name() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Is `id` something we could have generated? Cheap guard before any lookup.
+pub fn plausible_name(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// Refuse new work while too many Executions wait for capacity.
+pub fn check_backpressure(state: &AppState, incoming: usize) -> Result<(), ApiError> {
+    let max = state.config.max_pending;
+    if max == 0 {
+        return Ok(());
+    }
+    if let Some(pending) = state.cluster.pending() {
+        state.metrics.pending.set(pending as i64);
+        if pending + incoming > max {
+            state.metrics.queue_full.inc();
+            return Err(ApiError::queue_full(state.config.retry_after_secs));
+        }
+    }
+    Ok(())
+}
+
+/// Build the Execution object (pure).
+pub fn build(tenant: &Tenant, name: &str, sub: &Submission) -> Execution {
+    let (source, files) = match &sub.program {
+        Program::Source(s) => (Some(s.clone()), None),
+        Program::Files(f) => (None, Some(f.clone())),
+    };
+    let spec = ExecutionSpec {
+        language: catalog::name(&sub.runtime).to_string(),
+        source,
+        files,
+        stdin: sub.stdin.clone(),
+        args: sub.args.clone(),
+        limits: sub.limits,
+        expected_output: sub.expected_output.clone(),
+    };
+    let mut annotations = sub.annotations.clone();
+    annotations.insert(API_ANNOTATION.into(), sub.api.into());
+    annotations.insert(SUBJECT_ANNOTATION.into(), tenant.subject.clone());
+    Execution {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(tenant.namespace.clone()),
+            labels: Some(BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())])),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// Validate limits, apply back-pressure, create the Execution. Returns the created object.
+pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Result<Execution, ApiError> {
+    catalog::resolve_limits(&sub.runtime, sub.limits.as_ref()).map_err(|e| ApiError::limit(&e))?;
+    check_backpressure(state, 1)?;
+    let name = new_name();
+    let ex = build(tenant, &name, &sub);
+    #[cfg(feature = "amqp")]
+    if let Some(p) = &state.amqp {
+        return p.publish(ex).await;
+    }
+    create(state, ex).await
+}
+
+pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {
+    let started = std::time::Instant::now();
+    let result = state.cluster.create(ex).await;
+    state.metrics.create_latency.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(created) => {
+            state.metrics.submissions.inc();
+            Ok(created)
+        }
+        Err(BackendError::Rejected { code: 422, message, .. }) => {
+            tracing::warn!(%message, "the apiserver refused the Execution");
+            Err(ApiError::invalid("the submission was refused by the cluster's validation"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "creating the Execution failed");
+            Err(ApiError::unavailable())
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! In-memory stand-ins for the cluster and the status store, for router tests and local
+//! demos. They behave like the real ones where the shim can tell: created objects get a uid
+//! and a creation time; a published document reaches the subscribers of its channel.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
+use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Limits, Runtime, RuntimeSpec};
+use tokio::sync::broadcast;
+
+use crate::backend::{BackendError, Cluster, StatusStore};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+pub struct MemoryCluster {
+    pub executions: Mutex<HashMap<(String, String), Execution>>,
+    pub runtimes: Mutex<Vec<Arc<Runtime>>>,
+    /// What `pending()` answers; `None` = not synced.
+    pub pending: Mutex<Option<usize>>,
+    /// When set, every call fails as if the apiserver were down.
+    pub down: Mutex<bool>,
+}
+
+impl MemoryCluster {
+    pub fn with_runtimes(runtimes: Vec<Runtime>) -> Arc<MemoryCluster> {
+        let c = MemoryCluster::default();
+        *lock(&c.runtimes) = runtimes.into_iter().map(Arc::new).collect();
+        *lock(&c.pending) = Some(0);
+        Arc::new(c)
+    }
+    pub fn all(&self) -> Vec<Execution> {
+        lock(&self.executions).values().cloned().collect()
+    }
+    pub fn set_status(&self, namespace: &str, name: &str, status: ExecutionStatus) {
+        if let Some(ex) = lock(&self.executions).get_mut(&(namespace.to_string(), name.to_string())) {
+            ex.status = Some(status);
+        }
+    }
+    pub fn set_pending(&self, n: Option<usize>) {
+        *lock(&self.pending) = n;
+    }
+    pub fn set_down(&self, down: bool) {
+        *lock(&self.down) = down;
+    }
+}
+
+impl Cluster for MemoryCluster {
+    fn create(&self, mut ex: Execution) -> BoxFuture<'_, Result<Execution, BackendError>> {
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("connection refused (10.0.0.1:6443)".into()));
+            }
+            let key = (
+                ex.metadata.namespace.clone().unwrap_or_default(),
+                ex.metadata.name.clone().unwrap_or_default(),
+            );
+            ex.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+            ex.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+            let mut map = lock(&self.executions);
+            if map.contains_key(&key) {
+                return Err(BackendError::Rejected {
+                    code: 409,
+                    reason: "AlreadyExists".into(),
+                    message: "exists".into(),
+                });
+            }
+            map.insert(key, ex.clone());
+            Ok(ex)
+        })
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> BoxFuture<'_, Result<Option<Execution>, BackendError>> {
+        let key = (namespace.to_string(), name.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("connection refused".into()));
+            }
+            Ok(lock(&self.executions).get(&key).cloned())
+        })
+    }
+
+    fn runtimes(&self) -> Vec<Arc<Runtime>> {
+        lock(&self.runtimes).clone()
+    }
+
+    fn pending(&self) -> Option<usize> {
+        *lock(&self.pending)
+    }
+
+    fn ready(&self) -> bool {
+        lock(&self.pending).is_some()
+    }
+}
+
+/// The status store in memory: documents by key, one broadcast channel per Execution.
+#[derive(Default)]
+pub struct MemoryStatus {
+    docs: Mutex<HashMap<(String, String), StatusDocument>>,
+    channels: Mutex<HashMap<(String, String), broadcast::Sender<StatusDocument>>>,
+    pub down: Mutex<bool>,
+}
+
+impl MemoryStatus {
+    /// What the operator does on a status change: write the document, then publish it.
+    pub fn publish(&self, doc: StatusDocument) {
+        let key = (doc.namespace.clone(), doc.name.clone());
+        lock(&self.docs).insert(key.clone(), doc.clone());
+        if let Some(tx) = lock(&self.channels).get(&key) {
+            let _ = tx.send(doc);
+        }
+    }
+    pub fn subscribers(&self, namespace: &str, name: &str) -> usize {
+        lock(&self.channels).get(&(namespace.to_string(), name.to_string())).map_or(0, |t| t.receiver_count())
+    }
+}
+
+impl StatusStore for MemoryStatus {
+    fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> BoxFuture<'_, Result<Option<StatusDocument>, BackendError>> {
+        let key = (namespace.to_string(), name.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("redis down".into()));
+            }
+            Ok(lock(&self.docs).get(&key).cloned())
+        })
+    }
+
+    fn subscribe(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>> {
+        let key = (namespace.to_string(), name.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("redis down".into()));
+            }
+            let rx = lock(&self.channels).entry(key).or_insert_with(|| broadcast::channel(64).0).subscribe();
+            Ok(futures::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(doc) => return Some((doc, rx)),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            })
+            .boxed())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { !*lock(&self.down) })
+    }
+}
+
+/// A Runtime like the ones the chart installs.
+pub fn runtime(name: &str, version: &str, aliases: &[&str], judge0_ids: &[u32]) -> Runtime {
+    let mut r = Runtime::new(
+        name,
+        RuntimeSpec {
+            display_name: match name {
+                "python" => "Python".into(),
+                "javascript" => "JavaScript (Node.js)".into(),
+                "bash" => "Bash".into(),
+                other => other.into(),
+            },
+            version: version.into(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            image: format!("rce/{name}:local"),
+            source_file: match name {
+                "python" => "main.py".into(),
+                "javascript" => "main.js".into(),
+                _ => "main.sh".into(),
+            },
+            run: vec![name.into(), "{file}".into()],
+            default_limits: Limits { wall_time_ms: Some(5_000), memory_mib: Some(128), ..Default::default() },
+            max_limits: Limits {
+                wall_time_ms: Some(15_000),
+                cpu_time_ms: Some(10_000),
+                memory_mib: Some(512),
+                processes: Some(128),
+                ..Default::default()
+            },
+            judge0_ids: judge0_ids.to_vec(),
+            ..Default::default()
+        },
+    );
+    r.metadata.name = Some(name.into());
+    r
+}
+
+/// The seed's three languages.
+pub fn seed_runtimes() -> Vec<Runtime> {
+    vec![
+        runtime("python", "3.11.2", &["py", "python3"], &[71]),
+        runtime("javascript", "18.19.0", &["js", "node", "nodejs"], &[63]),
+        runtime("bash", "5.2.15", &["sh"], &[46]),
+    ]
+}

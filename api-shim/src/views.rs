@@ -1,0 +1,86 @@
+//! Response bodies shared by the seed's and rce's own routes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::backend::ExecView;
+
+/// An Execution's status. The seed's fields (`jobId`, `status`, `output`, `submittedAt`) come
+/// first and keep their meaning; the richer ones stand beside them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    /// The job id (the Execution's name).
+    pub job_id: String,
+    /// `Pending`, `Processing`, `Completed` or `Failed`.
+    pub status: String,
+    /// What the program printed (stdout, then stderr); for a compile error, the compiler's
+    /// output; for a failure, the reason. `null` until finished.
+    pub output: Option<String>,
+    /// When it was submitted (RFC 3339).
+    pub submitted_at: Option<String>,
+    /// Same as `jobId`.
+    pub id: String,
+    pub language: String,
+    /// `Accepted`, `WrongAnswer`, `TimeLimitExceeded`, `MemoryLimitExceeded`,
+    /// `OutputLimitExceeded`, `RuntimeError`, `CompilationError`, `InternalError`, `Cancelled`.
+    pub verdict: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub compile_output: Option<String>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub exit_code: Option<i32>,
+    /// Name of the signal that killed the program, e.g. `SIGSEGV`.
+    pub signal: Option<String>,
+    /// CPU time in milliseconds.
+    pub time: Option<u64>,
+    /// Wall-clock time in milliseconds.
+    pub wall_time: Option<u64>,
+    /// Peak memory in KiB.
+    pub memory: Option<u64>,
+    pub message: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl From<&ExecView> for ExecutionView {
+    fn from(v: &ExecView) -> Self {
+        let s = &v.status;
+        let output = if v.is_terminal() {
+            if s.compile_output.as_deref().is_some_and(|c| !c.is_empty())
+                && s.verdict == Some(rce_api::Verdict::CompilationError)
+            {
+                s.compile_output.clone()
+            } else if s.stdout.is_some() || s.stderr.is_some() {
+                Some(format!("{}{}", s.stdout.as_deref().unwrap_or(""), s.stderr.as_deref().unwrap_or("")))
+            } else {
+                s.message.clone().or_else(|| Some(String::new()))
+            }
+        } else {
+            None
+        };
+        ExecutionView {
+            job_id: v.name.clone(),
+            status: v.phase().as_str().to_string(),
+            output,
+            submitted_at: v.submitted_at(),
+            id: v.name.clone(),
+            language: v.language.clone(),
+            verdict: s.verdict.map(|x| x.as_str().to_string()),
+            stdout: s.stdout.clone(),
+            stderr: s.stderr.clone(),
+            compile_output: s.compile_output.clone(),
+            stdout_truncated: s.stdout_truncated,
+            stderr_truncated: s.stderr_truncated,
+            exit_code: s.exit_code,
+            signal: s.signal.clone(),
+            time: s.time_ms,
+            wall_time: s.wall_time_ms,
+            memory: s.memory_kib,
+            message: s.message.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+        }
+    }
+}
