@@ -1,1 +1,148 @@
-//! The rce operator.
+//! The rce operator: reconciles Executions into hardened sandbox Pods and records their
+//! results in the status and in Redis.
+//!
+//! Pure modules (no cluster access): [`config`], [`names`], [`validate`], [`sandbox`],
+//! [`outcome`], [`status`], [`queue`]. [`controller`] talks to the cluster, [`mirror`] to
+//! Redis, [`metrics`] serves /metrics and /healthz.
+
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod metrics;
+pub mod mirror;
+pub mod names;
+pub mod outcome;
+pub mod queue;
+pub mod sandbox;
+pub mod status;
+pub mod validate;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    api::Api,
+    client::ClientBuilder,
+    runtime::{
+        controller::{self as kc, Controller},
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef},
+        watcher, WatchStreamExt,
+    },
+    Client,
+};
+use rce_api::{Execution, Runtime, SANDBOX_LABEL};
+use tower::limit::RateLimitLayer;
+
+pub use config::Config;
+pub use error::Error;
+
+/// A Kubernetes client from KUBECONFIG or the in-cluster configuration, with the client-side
+/// request rate of `config` (kube has no QPS setting of its own; a tower rate limit in front
+/// of the client's buffer does the same).
+pub async fn client(config: &Config) -> anyhow::Result<Client> {
+    let kc = kube::Config::infer().await.context("no Kubernetes configuration (KUBECONFIG?)")?;
+    let builder = ClientBuilder::try_from(kc).context("building the Kubernetes client")?;
+    if config.kube_qps == 0 {
+        return Ok(builder.build());
+    }
+    let burst = config.kube_burst.max(1);
+    let per = Duration::from_secs_f64(burst as f64 / config.kube_qps as f64);
+    Ok(builder.with_layer(&RateLimitLayer::new(burst, per)).build())
+}
+
+fn api<K>(client: &Client, namespaces: &[String]) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespaces {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    }
+}
+
+/// Run the operator until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = client(&config).await?;
+    let namespaces = config.watched_namespaces();
+    let metrics = Arc::new(metrics::Metrics::default());
+
+    let mirror = mirror::Mirror::new(metrics.clone());
+    tokio::spawn(
+        mirror.clone().run(config.redis_url.clone(), Duration::from_millis(config.redis_timeout_ms)),
+    );
+
+    let addr = config.metrics_addr;
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(addr, m).await {
+            tracing::error!(error = %e, %addr, "metrics server stopped");
+        }
+    });
+
+    // Runtimes: a cluster-wide cache, looked up by name or alias.
+    let (runtimes, writer) = reflector::store::<Runtime>();
+    let rt_stream =
+        reflector::reflector(writer, watcher(Api::<Runtime>::all(client.clone()), Default::default()))
+            .default_backoff()
+            .applied_objects();
+    tokio::spawn(rt_stream.for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "watching Runtimes");
+        }
+    }));
+
+    // Sandbox Pods: a cache (to clean up) that also triggers their Executions.
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(
+            api::<Pod>(&client, &namespaces),
+            watcher::Config::default().labels(&format!("{SANDBOX_LABEL}=true")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Execution>>();
+    let wake = futures::stream::unfold(wake_rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+
+    let controller = Controller::new(api::<Execution>(&client, &namespaces), watcher::Config::default())
+        .with_config(kc::Config::default().concurrency(config.concurrency))
+        .owns_stream(pod_stream)
+        .reconcile_on(wake)
+        .shutdown_on_signal();
+    let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
+    let ctx = Arc::new(controller::Context::new(
+        client.clone(),
+        config.clone(),
+        controller.store(),
+        runtimes.clone(),
+        pods,
+        recorder,
+        metrics.clone(),
+        mirror,
+        wake_tx,
+    ));
+
+    let g = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            g.refresh_gauges();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+
+    tracing::info!(
+        namespaces = ?namespaces,
+        max_running = config.max_running,
+        concurrency = config.concurrency,
+        "rce operator starting"
+    );
+    runtimes.wait_until_ready().await.context("the Runtime cache never filled (is the CRD installed?)")?;
+    controller::drain(controller.run(controller::reconcile, controller::error_policy, ctx)).await;
+    tracing::info!("rce operator stopped");
+    Ok(())
+}

@@ -52,6 +52,17 @@ pub struct RuntimeSpec {
     /// Limits of the compile step (defaults to the run limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compile_limits: Option<Limits>,
+    /// CPU limit of the sandbox container (a Kubernetes quantity, e.g. "1" or "500m");
+    /// defaults to the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
+    /// Size of the sandbox's memory-backed work directory in MiB (defaults to the operator's,
+    /// grown to twice the file size limit). Compilers writing big binaries need more.
+    #[serde(default, rename = "workDirMiB", skip_serializing_if = "Option::is_none")]
+    pub work_dir_mib: Option<u64>,
+    /// Size of the sandbox's memory-backed /tmp in MiB (defaults to the operator's).
+    #[serde(default, rename = "tmpMiB", skip_serializing_if = "Option::is_none")]
+    pub tmp_mib: Option<u64>,
     /// RuntimeClass for the sandbox Pod (e.g. "gvisor", "kata"); overrides the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,

@@ -1,0 +1,671 @@
+//! The Execution controller: reconcile as steps (fetch → validate → build → apply → status).
+//! Only this module talks to the cluster; everything it decides comes from the pure modules.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use kube::{
+    api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder},
+        finalizer::{finalizer, Event as Finalizer},
+        reflector::{ObjectRef, Store},
+    },
+    Client, Resource, ResourceExt,
+};
+use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Runtime};
+use rce_runner::protocol::ResultLine;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{
+    config::{Config, SandboxSettings},
+    error::{Error, Result},
+    metrics::{Metrics, PhaseVerdict},
+    mirror::Mirror,
+    names, outcome,
+    queue::{self, Decision, Entry, Key, Overrides, Slot},
+    sandbox::{self, MANAGER},
+    status::{self, Expiry},
+    validate::{self, Invalid, Plan},
+};
+
+/// The finalizer that removes an Execution's Redis key when it is deleted.
+pub const FINALIZER: &str = "rce.dev/redis-cleanup";
+
+/// How often a waiting Execution looks again on its own (slots freed by this operator wake
+/// the next ones at once; this catches the rest).
+const PENDING_RECHECK: Duration = Duration::from_secs(2);
+/// How often a running sandbox is looked at without a Pod event.
+const RUNNING_RECHECK: Duration = Duration::from_secs(30);
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub settings: SandboxSettings,
+    pub namespaces: Vec<String>,
+    pub executions: Store<Execution>,
+    pub runtimes: Store<Runtime>,
+    pub pods: Store<Pod>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub mirror: Mirror,
+    overrides: Mutex<Overrides>,
+    wake: UnboundedSender<ObjectRef<Execution>>,
+    policies: Mutex<HashSet<String>>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        config: Config,
+        executions: Store<Execution>,
+        runtimes: Store<Runtime>,
+        pods: Store<Pod>,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        mirror: Mirror,
+        wake: UnboundedSender<ObjectRef<Execution>>,
+    ) -> Self {
+        Context {
+            client,
+            settings: config.sandbox(),
+            namespaces: config.watched_namespaces(),
+            config,
+            executions,
+            runtimes,
+            pods,
+            recorder,
+            metrics,
+            mirror,
+            overrides: Mutex::default(),
+            wake,
+            policies: Mutex::default(),
+        }
+    }
+
+    /// Is `namespace` one the operator is configured to serve?
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+    }
+
+    fn overrides(&self) -> std::sync::MutexGuard<'_, Overrides> {
+        self.overrides.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every served Execution as the queue sees it (from the store).
+    fn entries(&self) -> Vec<Entry> {
+        self.executions
+            .state()
+            .iter()
+            .filter(|e| self.watches(e.namespace().as_deref().unwrap_or_default()))
+            .map(|e| Entry {
+                key: key_of(e),
+                created: e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                slot: slot_of(e),
+            })
+            .collect()
+    }
+
+    /// Ask for a slot; on `Admit` the slot is reserved until [`Context::release`] or
+    /// [`Context::done`].
+    fn admit(&self, key: &Key) -> Decision {
+        let entries = self.entries();
+        let mut o = self.overrides();
+        let merged = o.merge(entries);
+        let d = queue::decide(&merged, self.config.max_running, key);
+        if d == Decision::Admit {
+            o.set(key.clone(), Slot::Running);
+        }
+        d
+    }
+
+    /// Give back a reserved slot that was not used.
+    fn release(&self, key: &Key) {
+        self.overrides().clear(key);
+        self.wake_next();
+    }
+
+    /// The Execution has finished: its slot is free.
+    fn done(&self, key: &Key) {
+        self.overrides().set(key.clone(), Slot::Done);
+        self.wake_next();
+    }
+
+    /// Reconcile the waiting Executions that may start now.
+    fn wake_next(&self) {
+        let entries = self.entries();
+        let merged = self.overrides().merge(entries);
+        for k in queue::startable(&merged, self.config.max_running) {
+            let _ = self.wake.send(ObjectRef::new(&k.name).within(&k.namespace));
+        }
+    }
+
+    /// Refresh the gauges from the store (every few seconds).
+    pub fn refresh_gauges(&self) {
+        let all = self.executions.state();
+        let mut counts: std::collections::HashMap<PhaseVerdict, i64> = Default::default();
+        let (mut waiting, mut running) = (0, 0);
+        for e in all.iter().filter(|e| self.watches(e.namespace().as_deref().unwrap_or_default())) {
+            let st = e.status.clone().unwrap_or_default();
+            let phase = st.phase.unwrap_or(Phase::Pending);
+            match phase {
+                Phase::Pending => waiting += 1,
+                Phase::Processing => running += 1,
+                _ => {}
+            }
+            let label = PhaseVerdict {
+                phase: phase.as_str().to_string(),
+                verdict: st.verdict.map(|v| v.as_str()).unwrap_or("").to_string(),
+            };
+            *counts.entry(label).or_default() += 1;
+        }
+        self.metrics.executions.clear();
+        for (label, n) in counts {
+            self.metrics.executions.get_or_create(&label).set(n);
+        }
+        self.metrics.queue_depth.set(waiting);
+        self.metrics.running.set(running);
+        self.metrics.beat();
+    }
+
+    fn runtimes_cached(&self) -> Vec<Arc<Runtime>> {
+        self.runtimes.state()
+    }
+
+    /// Find the Runtime for `language`; the cache may lag behind a Runtime applied just
+    /// before the Execution, so an unknown language is checked against the API.
+    async fn runtime_for(&self, language: &str) -> Result<Result<Arc<Runtime>, Invalid>> {
+        if let Some(r) = validate::find_runtime(&self.runtimes_cached(), language) {
+            return Ok(Ok(r.clone()));
+        }
+        let fresh = Api::<Runtime>::all(self.client.clone()).list(&ListParams::default()).await?.items;
+        Ok(match validate::find_runtime(&fresh, language) {
+            Some(r) => Ok(Arc::new(r.clone())),
+            None => Err(validate::unknown_language(language, &fresh)),
+        })
+    }
+
+    /// Make sure the deny-all NetworkPolicy exists in `namespace` (once per process).
+    async fn ensure_network_policy(&self, namespace: &str) -> Result<()> {
+        if self.policies.lock().unwrap_or_else(|p| p.into_inner()).contains(namespace) {
+            return Ok(());
+        }
+        let np = sandbox::network_policy(namespace);
+        Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
+            .patch(sandbox::NETWORK_POLICY, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&np))
+            .await?;
+        self.policies.lock().unwrap_or_else(|p| p.into_inner()).insert(namespace.to_string());
+        Ok(())
+    }
+
+    async fn event(&self, e: &Execution, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(outcome::cap_text(&note, 1000).0),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&ev, &e.object_ref(&())).await {
+            tracing::debug!(error = %err, "could not publish an event");
+        }
+    }
+}
+
+fn key_of(e: &Execution) -> Key {
+    Key { namespace: e.namespace().unwrap_or_default(), name: e.name_any() }
+}
+
+fn slot_of(e: &Execution) -> Slot {
+    if e.metadata.deletion_timestamp.is_some() {
+        return Slot::Done;
+    }
+    match e.status.as_ref().and_then(|s| s.phase) {
+        None | Some(Phase::Pending) => Slot::Waiting,
+        Some(Phase::Processing) => Slot::Running,
+        Some(_) => Slot::Done,
+    }
+}
+
+/// The Redis document of an Execution.
+pub fn document(e: &Execution) -> StatusDocument {
+    StatusDocument {
+        namespace: e.namespace().unwrap_or_default(),
+        name: e.name_any(),
+        uid: e.uid().unwrap_or_default(),
+        language: e.spec.language.clone(),
+        status: e.status.clone().unwrap_or_default(),
+    }
+}
+
+fn now() -> String {
+    status::rfc3339(Utc::now())
+}
+
+/// Milliseconds since a Kubernetes timestamp.
+fn age_ms(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> i64 {
+    let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+    t.map_or(0, |t| now - t.0.as_millisecond())
+}
+
+/// Entry point of every reconciliation.
+pub async fn reconcile(exec: Arc<Execution>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciliations.inc();
+    let ns = exec.namespace().unwrap_or_default();
+    if !ctx.watches(&ns) {
+        return Ok(Action::await_change());
+    }
+    let _ = ctx.executions.wait_until_ready().await;
+    let api = Api::<Execution>::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, exec, |event| async {
+        match event {
+            Finalizer::Apply(e) => apply(&e, &ctx).await,
+            Finalizer::Cleanup(e) => cleanup(&e, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Requeue policy for failed reconciliations: conflicts (an outdated copy) soon, the rest
+/// after a short pause. Invalid Executions never get here: they end `Failed`.
+pub fn error_policy(exec: Arc<Execution>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(err.metric_label());
+    if err.is_conflict() {
+        tracing::debug!(execution = %exec.name_any(), "conflict; retrying");
+        Action::requeue(Duration::from_millis(300))
+    } else {
+        tracing::warn!(execution = %exec.name_any(), namespace = ?exec.namespace(), error = %err, "reconcile failed");
+        Action::requeue(Duration::from_secs(2))
+    }
+}
+
+async fn apply(exec: &Execution, ctx: &Context) -> Result<Action> {
+    // The mirror skips documents Redis already has, so this is how a restarted operator
+    // re-mirrors every Execution, and how a missed write is caught up.
+    ctx.mirror.update(&document(exec));
+    match exec.status.as_ref().and_then(|s| s.phase) {
+        Some(p) if p.is_terminal() => finished(exec, ctx).await,
+        Some(Phase::Processing) => processing(exec, ctx).await,
+        _ => pending(exec, ctx).await,
+    }
+}
+
+/// The finalizer's cleanup: forget the Execution in Redis and free its slot.
+async fn cleanup(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let k = key_of(exec);
+    ctx.mirror.remove(&k.namespace, &k.name);
+    ctx.done(&k);
+    Ok(Action::await_change())
+}
+
+/// Write `next` as the status of `exec` (server-side apply, guarded by the resourceVersion
+/// `exec` was read at), mirror it, and return the updated object.
+async fn write_status(exec: &Execution, next: ExecutionStatus, ctx: &Context) -> Result<Execution> {
+    if exec.status.as_ref() == Some(&next) {
+        return Ok(exec.clone());
+    }
+    let api = Api::<Execution>::namespaced(ctx.client.clone(), &exec.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "rce.dev/v1alpha1",
+        "kind": "Execution",
+        "metadata": { "resourceVersion": exec.resource_version() },
+        "status": next,
+    });
+    let updated = api
+        .patch_status(&exec.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    ctx.mirror.update(&document(&updated));
+    Ok(updated)
+}
+
+/// Read the Execution again from the API (the cache may be behind the operator's own writes).
+async fn fetch(exec: &Execution, ctx: &Context) -> Result<Option<Execution>> {
+    let api = Api::<Execution>::namespaced(ctx.client.clone(), &exec.namespace().unwrap_or_default());
+    Ok(api.get_opt(&exec.name_any()).await?.filter(|e| e.uid() == exec.uid()))
+}
+
+/// Validate; plan; report Pending; start when a slot is free.
+async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let runtime = match ctx.runtime_for(&exec.spec.language).await? {
+        Ok(r) => r,
+        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+    };
+    let plan = match validate::plan(&exec.spec, &runtime, &ctx.settings) {
+        Ok(p) => p,
+        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+    };
+    let old = exec.status.clone().unwrap_or_default();
+    let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
+    let next =
+        status::pending(&old, created.as_deref(), exec.metadata.generation, ctx.config.max_running, &now());
+    let exec = write_status(exec, next, ctx).await?;
+
+    let k = key_of(&exec);
+    match ctx.admit(&k) {
+        Decision::Wait { position, running } => {
+            tracing::debug!(execution = %k.name, position, running, "waiting for a sandbox slot");
+            return Ok(Action::requeue(PENDING_RECHECK));
+        }
+        Decision::Admit => {}
+    }
+    let started = async {
+        // Never start a sandbox from an outdated copy: it may have finished already.
+        let Some(fresh) = fetch(&exec, ctx).await? else { return Ok(None) };
+        if !matches!(fresh.status.as_ref().and_then(|s| s.phase), None | Some(Phase::Pending)) {
+            return Ok(None);
+        }
+        start(&fresh, &plan, &runtime, 1, None, ctx).await.map(Some)
+    }
+    .await;
+    match started {
+        Ok(Some(action)) => Ok(action),
+        Ok(None) => {
+            ctx.release(&k);
+            Ok(Action::requeue(Duration::from_millis(500)))
+        }
+        Err(e) => {
+            ctx.release(&k);
+            Err(e)
+        }
+    }
+}
+
+/// Does `pod` belong to `exec` (and not to an earlier Execution of the same name)?
+fn owned_by(pod: &Pod, exec: &Execution) -> bool {
+    let uid = exec.uid();
+    pod.metadata.owner_references.iter().flatten().any(|o| Some(&o.uid) == uid.as_ref())
+}
+
+/// Create (or adopt) the sandbox Pod of `attempt` and record it: phase Processing.
+async fn start(
+    exec: &Execution,
+    plan: &Plan,
+    runtime: &Runtime,
+    attempt: u32,
+    message: Option<String>,
+    ctx: &Context,
+) -> Result<Action> {
+    let ns = exec.namespace().unwrap_or_default();
+    ctx.ensure_network_policy(&ns).await?;
+    let pod = sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings);
+    let pod_name = pod.name_any();
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let created = match pods.create(&pp, &pod).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.is_already_exists() => match pods.get_opt(&pod_name).await? {
+            Some(p) if owned_by(&p, exec) => false,
+            Some(p) => {
+                if p.metadata.deletion_timestamp.is_none() {
+                    pods.delete(&pod_name, &DeleteParams::background()).await?;
+                }
+                return Err(Error::ForeignPod(pod_name));
+            }
+            None => return Err(Error::ForeignPod(pod_name)),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let old = exec.status.clone().unwrap_or_default();
+    let next = status::processing(&old, &pod_name, attempt, message, &now());
+    let exec = write_status(exec, next, ctx).await?;
+    if created {
+        tracing::info!(execution = %exec.name_any(), namespace = %ns, pod = %pod_name, attempt, "sandbox created");
+        ctx.event(
+            &exec,
+            EventType::Normal,
+            "SandboxCreated",
+            format!("sandbox Pod {pod_name} created (attempt {attempt})"),
+        )
+        .await;
+    } else {
+        tracing::info!(execution = %exec.name_any(), pod = %pod_name, attempt, "adopted existing sandbox");
+    }
+    Ok(Action::requeue(RUNNING_RECHECK))
+}
+
+/// Follow the sandbox Pod of a Processing Execution.
+async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let Some(exec) = fetch(exec, ctx).await? else { return Ok(Action::await_change()) };
+    let st = exec.status.clone().unwrap_or_default();
+    if st.phase != Some(Phase::Processing) {
+        // The cache was behind; the newer state is on its way.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let ns = exec.namespace().unwrap_or_default();
+    let attempt = st.attempts.unwrap_or(1);
+    let pod_name = st.pod_name.clone().unwrap_or_else(|| names::pod_name(&exec.name_any(), attempt));
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let pod = match pods.get_opt(&pod_name).await? {
+        Some(p) if owned_by(&p, &exec) => p,
+        _ => return lost(&exec, attempt, &pod_name, ctx).await,
+    };
+    let age = Duration::from_millis(age_ms(pod.metadata.creation_timestamp.as_ref()).max(0) as u64);
+    match outcome::view(&pod) {
+        outcome::PodView::Deleting => lost(&exec, attempt, &pod_name, ctx).await,
+        outcome::PodView::Evicted { message } => {
+            fail(&exec, "Evicted", &format!("the sandbox Pod {pod_name} was evicted: {message}"), ctx).await
+        }
+        outcome::PodView::Starting { problem: Some((reason, message)), .. } => {
+            let grace = Duration::from_secs(ctx.config.image_error_grace_seconds);
+            if age >= grace {
+                let image =
+                    pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
+                let msg = format!(
+                    "the sandbox could not start: {reason} for image {}: {message}",
+                    image.unwrap_or_default()
+                );
+                fail(&exec, reason.as_str(), &msg, ctx).await
+            } else {
+                Ok(Action::requeue(grace - age + Duration::from_millis(100)))
+            }
+        }
+        outcome::PodView::Starting { problem: None, waiting } => {
+            let limit = Duration::from_secs(ctx.config.start_timeout_seconds);
+            if age >= limit {
+                let msg = format!(
+                    "the sandbox Pod {pod_name} did not start within {} s ({})",
+                    limit.as_secs(),
+                    waiting.unwrap_or_else(|| "no reason given".into())
+                );
+                fail(&exec, "StartTimeout", &msg, ctx).await
+            } else {
+                Ok(Action::requeue((limit - age).min(Duration::from_secs(10))))
+            }
+        }
+        outcome::PodView::Running => Ok(Action::requeue(RUNNING_RECHECK)),
+        outcome::PodView::Terminated(t) => complete(&exec, &pod, &t, ctx).await,
+    }
+}
+
+/// The sandbox Pod vanished (or is being deleted) before it reported: retry once.
+async fn lost(exec: &Execution, attempt: u32, pod_name: &str, ctx: &Context) -> Result<Action> {
+    if attempt >= 2 {
+        let msg = format!(
+            "the sandbox Pod {pod_name} was deleted before the program finished (attempt {attempt}); giving up"
+        );
+        return fail(exec, "SandboxLost", &msg, ctx).await;
+    }
+    let runtime = match ctx.runtime_for(&exec.spec.language).await? {
+        Ok(r) => r,
+        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+    };
+    let plan = match validate::plan(&exec.spec, &runtime, &ctx.settings) {
+        Ok(p) => p,
+        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+    };
+    let msg =
+        format!("the sandbox Pod {pod_name} was deleted before the program finished; retrying (attempt 2)");
+    tracing::warn!(execution = %exec.name_any(), pod = %pod_name, "sandbox lost; retrying");
+    ctx.event(exec, EventType::Warning, "SandboxLost", msg.clone()).await;
+    start(exec, &plan, &runtime, attempt + 1, Some(msg), ctx).await
+}
+
+/// The container has terminated: read the result, record it, remove the sandbox.
+async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &Context) -> Result<Action> {
+    let ns = exec.namespace().unwrap_or_default();
+    let pod_name = pod.name_any();
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let log = if t.exit_code.is_some() {
+        let lp = LogParams {
+            container: Some(sandbox::CONTAINER.into()),
+            limit_bytes: Some(ctx.config.max_log_bytes),
+            ..Default::default()
+        };
+        match pods.logs(&pod_name, &lp).await {
+            Ok(l) => l,
+            // The log is gone (or never was): decide without it.
+            Err(kube::Error::Api(s)) if s.code < 500 => String::new(),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        String::new()
+    };
+    let result = ResultLine::find_in_log(&log);
+    let request = outcome::pod_request(pod);
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with(rce_runner::protocol::RESULT_PREFIX))
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let tail = tail.join("\n");
+    let outcome = outcome::finish(&outcome::Finished {
+        result: result.as_ref(),
+        termination: t,
+        limits: request.as_ref().map(|r| &r.limits),
+        compile_limits: request.as_ref().and_then(|r| r.compile_limits.as_ref()),
+        expected_output: exec.spec.expected_output.as_deref(),
+        cap: ctx.config.status_output_bytes,
+        log_tail: &tail,
+    });
+    let old = exec.status.clone().unwrap_or_default();
+    let next = status::finished(&old, outcome, &now());
+    let exec = write_status(exec, next, ctx).await?;
+    let st = exec.status.clone().unwrap_or_default();
+    record_finish(&exec, Some(pod), ctx);
+    let verdict = st.verdict.map(|v| v.as_str()).unwrap_or("");
+    let note = match &st.message {
+        Some(m) => format!("{verdict}: {m}"),
+        None => verdict.to_string(),
+    };
+    if st.phase == Some(Phase::Failed) {
+        ctx.event(&exec, EventType::Warning, "Failed", note).await;
+    } else {
+        ctx.event(&exec, EventType::Normal, "Completed", note).await;
+    }
+    tracing::info!(execution = %exec.name_any(), namespace = %ns, verdict, "execution finished");
+    ctx.done(&key_of(&exec));
+    delete_pod(&ns, &pod_name, ctx).await?;
+    expire(&exec, ctx).await
+}
+
+fn record_finish(exec: &Execution, pod: Option<&Pod>, ctx: &Context) {
+    let st = exec.status.clone().unwrap_or_default();
+    let label = PhaseVerdict {
+        phase: st.phase.map(|p| p.as_str()).unwrap_or("").to_string(),
+        verdict: st.verdict.map(|v| v.as_str()).unwrap_or("").to_string(),
+    };
+    ctx.metrics.finished.get_or_create(&label).inc();
+    let e2e = age_ms(exec.metadata.creation_timestamp.as_ref());
+    ctx.metrics.end_to_end.observe(e2e.max(0) as f64 / 1000.0);
+    let started = pod
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| {
+            s.terminated
+                .as_ref()
+                .and_then(|t| t.started_at.clone())
+                .or(s.running.as_ref().and_then(|r| r.started_at.clone()))
+        });
+    if let (Some(started), Some(created)) =
+        (started, pod.and_then(|p| p.metadata.creation_timestamp.as_ref()))
+    {
+        let secs = (started.0.as_millisecond() - created.0.as_millisecond()).max(0) as f64 / 1000.0;
+        ctx.metrics.sandbox_start.observe(secs);
+    }
+}
+
+/// The system could not run the Execution: phase Failed with `message`.
+async fn fail(exec: &Execution, reason: &str, message: &str, ctx: &Context) -> Result<Action> {
+    let old = exec.status.clone().unwrap_or_default();
+    let next = status::failed(&old, reason, message, exec.metadata.generation, &now());
+    let exec = write_status(exec, next, ctx).await?;
+    record_finish(&exec, None, ctx);
+    tracing::info!(execution = %exec.name_any(), namespace = ?exec.namespace(), reason, message, "execution failed");
+    ctx.event(&exec, EventType::Warning, reason, message.to_string()).await;
+    ctx.done(&key_of(&exec));
+    if let Some(p) = old.pod_name.as_deref() {
+        delete_pod(&exec.namespace().unwrap_or_default(), p, ctx).await?;
+    }
+    expire(&exec, ctx).await
+}
+
+async fn delete_pod(ns: &str, name: &str, ctx: &Context) -> Result<()> {
+    match Api::<Pod>::namespaced(ctx.client.clone(), ns).delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A finished Execution: make sure its sandbox is gone; delete it after the TTL.
+async fn finished(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let ns = exec.namespace().unwrap_or_default();
+    if let Some(pod) = exec.status.as_ref().and_then(|s| s.pod_name.as_deref()) {
+        let cached = ctx.pods.get(&ObjectRef::new(pod).within(&ns));
+        if cached.is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
+            delete_pod(&ns, pod, ctx).await?;
+        }
+    }
+    expire(exec, ctx).await
+}
+
+async fn expire(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let finished_at = exec.status.as_ref().and_then(|s| s.finished_at.as_deref());
+    match status::expiry(finished_at, ctx.config.ttl(), Utc::now()) {
+        Expiry::Keep => Ok(Action::await_change()),
+        Expiry::After(d) => Ok(Action::requeue(d)),
+        Expiry::DeleteNow => {
+            let api = Api::<Execution>::namespaced(ctx.client.clone(), &exec.namespace().unwrap_or_default());
+            match api.delete(&exec.name_any(), &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(execution = %exec.name_any(), "deleted after its TTL");
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Log what the controller reports, at a level fitting each.
+pub fn report<E: std::fmt::Display>(res: std::result::Result<(ObjectRef<Execution>, Action), E>) {
+    match res {
+        Ok((obj, _)) => tracing::trace!(execution = %obj, "reconciled"),
+        Err(e) => tracing::debug!(error = %e, "controller"),
+    }
+}
+
+/// Stream adapter: the controller's results, logged.
+pub async fn drain<S, E>(stream: S)
+where
+    S: futures::Stream<Item = std::result::Result<(ObjectRef<Execution>, Action), E>>,
+    E: std::fmt::Display,
+{
+    stream.for_each(|r| async move { report(r) }).await;
+}

@@ -1,0 +1,584 @@
+//! What a sandbox Pod says, and the status it leads to (pure: plain values in and out).
+
+use k8s_openapi::api::core::v1::Pod;
+use rce_api::{output_matches, ExecutionStatus, Phase, Verdict};
+use rce_runner::protocol::{LimitHit, Outcome, RunRequest, RunResult, StageLimits, StageResult};
+
+use crate::sandbox::CONTAINER;
+
+/// Container waiting reasons that mean the image cannot be used.
+pub const IMAGE_PROBLEMS: &[&str] = &[
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ImageInspectError",
+    "ErrImageInspect",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Where a sandbox Pod is, as far as the operator cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodView {
+    /// Being deleted by someone else while its Execution still needs it.
+    Deleting,
+    /// Evicted by the kubelet (node pressure).
+    Evicted {
+        message: String,
+    },
+    /// Not started yet; `problem` is set when the image or container config cannot be used,
+    /// `waiting` describes why it waits (scheduling, container creation).
+    Starting {
+        problem: Option<(String, String)>,
+        waiting: Option<String>,
+    },
+    Running,
+    /// The container has terminated (or the Pod ended before it ran): read the log.
+    Terminated(Termination),
+}
+
+/// How the sandbox container (or Pod) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Termination {
+    pub exit_code: Option<i32>,
+    /// The container's reason, e.g. "OOMKilled", "Error", "Completed".
+    pub reason: Option<String>,
+    /// The Pod's reason, e.g. "DeadlineExceeded".
+    pub pod_reason: Option<String>,
+    pub message: Option<String>,
+}
+
+impl Termination {
+    pub fn oom_killed(&self) -> bool {
+        self.reason.as_deref() == Some("OOMKilled")
+    }
+    pub fn deadline_exceeded(&self) -> bool {
+        self.pod_reason.as_deref() == Some("DeadlineExceeded")
+    }
+    fn describe(&self) -> String {
+        let mut parts = vec![];
+        if let Some(c) = self.exit_code {
+            parts.push(format!("exit code {c}"));
+        }
+        if let Some(r) = &self.reason {
+            parts.push(format!("reason {r}"));
+        }
+        if let Some(r) = &self.pod_reason {
+            parts.push(format!("pod reason {r}"));
+        }
+        if let Some(m) = self.message.as_deref().filter(|m| !m.is_empty()) {
+            parts.push(m.trim().to_string());
+        }
+        parts.join(", ")
+    }
+}
+
+/// Read a Pod's state.
+pub fn view(pod: &Pod) -> PodView {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodView::Deleting;
+    }
+    let Some(status) = &pod.status else {
+        return PodView::Starting { problem: None, waiting: None };
+    };
+    if status.reason.as_deref() == Some("Evicted") {
+        return PodView::Evicted { message: status.message.clone().unwrap_or_default() };
+    }
+    let container = status.container_statuses.iter().flatten().find(|c| c.name == CONTAINER);
+    let state = container.and_then(|c| c.state.as_ref());
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        return PodView::Terminated(Termination {
+            exit_code: Some(t.exit_code),
+            reason: t.reason.clone(),
+            pod_reason: status.reason.clone(),
+            message: t.message.clone(),
+        });
+    }
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    if matches!(phase, "Failed" | "Succeeded") {
+        return PodView::Terminated(Termination {
+            exit_code: None,
+            reason: None,
+            pod_reason: status.reason.clone(),
+            message: status.message.clone(),
+        });
+    }
+    if state.and_then(|s| s.running.as_ref()).is_some() {
+        return PodView::Running;
+    }
+    let waiting = state.and_then(|s| s.waiting.as_ref());
+    if let Some(w) = waiting {
+        let reason = w.reason.clone().unwrap_or_default();
+        if IMAGE_PROBLEMS.contains(&reason.as_str()) {
+            return PodView::Starting {
+                problem: Some((reason, w.message.clone().unwrap_or_default())),
+                waiting: None,
+            };
+        }
+    }
+    let unscheduled =
+        status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False").map(
+            |c| {
+                format!(
+                    "{}: {}",
+                    c.reason.as_deref().unwrap_or("Unschedulable"),
+                    c.message.as_deref().unwrap_or("")
+                )
+            },
+        );
+    let waiting = unscheduled.or_else(|| {
+        waiting
+            .and_then(|w| w.reason.clone())
+            .map(|r| format!("{r}: {}", waiting.and_then(|w| w.message.as_deref()).unwrap_or("")))
+    });
+    PodView::Starting { problem: None, waiting }
+}
+
+/// The request a sandbox Pod was given (from its annotation), to word limit messages.
+pub fn pod_request(pod: &Pod) -> Option<RunRequest> {
+    let json = pod.metadata.annotations.as_ref()?.get(rce_runner::protocol::REQUEST_ANNOTATION)?;
+    serde_json::from_str(json).ok()
+}
+
+/// Cut `s` to at most `cap` bytes at a character boundary; says whether it cut.
+pub fn cap_text(s: &str, cap: usize) -> (String, bool) {
+    if s.len() <= cap {
+        return (s.to_string(), false);
+    }
+    let mut end = cap;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s[..end].to_string(), true)
+}
+
+/// Name of a signal number, for runners that did not name it.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// Everything needed to turn a finished sandbox into a status.
+pub struct Finished<'a> {
+    /// The runner's result, if its line was found in the log.
+    pub result: Option<&'a RunResult>,
+    pub termination: &'a Termination,
+    /// The limits the sandbox ran with (from the Pod's request annotation).
+    pub limits: Option<&'a StageLimits>,
+    pub compile_limits: Option<&'a StageLimits>,
+    pub expected_output: Option<&'a str>,
+    /// Cap on each text field stored in the status.
+    pub cap: usize,
+    /// The last lines of the log, for the message when there is no result.
+    pub log_tail: &'a str,
+}
+
+/// The result part of the status (phase, verdict, outputs, measurements, message).
+pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
+    let t = f.termination;
+    let mut st = ExecutionStatus::default();
+    let Some(result) = f.result else {
+        let (verdict, message) = if t.oom_killed() {
+            (
+                Verdict::MemoryLimitExceeded,
+                format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(f.limits)),
+            )
+        } else if t.deadline_exceeded() {
+            (Verdict::TimeLimitExceeded, "the sandbox exceeded its deadline and was stopped".to_string())
+        } else {
+            let tail = f.log_tail.trim();
+            let mut m = format!("the sandbox ended without a result ({})", t.describe());
+            if !tail.is_empty() {
+                m.push_str(": ");
+                m.push_str(&cap_text(tail, 512).0);
+            }
+            st.phase = Some(Phase::Failed);
+            st.verdict = Some(Verdict::InternalError);
+            st.message = Some(m);
+            return st;
+        };
+        st.phase = Some(Phase::Completed);
+        st.verdict = Some(verdict);
+        st.message = Some(message);
+        return st;
+    };
+    match result.outcome {
+        Outcome::InternalError => {
+            st.phase = Some(Phase::Failed);
+            st.verdict = Some(Verdict::InternalError);
+            st.message =
+                Some(format!("the runner failed: {}", result.message.as_deref().unwrap_or("no message")));
+            if let Some(stage) = result.run.as_ref().or(result.compile.as_ref()) {
+                measurements(&mut st, stage);
+            }
+        }
+        Outcome::CompileError => {
+            st.phase = Some(Phase::Completed);
+            st.verdict = Some(Verdict::CompilationError);
+            let c = result.compile.clone().unwrap_or_default();
+            let mut out = c.stdout.clone();
+            if !out.is_empty() && !c.stderr.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&c.stderr);
+            let (text, cut) = cap_text(&out, f.cap);
+            st.compile_output = Some(text);
+            st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
+            measurements(&mut st, &c);
+            st.exit_code = c.exit_code;
+            st.signal = c.signal.map(|s| c.signal_name.clone().unwrap_or_else(|| signal_name(s)));
+            let limit = f.compile_limits.or(f.limits);
+            st.message = Some(match c.limit {
+                Some(hit) => format!("compilation stopped: {}", limit_msg(hit, limit)),
+                None => match (c.exit_code, &st.signal) {
+                    (_, Some(sig)) => format!("compilation failed (killed by {sig})"),
+                    (Some(code), None) => format!("compilation failed (exit code {code})"),
+                    (None, None) => "compilation failed".into(),
+                },
+            });
+        }
+        Outcome::Ran => {
+            let r = result.run.clone().unwrap_or_default();
+            st.phase = Some(Phase::Completed);
+            measurements(&mut st, &r);
+            let (out, out_cut) = cap_text(&r.stdout, f.cap);
+            let (err, err_cut) = cap_text(&r.stderr, f.cap);
+            st.stdout = Some(out);
+            st.stdout_truncated = out_cut || r.stdout_truncated;
+            st.stderr = Some(err);
+            st.stderr_truncated = err_cut || r.stderr_truncated;
+            if let Some(c) = &result.compile {
+                let mut co = c.stdout.clone();
+                co.push_str(&c.stderr);
+                if !co.is_empty() {
+                    let (text, cut) = cap_text(&co, f.cap);
+                    st.compile_output = Some(text);
+                    st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
+                }
+            }
+            st.exit_code = r.exit_code;
+            st.signal = r.signal.map(|s| r.signal_name.clone().unwrap_or_else(|| signal_name(s)));
+            let (verdict, message) = match r.limit {
+                Some(LimitHit::CpuTime | LimitHit::WallTime) => (
+                    Verdict::TimeLimitExceeded,
+                    Some(limit_msg(r.limit.unwrap_or(LimitHit::WallTime), f.limits)),
+                ),
+                Some(LimitHit::Memory) => (Verdict::MemoryLimitExceeded, Some(mem_msg(f.limits))),
+                Some(LimitHit::Output) => {
+                    (Verdict::OutputLimitExceeded, Some(limit_msg(LimitHit::Output, f.limits)))
+                }
+                Some(LimitHit::FileSize) => {
+                    st.signal = Some("SIGXFSZ".into());
+                    (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, f.limits)))
+                }
+                None if t.oom_killed() && !matches!(r.exit_code, Some(0)) => (
+                    Verdict::MemoryLimitExceeded,
+                    Some(format!(
+                        "{}; the sandbox was killed by the out-of-memory killer",
+                        mem_msg(f.limits)
+                    )),
+                ),
+                None => match (&st.signal, r.exit_code) {
+                    (Some(sig), _) => {
+                        (Verdict::RuntimeError, Some(format!("the program was killed by {sig}")))
+                    }
+                    (None, Some(0)) | (None, None) => match f.expected_output {
+                        Some(exp) if !output_matches(&r.stdout, exp) || r.stdout_truncated => {
+                            (Verdict::WrongAnswer, Some("the output differs from expectedOutput".into()))
+                        }
+                        _ => (Verdict::Accepted, None),
+                    },
+                    (None, Some(code)) => {
+                        (Verdict::RuntimeError, Some(format!("the program exited with code {code}")))
+                    }
+                },
+            };
+            st.verdict = Some(verdict);
+            st.message = message;
+        }
+    }
+    st
+}
+
+fn measurements(st: &mut ExecutionStatus, s: &StageResult) {
+    st.time_ms = Some(s.time_ms);
+    st.wall_time_ms = Some(s.wall_time_ms);
+    st.memory_kib = Some(s.memory_kib);
+}
+
+fn mem_msg(l: Option<&StageLimits>) -> String {
+    match l {
+        Some(l) => format!("memory limit of {} MiB exceeded", l.memory_kib / 1024),
+        None => "memory limit exceeded".into(),
+    }
+}
+
+fn limit_msg(hit: LimitHit, l: Option<&StageLimits>) -> String {
+    match (hit, l) {
+        (LimitHit::CpuTime, Some(l)) => format!("CPU time limit of {} ms exceeded", l.cpu_time_ms),
+        (LimitHit::WallTime, Some(l)) => format!("wall-clock time limit of {} ms exceeded", l.wall_time_ms),
+        (LimitHit::Memory, l) => mem_msg(l),
+        (LimitHit::Output, Some(l)) => {
+            format!("output limit of {} bytes exceeded; the output is truncated", l.output_bytes)
+        }
+        (LimitHit::FileSize, Some(l)) => {
+            format!("file size limit of {} KiB exceeded (SIGXFSZ)", l.file_size_kib)
+        }
+        (LimitHit::CpuTime, None) => "CPU time limit exceeded".into(),
+        (LimitHit::WallTime, None) => "wall-clock time limit exceeded".into(),
+        (LimitHit::Output, None) => "output limit exceeded; the output is truncated".into(),
+        (LimitHit::FileSize, None) => "file size limit exceeded (SIGXFSZ)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn limits() -> StageLimits {
+        StageLimits {
+            wall_time_ms: 5000,
+            cpu_time_ms: 3000,
+            memory_kib: 128 * 1024,
+            processes: 64,
+            output_bytes: 100,
+            file_size_kib: 1024,
+        }
+    }
+
+    fn ran(run: StageResult) -> RunResult {
+        RunResult { outcome: Outcome::Ran, compile: None, run: Some(run), message: None }
+    }
+
+    fn done(result: Option<&RunResult>, t: &Termination, expected: Option<&str>) -> ExecutionStatus {
+        let l = limits();
+        finish(&Finished {
+            result,
+            termination: t,
+            limits: Some(&l),
+            compile_limits: None,
+            expected_output: expected,
+            cap: 10,
+            log_tail: "",
+        })
+    }
+
+    fn exited(code: i32) -> Termination {
+        Termination {
+            exit_code: Some(0),
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            ..Default::default()
+        }
+    }
+
+    fn stage(exit: Option<i32>, signal: Option<i32>, limit: Option<LimitHit>) -> StageResult {
+        StageResult {
+            exit_code: exit,
+            signal,
+            signal_name: None,
+            stdout: "hello\n".into(),
+            stderr: "warn\n".into(),
+            time_ms: 12,
+            wall_time_ms: 30,
+            memory_kib: 9000,
+            limit,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exit_zero_is_accepted_with_outputs_and_measurements() {
+        let r = ran(stage(Some(0), None, None));
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::Accepted)));
+        assert_eq!(s.stdout.as_deref(), Some("hello\n"));
+        assert_eq!(s.stderr.as_deref(), Some("warn\n"));
+        assert_eq!((s.time_ms, s.wall_time_ms, s.memory_kib), (Some(12), Some(30), Some(9000)));
+        assert_eq!(s.exit_code, Some(0));
+        assert_eq!(s.message, None);
+    }
+
+    #[test]
+    fn expected_output_gives_accepted_or_wrong_answer() {
+        let r = ran(stage(Some(0), None, None));
+        assert_eq!(done(Some(&r), &exited(0), Some("hello  \n\n")).verdict, Some(Verdict::Accepted));
+        let s = done(Some(&r), &exited(0), Some("bye"));
+        assert_eq!(s.verdict, Some(Verdict::WrongAnswer));
+        assert!(s.message.unwrap().contains("differs"));
+    }
+
+    #[test]
+    fn non_zero_exit_and_signals_are_runtime_errors() {
+        let r = ran(stage(Some(3), None, None));
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.verdict, s.exit_code), (Some(Verdict::RuntimeError), Some(3)));
+        assert_eq!(s.message.as_deref(), Some("the program exited with code 3"));
+        let r = ran(stage(None, Some(11), None));
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.verdict, s.signal.as_deref()), (Some(Verdict::RuntimeError), Some("SIGSEGV")));
+        let mut st = stage(None, Some(8), None);
+        st.signal_name = Some("SIGFPE".into());
+        assert_eq!(done(Some(&ran(st)), &exited(0), None).signal.as_deref(), Some("SIGFPE"));
+    }
+
+    #[test]
+    fn limits_give_their_verdicts() {
+        let cases = [
+            (LimitHit::CpuTime, Verdict::TimeLimitExceeded, "CPU time limit of 3000 ms exceeded"),
+            (LimitHit::WallTime, Verdict::TimeLimitExceeded, "wall-clock time limit of 5000 ms exceeded"),
+            (LimitHit::Memory, Verdict::MemoryLimitExceeded, "memory limit of 128 MiB exceeded"),
+            (
+                LimitHit::Output,
+                Verdict::OutputLimitExceeded,
+                "output limit of 100 bytes exceeded; the output is truncated",
+            ),
+            (LimitHit::FileSize, Verdict::RuntimeError, "file size limit of 1024 KiB exceeded (SIGXFSZ)"),
+        ];
+        for (hit, verdict, msg) in cases {
+            let r = ran(stage(None, Some(9), Some(hit)));
+            let s = done(Some(&r), &exited(0), None);
+            assert_eq!(s.verdict, Some(verdict), "{hit:?}");
+            assert_eq!(s.phase, Some(Phase::Completed));
+            assert_eq!(s.message.as_deref(), Some(msg));
+            assert_eq!(s.time_ms, Some(12), "measurements are kept for {hit:?}");
+        }
+        let r = ran(stage(None, Some(25), Some(LimitHit::FileSize)));
+        assert_eq!(done(Some(&r), &exited(0), None).signal.as_deref(), Some("SIGXFSZ"));
+    }
+
+    #[test]
+    fn output_is_capped_for_the_status_and_flags_are_kept() {
+        let mut st = stage(Some(0), None, Some(LimitHit::Output));
+        st.stdout = "ééééééé".into(); // 14 bytes, cap is 10
+        st.stderr_truncated = true;
+        let s = done(Some(&ran(st)), &exited(0), None);
+        assert_eq!(s.stdout.as_deref(), Some("ééééé"));
+        assert!(s.stdout_truncated && s.stderr_truncated);
+        assert_eq!(s.verdict, Some(Verdict::OutputLimitExceeded));
+    }
+
+    #[test]
+    fn compile_errors_keep_the_compiler_output() {
+        let r = RunResult {
+            outcome: Outcome::CompileError,
+            compile: Some(StageResult {
+                exit_code: Some(1),
+                stdout: "".into(),
+                stderr: "main.c:1: error".into(),
+                time_ms: 40,
+                ..Default::default()
+            }),
+            run: None,
+            message: None,
+        };
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::CompilationError)));
+        assert_eq!(s.compile_output.as_deref(), Some("main.c:1: "));
+        assert!(s.compile_output_truncated);
+        assert_eq!(s.message.as_deref(), Some("compilation failed (exit code 1)"));
+        assert_eq!(s.time_ms, Some(40));
+        assert!(s.stdout.is_none());
+    }
+
+    #[test]
+    fn kubelet_signals_without_a_result() {
+        let oom =
+            Termination { exit_code: Some(137), reason: Some("OOMKilled".into()), ..Default::default() };
+        let s = done(None, &oom, None);
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::MemoryLimitExceeded)));
+        assert!(s.message.unwrap().contains("out-of-memory killer"));
+        let dl = Termination { pod_reason: Some("DeadlineExceeded".into()), ..Default::default() };
+        assert_eq!(done(None, &dl, None).verdict, Some(Verdict::TimeLimitExceeded));
+        let err = Termination { exit_code: Some(127), reason: Some("Error".into()), ..Default::default() };
+        let l = limits();
+        let s = finish(&Finished {
+            result: None,
+            termination: &err,
+            limits: Some(&l),
+            compile_limits: None,
+            expected_output: None,
+            cap: 10,
+            log_tail: "exec: not found\n",
+        });
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("the sandbox ended without a result (exit code 127, reason Error): exec: not found")
+        );
+        // OOMKilled with a result that shows a kill: memory, not a runtime error.
+        let r = ran(stage(None, Some(9), None));
+        assert_eq!(done(Some(&r), &oom, None).verdict, Some(Verdict::MemoryLimitExceeded));
+    }
+
+    #[test]
+    fn runner_internal_errors_fail_the_execution() {
+        let r = RunResult {
+            outcome: Outcome::InternalError,
+            compile: None,
+            run: None,
+            message: Some("bad request".into()),
+        };
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));
+        assert_eq!(s.message.as_deref(), Some("the runner failed: bad request"));
+    }
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn pod_views() {
+        let p = pod("{metadata: {name: p}, status: {phase: Pending, conditions: [{type: PodScheduled, status: 'False', reason: Unschedulable, message: 'Insufficient memory'}]}}");
+        assert_eq!(
+            view(&p),
+            PodView::Starting { problem: None, waiting: Some("Unschedulable: Insufficient memory".into()) }
+        );
+        let p = pod("{metadata: {name: p}, status: {phase: Pending, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ErrImageNeverPull, message: 'image not present'}}}]}}");
+        assert_eq!(
+            view(&p),
+            PodView::Starting {
+                problem: Some(("ErrImageNeverPull".into(), "image not present".into())),
+                waiting: None
+            }
+        );
+        let p = pod("{metadata: {name: p}, status: {phase: Running, containerStatuses: [{name: runner, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}]}}");
+        assert_eq!(view(&p), PodView::Running);
+        let p = pod("{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {terminated: {exitCode: 137, reason: OOMKilled}}}]}}");
+        let PodView::Terminated(t) = view(&p) else { panic!("terminated") };
+        assert!(t.oom_killed() && t.deadline_exceeded());
+        assert_eq!(t.exit_code, Some(137));
+        let p = pod("{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, message: 'Pod was active on the node longer than the specified deadline'}}");
+        let PodView::Terminated(t) = view(&p) else { panic!("terminated") };
+        assert!(t.deadline_exceeded() && t.exit_code.is_none());
+        let p =
+            pod("{metadata: {name: p}, status: {phase: Failed, reason: Evicted, message: 'low on memory'}}");
+        assert_eq!(view(&p), PodView::Evicted { message: "low on memory".into() });
+        let p =
+            pod("{metadata: {name: p, deletionTimestamp: '2026-01-01T00:00:00Z'}, status: {phase: Running}}");
+        assert_eq!(view(&p), PodView::Deleting);
+    }
+}

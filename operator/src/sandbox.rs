@@ -1,0 +1,377 @@
+//! The sandbox Pod and the deny-all NetworkPolicy, built as plain values (no cluster access).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        core::v1::{
+            Capabilities, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+            ObjectFieldSelector, Pod, PodDNSConfig, PodSecurityContext, PodSpec, ResourceRequirements,
+            SeccompProfile, SecurityContext, Volume, VolumeMount,
+        },
+        networking::v1::{NetworkPolicy, NetworkPolicySpec},
+    },
+    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::LabelSelector},
+};
+use kube::{api::ObjectMeta, Resource, ResourceExt};
+use rce_api::{Execution, Runtime, EXECUTION_LABEL, SANDBOX_LABEL};
+use rce_runner::protocol::{REQUEST_ANNOTATION, REQUEST_PATH, WORK_DIR};
+
+use crate::{config::SandboxSettings, names, validate::Plan};
+
+/// Name of the sandbox container.
+pub const CONTAINER: &str = "runner";
+/// Label carrying the attempt number on a sandbox Pod.
+pub const ATTEMPT_LABEL: &str = "rce.dev/attempt";
+/// Annotation carrying the owning Execution's uid on a sandbox Pod.
+pub const EXECUTION_UID_ANNOTATION: &str = "rce.dev/execution-uid";
+/// Name of the NetworkPolicy that isolates sandbox Pods in each namespace.
+pub const NETWORK_POLICY: &str = "rce-sandbox-deny-all";
+/// The field manager of everything the operator writes.
+pub const MANAGER: &str = "rce-operator";
+
+/// Sizes of one sandbox, in MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub work_mib: u64,
+    pub tmp_mib: u64,
+    /// Memory request = limit: the program's memory, the memory-backed work dir and /tmp
+    /// (tmpfs pages count against the Pod's memory) and the runner's own.
+    pub memory_mib: u64,
+    /// Ephemeral storage: the container log (the result line) and the writable layer.
+    pub ephemeral_mib: u64,
+    pub active_deadline_seconds: i64,
+}
+
+/// Decide the sandbox's sizes.
+pub fn sizes(plan: &Plan, runtime: &Runtime, settings: &SandboxSettings) -> Sizes {
+    let l = &plan.limits;
+    let file_mib = |kib: u64| kib.div_ceil(1024);
+    let max_file_mib =
+        file_mib(l.file_size_kib).max(plan.compile_limits.map_or(0, |c| file_mib(c.file_size_kib)));
+    let work_mib = runtime.spec.work_dir_mib.unwrap_or(settings.work_mib.max(2 * max_file_mib));
+    let tmp_mib = runtime.spec.tmp_mib.unwrap_or(settings.tmp_mib);
+    let program_mib = l.memory_mib.max(plan.compile_limits.map_or(0, |c| c.memory_mib));
+    let output = l.output_bytes.max(plan.compile_limits.map_or(0, |c| c.output_bytes));
+    // The result line holds stdout and stderr (and the compile output), JSON-escaped.
+    let ephemeral_mib = 32 + (output * 2 * 6).div_ceil(1024 * 1024) * 2;
+    let wall_ms = l.wall_time_ms + plan.compile_limits.map_or(0, |c| c.wall_time_ms);
+    Sizes {
+        work_mib,
+        tmp_mib,
+        memory_mib: program_mib + work_mib + tmp_mib + settings.runner_overhead_mib,
+        ephemeral_mib,
+        active_deadline_seconds: (wall_ms.div_ceil(1000) + settings.start_margin_seconds) as i64,
+    }
+}
+
+fn mib(n: u64) -> Quantity {
+    Quantity(format!("{n}Mi"))
+}
+
+/// The labels every sandbox Pod of `execution` carries.
+pub fn labels(execution: &Execution, attempt: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SANDBOX_LABEL.to_string(), "true".to_string()),
+        (EXECUTION_LABEL.to_string(), names::label_value(&execution.name_any())),
+        (ATTEMPT_LABEL.to_string(), attempt.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
+        ("app.kubernetes.io/component".to_string(), "sandbox".to_string()),
+    ])
+}
+
+/// Build the sandbox Pod of `attempt` (1-based) of `execution`.
+pub fn build_pod(
+    execution: &Execution,
+    attempt: u32,
+    plan: &Plan,
+    runtime: &Runtime,
+    settings: &SandboxSettings,
+) -> Pod {
+    let s = sizes(plan, runtime, settings);
+    let uid = execution.uid().unwrap_or_default();
+    let id = i64::from(names::sandbox_id(&uid));
+    let request_dir = REQUEST_PATH.rsplit_once('/').map_or("/etc/rce", |(d, _)| d);
+    let request_file = REQUEST_PATH.rsplit_once('/').map_or("request.json", |(_, f)| f);
+    let resources = BTreeMap::from([
+        ("memory".to_string(), mib(s.memory_mib)),
+        ("ephemeral-storage".to_string(), mib(s.ephemeral_mib)),
+    ]);
+    let mut limits = resources.clone();
+    limits.insert("cpu".into(), Quantity(plan.cpu_limit.clone()));
+    let mut requests = resources;
+    requests.insert("cpu".into(), Quantity(settings.cpu_request.clone()));
+    let memory_dir = |name: &str, size: u64| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(mib(size)) }),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(names::pod_name(&execution.name_any(), attempt)),
+            namespace: execution.namespace(),
+            labels: Some(labels(execution, attempt)),
+            annotations: Some(BTreeMap::from([
+                (REQUEST_ANNOTATION.to_string(), plan.request_json.clone()),
+                (EXECUTION_UID_ANNOTATION.to_string(), uid),
+            ])),
+            owner_references: execution.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: Some(s.active_deadline_seconds),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(1),
+            // No network: name lookups fail at once instead of timing out.
+            dns_policy: Some("None".into()),
+            dns_config: Some(PodDNSConfig {
+                nameservers: Some(vec!["127.0.0.1".into()]),
+                ..Default::default()
+            }),
+            runtime_class_name: plan.runtime_class_name.clone(),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(id),
+                run_as_group: Some(id),
+                fs_group: Some(id),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
+            containers: vec![Container {
+                name: CONTAINER.into(),
+                image: Some(plan.image.clone()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(vec![settings.runner_path.clone()]),
+                working_dir: Some(WORK_DIR.into()),
+                resources: Some(ResourceRequirements {
+                    limits: Some(limits),
+                    requests: Some(requests),
+                    ..Default::default()
+                }),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    privileged: Some(false),
+                    capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+                    read_only_root_filesystem: Some(true),
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(id),
+                    run_as_group: Some(id),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".into(),
+                        localhost_profile: None,
+                    }),
+                    ..Default::default()
+                }),
+                volume_mounts: Some(vec![
+                    VolumeMount { name: "work".into(), mount_path: WORK_DIR.into(), ..Default::default() },
+                    VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+                    VolumeMount {
+                        name: "request".into(),
+                        mount_path: request_dir.into(),
+                        read_only: Some(true),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![
+                memory_dir("work", s.work_mib),
+                memory_dir("tmp", s.tmp_mib),
+                Volume {
+                    name: "request".into(),
+                    downward_api: Some(DownwardAPIVolumeSource {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: request_file.into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: format!("metadata.annotations['{REQUEST_ANNOTATION}']"),
+                                api_version: None,
+                            }),
+                            mode: Some(0o444),
+                            resource_field_ref: None,
+                        }]),
+                        default_mode: Some(0o444),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The NetworkPolicy denying all ingress and egress of sandbox Pods in `namespace`.
+pub fn network_policy(namespace: &str) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(NETWORK_POLICY.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string())])),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(SANDBOX_LABEL.to_string(), "true".to_string())])),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![]),
+            egress: Some(vec![]),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{
+        plan,
+        tests::{execution, runtime, GCC, PYTHON},
+    };
+
+    const EXEC: &str = r#"
+apiVersion: rce.dev/v1alpha1
+kind: Execution
+metadata: {name: hello, namespace: team-a, uid: 5f2d-uid}
+spec:
+  language: python
+  source: print('hello')
+  limits: {memoryMiB: 64, wallTimeMs: 2500, outputBytes: 1000}
+"#;
+
+    fn pod() -> (Pod, Plan) {
+        let e = execution(EXEC);
+        let rt = runtime(PYTHON);
+        let s = SandboxSettings::default();
+        let p = plan(&e.spec, &rt, &s).unwrap();
+        (build_pod(&e, 1, &p, &rt, &s), p)
+    }
+
+    #[test]
+    fn pod_is_owned_named_labelled_and_carries_the_request() {
+        let (pod, plan) = pod();
+        let m = &pod.metadata;
+        assert_eq!(m.name.as_deref(), Some("hello-1"));
+        assert_eq!(m.namespace.as_deref(), Some("team-a"));
+        let owner = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("Execution", "hello", "5f2d-uid")
+        );
+        assert_eq!(owner.controller, Some(true));
+        let labels = m.labels.as_ref().unwrap();
+        assert_eq!(labels[SANDBOX_LABEL], "true");
+        assert_eq!(labels[EXECUTION_LABEL], "hello");
+        assert_eq!(labels[ATTEMPT_LABEL], "1");
+        let ann = m.annotations.as_ref().unwrap();
+        assert_eq!(ann[REQUEST_ANNOTATION], plan.request_json);
+        assert_eq!(ann[EXECUTION_UID_ANNOTATION], "5f2d-uid");
+    }
+
+    #[test]
+    fn pod_is_hardened() {
+        let (pod, _) = pod();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert_eq!(spec.termination_grace_period_seconds, Some(1));
+        assert_eq!(spec.host_network, None);
+        assert_eq!(spec.runtime_class_name, None);
+        // 2.5 s of wall time, rounded up, plus the 10 s start margin.
+        assert_eq!(spec.active_deadline_seconds, Some(13));
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        let uid = psc.run_as_user.unwrap();
+        assert!((100_000..(1 << 31)).contains(&uid), "{uid}");
+        assert_eq!(psc.run_as_group, Some(uid));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(spec.containers.len(), 1);
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("rce.dev/sandbox-python:abc"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(c.command.as_deref(), Some(&["/usr/local/bin/rce-runner".to_string()][..]));
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.privileged, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+    }
+
+    #[test]
+    fn pod_resources_and_volumes() {
+        let (pod, _) = pod();
+        let spec = pod.spec.unwrap();
+        let c = &spec.containers[0];
+        let r = c.resources.as_ref().unwrap();
+        let (lim, req) = (r.limits.as_ref().unwrap(), r.requests.as_ref().unwrap());
+        // 64 MiB program + 16 work + 16 tmp + 16 runner.
+        assert_eq!(lim["memory"].0, "112Mi");
+        assert_eq!(req["memory"], lim["memory"]);
+        assert_eq!(lim["cpu"].0, "1");
+        assert_eq!(req["cpu"].0, "50m");
+        assert_eq!(lim["ephemeral-storage"].0, "34Mi");
+        assert_eq!(req["ephemeral-storage"], lim["ephemeral-storage"]);
+        let vols = spec.volumes.unwrap();
+        let by_name = |n: &str| vols.iter().find(|v| v.name == n).unwrap().clone();
+        for (name, size) in [("work", "16Mi"), ("tmp", "16Mi")] {
+            let ed = by_name(name).empty_dir.unwrap();
+            assert_eq!(ed.medium.as_deref(), Some("Memory"));
+            assert_eq!(ed.size_limit.unwrap().0, size);
+        }
+        let items = by_name("request").downward_api.unwrap().items.unwrap();
+        assert_eq!(items[0].path, "request.json");
+        assert_eq!(
+            items[0].field_ref.as_ref().unwrap().field_path,
+            "metadata.annotations['rce.dev/request']"
+        );
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let mount = |n: &str| mounts.iter().find(|m| m.name == n).unwrap();
+        assert_eq!(mount("work").mount_path, "/work");
+        assert_eq!(mount("tmp").mount_path, "/tmp");
+        assert_eq!(mount("request").mount_path, "/etc/rce");
+        assert_eq!(mount("request").read_only, Some(true));
+        // Every volume type is allowed by the restricted Pod Security Standard.
+        assert!(vols.iter().all(|v| v.empty_dir.is_some() || v.downward_api.is_some()));
+    }
+
+    #[test]
+    fn compiled_runtimes_get_the_compile_time_memory_and_class() {
+        let e = execution(EXEC);
+        let rt = runtime(GCC);
+        let s = SandboxSettings::default();
+        let p = plan(&e.spec, &rt, &s).unwrap();
+        let pod = build_pod(&e, 2, &p, &rt, &s);
+        assert_eq!(pod.metadata.name.as_deref(), Some("hello-2"));
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
+        // 15 s compile + 2.5 s run, rounded up, plus the margin.
+        assert_eq!(spec.active_deadline_seconds, Some(28));
+        let lim = spec.containers[0].resources.clone().unwrap().limits.unwrap();
+        // The compile step's 384 MiB is the larger need.
+        assert_eq!(lim["memory"].0, "432Mi");
+        assert_eq!(lim["cpu"].0, "2");
+        let cfg = SandboxSettings { runtime_class_name: Some("kata".into()), ..Default::default() };
+        let py = runtime(PYTHON);
+        let p = plan(&e.spec, &py, &cfg).unwrap();
+        assert_eq!(build_pod(&e, 1, &p, &py, &cfg).spec.unwrap().runtime_class_name.as_deref(), Some("kata"));
+    }
+
+    #[test]
+    fn network_policy_denies_everything_for_sandboxes() {
+        let np = network_policy("team-a");
+        let v = serde_json::to_value(&np).unwrap();
+        assert_eq!(v["metadata"]["namespace"], "team-a");
+        assert_eq!(v["spec"]["podSelector"]["matchLabels"][SANDBOX_LABEL], "true");
+        assert_eq!(v["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+        assert_eq!(v["spec"]["ingress"], serde_json::json!([]));
+        assert_eq!(v["spec"]["egress"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,246 @@
+//! Pure status transitions: what the status becomes at each step.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rce_api::{Condition, ExecutionStatus, Phase, Verdict};
+
+/// RFC 3339 text of a time, in UTC, to the second.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Set (or add) a condition; its lastTransitionTime changes only when its status does.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let message = (!message.is_empty()).then(|| message.to_string());
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = Some(now.to_string());
+            }
+            c.status = status;
+            c.reason = Some(reason.to_string());
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_string(),
+            status,
+            reason: Some(reason.to_string()),
+            message,
+            last_transition_time: Some(now.to_string()),
+            observed_generation: generation,
+        }),
+    }
+}
+
+/// A valid Execution waiting for a sandbox slot.
+pub fn pending(
+    old: &ExecutionStatus,
+    created: Option<&str>,
+    generation: Option<i64>,
+    max_running: usize,
+    now: &str,
+) -> ExecutionStatus {
+    let mut st = old.clone();
+    st.phase = Some(Phase::Pending);
+    st.observed_generation = generation;
+    if st.submitted_at.is_none() {
+        st.submitted_at = Some(created.unwrap_or(now).to_string());
+    }
+    set_condition(&mut st.conditions, "Valid", true, "Valid", "", generation, now);
+    set_condition(
+        &mut st.conditions,
+        "Scheduled",
+        false,
+        "Queued",
+        &format!("waiting for a free sandbox slot (at most {max_running} run at once)"),
+        generation,
+        now,
+    );
+    set_condition(&mut st.conditions, "Ready", false, "Pending", "", generation, now);
+    st
+}
+
+/// The sandbox Pod of `attempt` exists.
+pub fn processing(
+    old: &ExecutionStatus,
+    pod: &str,
+    attempt: u32,
+    message: Option<String>,
+    now: &str,
+) -> ExecutionStatus {
+    let mut st = old.clone();
+    let same_pod = st.pod_name.as_deref() == Some(pod) && st.attempts == Some(attempt);
+    st.phase = Some(Phase::Processing);
+    st.pod_name = Some(pod.to_string());
+    st.attempts = Some(attempt);
+    if !same_pod || st.started_at.is_none() {
+        st.started_at = Some(now.to_string());
+    }
+    st.message = message;
+    let g = st.observed_generation;
+    set_condition(
+        &mut st.conditions,
+        "Scheduled",
+        true,
+        "SandboxCreated",
+        &format!("sandbox Pod {pod} created (attempt {attempt})"),
+        g,
+        now,
+    );
+    set_condition(&mut st.conditions, "Ready", false, "Running", "", g, now);
+    st
+}
+
+/// Merge a result (from [`crate::outcome::finish`]) into the status and close it.
+pub fn finished(old: &ExecutionStatus, result: ExecutionStatus, now: &str) -> ExecutionStatus {
+    let keep = old.clone();
+    let mut st = ExecutionStatus {
+        submitted_at: keep.submitted_at,
+        started_at: keep.started_at,
+        pod_name: keep.pod_name,
+        attempts: keep.attempts,
+        observed_generation: keep.observed_generation,
+        conditions: keep.conditions,
+        finished_at: Some(now.to_string()),
+        ..result
+    };
+    let g = st.observed_generation;
+    let verdict = st.verdict.unwrap_or(Verdict::InternalError);
+    let reason = if st.phase == Some(Phase::Failed) { "Failed" } else { verdict.as_str() };
+    let message = st.message.clone().unwrap_or_else(|| verdict.as_str().to_string());
+    set_condition(&mut st.conditions, "Ready", true, reason, &message, g, now);
+    st
+}
+
+/// The Execution cannot run: phase Failed, verdict InternalError, `reason` on the Ready
+/// condition ("Invalid" for a bad submission, also on the Valid condition).
+pub fn failed(
+    old: &ExecutionStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) -> ExecutionStatus {
+    let mut st = old.clone();
+    st.phase = Some(Phase::Failed);
+    st.verdict = Some(Verdict::InternalError);
+    st.message = Some(message.to_string());
+    st.finished_at = Some(now.to_string());
+    if st.observed_generation.is_none() {
+        st.observed_generation = generation;
+    }
+    if st.submitted_at.is_none() {
+        st.submitted_at = Some(now.to_string());
+    }
+    let g = st.observed_generation;
+    if reason == "Invalid" {
+        set_condition(&mut st.conditions, "Valid", false, "Invalid", message, g, now);
+    }
+    set_condition(&mut st.conditions, "Ready", true, reason, message, g, now);
+    st
+}
+
+/// What to do with a finished Execution given its TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Keep,
+    DeleteNow,
+    After(Duration),
+}
+
+pub fn expiry(finished_at: Option<&str>, ttl: Option<Duration>, now: DateTime<Utc>) -> Expiry {
+    let Some(ttl) = ttl else { return Expiry::Keep };
+    let Some(done) = finished_at.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+        return Expiry::After(ttl);
+    };
+    let age = now.signed_duration_since(done.with_timezone(&Utc)).to_std().unwrap_or_default();
+    if age >= ttl {
+        Expiry::DeleteNow
+    } else {
+        Expiry::After(ttl - age + Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_is_stable_so_reconciling_again_writes_nothing() {
+        let a = pending(
+            &ExecutionStatus::default(),
+            Some("2026-01-01T00:00:00Z"),
+            Some(1),
+            6,
+            "2026-01-01T00:00:01Z",
+        );
+        assert_eq!(a.phase, Some(Phase::Pending));
+        assert_eq!(a.submitted_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(a.observed_generation, Some(1));
+        let b = pending(&a, Some("2026-01-01T00:00:00Z"), Some(1), 6, "2026-01-01T00:00:09Z");
+        assert_eq!(a, b);
+        let c = a.conditions.iter().find(|c| c.type_ == "Scheduled").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", Some("Queued")));
+    }
+
+    #[test]
+    fn processing_then_finished_keeps_the_history() {
+        let p = pending(&ExecutionStatus::default(), Some("t0"), Some(1), 6, "t1");
+        let r = processing(&p, "e-1", 1, None, "t2");
+        assert_eq!(
+            (r.phase, r.pod_name.as_deref(), r.attempts),
+            (Some(Phase::Processing), Some("e-1"), Some(1))
+        );
+        assert_eq!(r.started_at.as_deref(), Some("t2"));
+        // Adopting the same Pod again keeps startedAt.
+        assert_eq!(processing(&r, "e-1", 1, None, "t3").started_at.as_deref(), Some("t2"));
+        let retry = processing(&r, "e-2", 2, Some("retrying".into()), "t4");
+        assert_eq!((retry.started_at.as_deref(), retry.attempts), (Some("t4"), Some(2)));
+        let result = ExecutionStatus {
+            phase: Some(Phase::Completed),
+            verdict: Some(Verdict::Accepted),
+            stdout: Some("hi".into()),
+            ..Default::default()
+        };
+        let f = finished(&r, result, "t5");
+        assert_eq!((f.phase, f.verdict), (Some(Phase::Completed), Some(Verdict::Accepted)));
+        assert_eq!(
+            (f.submitted_at.as_deref(), f.started_at.as_deref(), f.finished_at.as_deref()),
+            (Some("t0"), Some("t2"), Some("t5"))
+        );
+        assert_eq!(f.pod_name.as_deref(), Some("e-1"));
+        let ready = f.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("Accepted")));
+        let sched = f.conditions.iter().find(|c| c.type_ == "Scheduled").unwrap();
+        assert_eq!(sched.last_transition_time.as_deref(), Some("t2"));
+    }
+
+    #[test]
+    fn invalid_executions_fail_with_reason_invalid() {
+        let f = failed(&ExecutionStatus::default(), "Invalid", "unknown language \"cobol\"", Some(1), "t");
+        assert_eq!((f.phase, f.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));
+        let valid = f.conditions.iter().find(|c| c.type_ == "Valid").unwrap();
+        assert_eq!((valid.status.as_str(), valid.reason.as_deref()), ("False", Some("Invalid")));
+        assert_eq!(f.message.as_deref(), Some("unknown language \"cobol\""));
+    }
+
+    #[test]
+    fn finished_executions_expire_after_the_ttl() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z").unwrap().with_timezone(&Utc);
+        let h = Some(Duration::from_secs(3600));
+        assert_eq!(expiry(Some("2026-01-01T00:00:00Z"), h, now), Expiry::DeleteNow);
+        assert_eq!(expiry(Some("2026-01-01T00:59:00Z"), h, now), Expiry::After(Duration::from_secs(3541)));
+        assert_eq!(expiry(Some("2026-01-01T00:00:00Z"), None, now), Expiry::Keep);
+    }
+}

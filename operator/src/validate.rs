@@ -1,0 +1,365 @@
+//! Validation of an Execution against its Runtime and the operator's configuration, and
+//! the plan for its sandbox (pure: no cluster access).
+
+use std::{borrow::Borrow, collections::BTreeSet};
+
+use base64::Engine as _;
+use rce_api::{ExecutionSpec, FileEncoding, Limits, ResolvedLimits, Runtime};
+use rce_runner::protocol::{Encoding, File, RunRequest, StageLimits};
+
+use crate::config::SandboxSettings;
+
+/// Everything the Pod builder needs, decided from the Execution, its Runtime and the
+/// configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Name of the Runtime object used.
+    pub runtime: String,
+    pub image: String,
+    pub runtime_class_name: Option<String>,
+    pub cpu_limit: String,
+    pub limits: ResolvedLimits,
+    /// Limits of the compile step, when the Runtime compiles.
+    pub compile_limits: Option<ResolvedLimits>,
+    pub request: RunRequest,
+    /// The request as JSON, as placed in the Pod annotation.
+    pub request_json: String,
+}
+
+/// Why an Execution cannot run, in words for its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The Runtime an Execution's `language` names: an exact object name wins over an alias.
+pub fn find_runtime<'a, R>(runtimes: &'a [R], language: &str) -> Option<&'a R>
+where
+    R: Borrow<Runtime>,
+{
+    let lang = language.trim();
+    let rt = |r: &&'a R| -> &'a Runtime { (*r).borrow() };
+    runtimes
+        .iter()
+        .find(|r| rt(r).metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(lang)))
+        .or_else(|| runtimes.iter().find(|r| rt(r).answers_to(lang)))
+}
+
+/// The message for an unknown language, listing the known ones.
+pub fn unknown_language<R: Borrow<Runtime>>(language: &str, runtimes: &[R]) -> Invalid {
+    let known: BTreeSet<&str> =
+        runtimes.iter().filter_map(|r| Borrow::<Runtime>::borrow(r).metadata.name.as_deref()).collect();
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.is_empty() {
+        Invalid(format!("unknown language {language:?}: no Runtime is installed"))
+    } else {
+        Invalid(format!("unknown language {language:?}; known languages: {}", known.join(", ")))
+    }
+}
+
+/// Longest file name (a path relative to the work dir) in a submission.
+const MAX_FILE_NAME: usize = 255;
+/// Most files in a submission.
+const MAX_FILES: usize = 64;
+
+/// Is `name` a safe relative path inside the work dir?
+pub fn check_file_name(name: &str) -> Result<(), Invalid> {
+    let bad = |why: &str| Err(Invalid(format!("file name {name:?} is not allowed: {why}")));
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_FILE_NAME {
+        return bad("it is longer than 255 bytes");
+    }
+    if name.starts_with('/') {
+        return bad("it must be a relative path");
+    }
+    if name.contains('\\') || name.contains('\0') || name.chars().any(char::is_control) {
+        return bad("it contains a backslash or a control character");
+    }
+    for part in name.split('/') {
+        match part {
+            "" => return bad("it has an empty path component"),
+            "." | ".." => return bad("it must not contain \".\" or \"..\" components"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Validate `spec` against `runtime` and decide the sandbox's plan.
+pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings) -> Result<Plan, Invalid> {
+    let rt = &runtime.spec;
+    let files = match (&spec.source, &spec.files) {
+        (Some(_), Some(_)) => return Err(Invalid("give either spec.source or spec.files, not both".into())),
+        (None, None) => return Err(Invalid("give either spec.source or spec.files".into())),
+        (Some(src), None) => {
+            vec![File { name: rt.source_file.clone(), content: src.clone(), encoding: Encoding::Utf8 }]
+        }
+        (None, Some(files)) => {
+            if files.is_empty() {
+                return Err(Invalid("spec.files is empty".into()));
+            }
+            if files.len() > MAX_FILES {
+                return Err(Invalid(format!(
+                    "spec.files has {} files; at most {MAX_FILES} are allowed",
+                    files.len()
+                )));
+            }
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::with_capacity(files.len());
+            for f in files {
+                check_file_name(&f.name)?;
+                if !seen.insert(f.name.as_str()) {
+                    return Err(Invalid(format!("file name {:?} appears twice", f.name)));
+                }
+                let encoding = match f.encoding {
+                    FileEncoding::Utf8 => Encoding::Utf8,
+                    FileEncoding::Base64 => {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(f.content.trim())
+                            .map_err(|e| Invalid(format!("file {:?} is not valid base64: {e}", f.name)))?;
+                        Encoding::Base64
+                    }
+                };
+                out.push(File { name: f.name.clone(), content: f.content.clone(), encoding });
+            }
+            out
+        }
+    };
+    check_file_name(&files[0].name)?;
+
+    let limits = Limits::resolve(spec.limits.as_ref(), &rt.default_limits, &rt.max_limits, &settings.cap)
+        .map_err(|e| Invalid(e.to_string()))?;
+    let compile_limits = rt.compile.as_ref().map(|_| {
+        let c = rt.compile_limits.unwrap_or_default();
+        let cap = &settings.cap;
+        ResolvedLimits {
+            wall_time_ms: c.wall_time_ms.unwrap_or(limits.wall_time_ms).min(cap.wall_time_ms),
+            cpu_time_ms: c.cpu_time_ms.unwrap_or(limits.cpu_time_ms).min(cap.cpu_time_ms),
+            memory_mib: c.memory_mib.unwrap_or(limits.memory_mib).min(cap.memory_mib),
+            processes: c.processes.unwrap_or(limits.processes).min(cap.processes),
+            output_bytes: c.output_bytes.unwrap_or(limits.output_bytes).min(cap.output_bytes),
+            file_size_kib: c.file_size_kib.unwrap_or(limits.file_size_kib).min(cap.file_size_kib),
+        }
+    });
+    if rt.run.is_empty() {
+        return Err(Invalid(format!(
+            "Runtime {:?} has an empty run command",
+            runtime.metadata.name.as_deref().unwrap_or_default()
+        )));
+    }
+
+    let request = RunRequest {
+        files,
+        stdin: spec.stdin.clone().unwrap_or_default(),
+        args: spec.args.clone(),
+        compile: rt.compile.clone(),
+        run: rt.run.clone(),
+        env: rt.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        limits: stage_limits(&limits),
+        compile_limits: compile_limits.as_ref().map(stage_limits),
+    };
+    let request_json =
+        serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;
+    if request_json.len() > settings.max_request_bytes {
+        return Err(Invalid(format!(
+            "the submission (source files, stdin and args) is {} bytes encoded; at most {} bytes are accepted",
+            request_json.len(),
+            settings.max_request_bytes
+        )));
+    }
+    Ok(Plan {
+        runtime: runtime.metadata.name.clone().unwrap_or_default(),
+        image: rt.image.clone(),
+        runtime_class_name: rt.runtime_class_name.clone().or_else(|| settings.runtime_class_name.clone()),
+        cpu_limit: rt.cpu_limit.clone().unwrap_or_else(|| settings.cpu_limit.clone()),
+        limits,
+        compile_limits,
+        request,
+        request_json,
+    })
+}
+
+/// Limits of one stage as the runner receives them.
+pub fn stage_limits(l: &ResolvedLimits) -> StageLimits {
+    StageLimits {
+        wall_time_ms: l.wall_time_ms,
+        cpu_time_ms: l.cpu_time_ms,
+        memory_kib: l.memory_mib * 1024,
+        processes: l.processes,
+        output_bytes: l.output_bytes,
+        file_size_kib: l.file_size_kib,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rce_api::Execution;
+
+    pub fn runtime(yaml: &str) -> Runtime {
+        serde_yaml::from_str(yaml).expect("runtime yaml")
+    }
+
+    pub fn execution(yaml: &str) -> Execution {
+        serde_yaml::from_str(yaml).expect("execution yaml")
+    }
+
+    pub const PYTHON: &str = r#"
+apiVersion: rce.dev/v1alpha1
+kind: Runtime
+metadata: {name: python}
+spec:
+  displayName: Python
+  version: "3.11.2"
+  aliases: [py, python3]
+  image: rce.dev/sandbox-python:abc
+  sourceFile: main.py
+  run: [python3, "{file}"]
+  defaultLimits: {memoryMiB: 128, wallTimeMs: 5000}
+  maxLimits: {memoryMiB: 512, wallTimeMs: 10000}
+"#;
+
+    pub const GCC: &str = r#"
+apiVersion: rce.dev/v1alpha1
+kind: Runtime
+metadata: {name: c}
+spec:
+  version: "12"
+  image: rce.dev/sandbox-c:abc
+  sourceFile: main.c
+  compile: [gcc, -O2, -o, main, "{file}"]
+  compileLimits: {wallTimeMs: 15000, memoryMiB: 384}
+  run: [./main]
+  cpuLimit: "2"
+  runtimeClassName: gvisor
+"#;
+
+    fn spec(yaml: &str) -> ExecutionSpec {
+        serde_yaml::from_str(yaml).expect("spec yaml")
+    }
+
+    #[test]
+    fn source_goes_to_the_runtime_file_with_resolved_limits() {
+        let p = plan(
+            &spec("{language: py, source: print(1), stdin: x, args: [a]}"),
+            &runtime(PYTHON),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(p.runtime, "python");
+        assert_eq!(
+            p.request.files,
+            vec![File { name: "main.py".into(), content: "print(1)".into(), encoding: Encoding::Utf8 }]
+        );
+        assert_eq!(p.request.stdin, "x");
+        assert_eq!(p.request.args, ["a"]);
+        assert_eq!(p.request.run, ["python3", "{file}"]);
+        assert_eq!(p.limits.memory_mib, 128);
+        assert_eq!(p.request.limits.memory_kib, 128 * 1024);
+        assert_eq!(p.cpu_limit, "1");
+        assert_eq!(p.runtime_class_name, None);
+        assert!(p.compile_limits.is_none() && p.request.compile.is_none());
+        let back: RunRequest = serde_json::from_str(&p.request_json).unwrap();
+        assert_eq!(back, p.request);
+    }
+
+    #[test]
+    fn compile_limits_fall_back_to_run_limits_and_runtime_settings_win() {
+        let p =
+            plan(&spec("{language: c, source: 'int main(){}'}"), &runtime(GCC), &Default::default()).unwrap();
+        let c = p.compile_limits.unwrap();
+        assert_eq!(c.wall_time_ms, 15_000);
+        assert_eq!(c.memory_mib, 384);
+        assert_eq!(c.cpu_time_ms, p.limits.cpu_time_ms);
+        assert_eq!(p.request.compile_limits.unwrap().memory_kib, 384 * 1024);
+        assert_eq!(p.cpu_limit, "2");
+        assert_eq!(p.runtime_class_name.as_deref(), Some("gvisor"));
+    }
+
+    #[test]
+    fn limits_above_the_maximum_are_refused_with_the_precise_message() {
+        let e = plan(
+            &spec("{language: python, source: x, limits: {memoryMiB: 600}}"),
+            &runtime(PYTHON),
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "limits.memoryMiB = 600 exceeds the maximum of 512");
+        let settings = SandboxSettings {
+            cap: ResolvedLimits { wall_time_ms: 2000, ..ResolvedLimits::CEILING },
+            ..Default::default()
+        };
+        let e = plan(
+            &spec("{language: python, source: x, limits: {wallTimeMs: 3000}}"),
+            &runtime(PYTHON),
+            &settings,
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "limits.wallTimeMs = 3000 exceeds the maximum of 2000");
+    }
+
+    #[test]
+    fn exactly_one_of_source_and_files() {
+        let rt = runtime(PYTHON);
+        let s = Default::default();
+        assert!(plan(&spec("{language: python}"), &rt, &s).unwrap_err().0.contains("either"));
+        let both = "{language: python, source: x, files: [{name: a.py, content: x}]}";
+        assert!(plan(&spec(both), &rt, &s).unwrap_err().0.contains("not both"));
+        assert!(plan(&spec("{language: python, files: []}"), &rt, &s).unwrap_err().0.contains("empty"));
+    }
+
+    #[test]
+    fn file_names_must_stay_inside_the_work_dir() {
+        let rt = runtime(PYTHON);
+        let s = Default::default();
+        for bad in ["../x.py", "/etc/passwd", "a/../../b", "a//b", "./a", "", "a\\b", "a/"] {
+            let y = format!("{{language: python, files: [{{name: {bad:?}, content: x}}]}}");
+            let e = plan(&spec(&y), &rt, &s).unwrap_err();
+            assert!(e.0.contains("is not allowed"), "{bad}: {e}");
+        }
+        let ok = "{language: python, files: [{name: main.py, content: 'import lib.util'}, {name: lib/util.py, content: ''}]}";
+        let p = plan(&spec(ok), &rt, &s).unwrap();
+        assert_eq!(p.request.files.len(), 2);
+        assert_eq!(p.request.files[0].name, "main.py");
+        let dup = "{language: python, files: [{name: a.py, content: ''}, {name: a.py, content: ''}]}";
+        assert!(plan(&spec(dup), &rt, &s).unwrap_err().0.contains("twice"));
+    }
+
+    #[test]
+    fn base64_files_are_checked_and_big_submissions_refused() {
+        let rt = runtime(PYTHON);
+        let s = SandboxSettings::default();
+        let bad = "{language: python, files: [{name: a.bin, content: '%%%', encoding: base64}]}";
+        assert!(plan(&spec(bad), &rt, &s).unwrap_err().0.contains("not valid base64"));
+        let good = "{language: python, files: [{name: a.py, content: 'cHJpbnQoMSk=', encoding: base64}]}";
+        assert_eq!(plan(&spec(good), &rt, &s).unwrap().request.files[0].encoding, Encoding::Base64);
+        let mut big = spec("{language: python}");
+        big.source = Some("x".repeat(s.max_request_bytes + 1));
+        let e = plan(&big, &rt, &s).unwrap_err();
+        assert!(e.0.contains("at most 204800 bytes are accepted"), "{e}");
+    }
+
+    #[test]
+    fn runtimes_are_found_by_name_then_alias_and_unknown_lists_known() {
+        let rts = vec![runtime(PYTHON), runtime(GCC)];
+        assert_eq!(find_runtime(&rts, "PY").and_then(|r| r.metadata.name.clone()).as_deref(), Some("python"));
+        assert_eq!(find_runtime(&rts, "c").and_then(|r| r.metadata.name.clone()).as_deref(), Some("c"));
+        assert!(find_runtime(&rts, "cobol").is_none());
+        assert_eq!(
+            unknown_language("cobol", &rts).0,
+            "unknown language \"cobol\"; known languages: c, python"
+        );
+        let none: Vec<Runtime> = vec![];
+        assert!(unknown_language("x", &none).0.contains("no Runtime is installed"));
+        let e: Execution = execution(
+            "{apiVersion: rce.dev/v1alpha1, kind: Execution, metadata: {name: e}, spec: {language: py}}",
+        );
+        assert_eq!(e.spec.language, "py");
+    }
+}
