@@ -151,7 +151,7 @@ pub async fn lookup(
     }
 }
 
-/// Follow an Execution: the current view first, then every change, ending after the
+/// Follow an Execution: the current view first, then one view per phase change, ending after the
 /// terminal one (or after `max`). Subscribes to the Redis channel BEFORE reading the current
 /// document, so no change can fall between the two; a slow poll backs the subscription up (and
 /// replaces it when Redis is unreachable).
@@ -197,8 +197,9 @@ pub async fn watch(
                 _ = poll.tick() => lookup(&state, &namespace, &name, false).await.unwrap_or_default(),
             };
             if let Some(view) = next {
-                // Never go backwards (a late poll may read an older copy than a message).
-                if view.status != last.status && rank(view.status.phase) >= rank(last.status.phase) {
+                // One event per phase change; never backwards (a late poll may read an older
+                // copy than a message already seen).
+                if rank(Some(view.phase())) > rank(Some(last.phase())) {
                     last = view.clone();
                     let terminal = view.is_terminal();
                     if tx.send(view).await.is_err() || terminal {

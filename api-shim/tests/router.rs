@@ -1,0 +1,792 @@
+//! Router tests: `app(state).oneshot(request)` against in-memory stand-ins for the cluster
+//! and Redis; one test serves on a real port; one talks to a real redis-server.
+#![allow(clippy::unwrap_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{header, Method, Request, StatusCode},
+    Router,
+};
+use clap::Parser;
+use http_body_util::BodyExt;
+use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Verdict};
+use rce_api_shim::{
+    app,
+    testing::{seed_runtimes, MemoryCluster, MemoryStatus},
+    AppState, Config,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Env {
+    cluster: Arc<MemoryCluster>,
+    status: Arc<MemoryStatus>,
+    app: Router,
+    state: AppState,
+}
+
+fn env(args: &[&str]) -> Env {
+    let mut argv = vec!["rce-api-shim"];
+    argv.extend_from_slice(args);
+    let config = Config::parse_from(argv);
+    let cluster = MemoryCluster::with_runtimes(seed_runtimes());
+    let status = Arc::new(MemoryStatus::default());
+    let state = AppState::new(config, cluster.clone(), status.clone())
+        .unwrap()
+        .with_poll_interval(Duration::from_millis(50));
+    Env { cluster, status, app: app(state.clone()), state }
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, headers, body)
+}
+
+fn post(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn with(mut req: Request<Body>, name: &str, value: &str) -> Request<Body> {
+    req.headers_mut()
+        .insert(header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+    req
+}
+
+fn doc(ex: &Execution, status: ExecutionStatus) -> StatusDocument {
+    StatusDocument {
+        namespace: ex.metadata.namespace.clone().unwrap(),
+        name: ex.metadata.name.clone().unwrap(),
+        uid: ex.metadata.uid.clone().unwrap_or_default(),
+        language: ex.spec.language.clone(),
+        status,
+    }
+}
+
+fn completed(stdout: &str) -> ExecutionStatus {
+    ExecutionStatus {
+        phase: Some(Phase::Completed),
+        verdict: Some(Verdict::Accepted),
+        exit_code: Some(0),
+        stdout: Some(stdout.into()),
+        stderr: Some(String::new()),
+        time_ms: Some(12),
+        wall_time_ms: Some(40),
+        memory_kib: Some(9000),
+        submitted_at: Some("2026-01-01T00:00:00Z".into()),
+        finished_at: Some("2026-01-01T00:00:01Z".into()),
+        ..Default::default()
+    }
+}
+
+/// Play the operator: for every new Execution, publish Pending → Processing → `last`.
+fn fake_operator(cluster: Arc<MemoryCluster>, status: Arc<MemoryStatus>, last: ExecutionStatus) {
+    tokio::spawn(async move {
+        let mut done = std::collections::HashSet::new();
+        for _ in 0..400 {
+            for ex in cluster.all() {
+                let name = ex.metadata.name.clone().unwrap();
+                if !done.insert(name.clone()) {
+                    continue;
+                }
+                let (cluster, status, last) = (cluster.clone(), status.clone(), last.clone());
+                tokio::spawn(async move {
+                    // Let the waiter subscribe first, as a real run takes about a second.
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    for st in [
+                        ExecutionStatus { phase: Some(Phase::Pending), ..Default::default() },
+                        ExecutionStatus { phase: Some(Phase::Processing), ..Default::default() },
+                        last,
+                    ] {
+                        cluster.set_status(ex.metadata.namespace.as_deref().unwrap(), &name, st.clone());
+                        status.publish(doc(&ex, st));
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+// ---------------------------------------------------------------- the seed's API
+
+#[tokio::test]
+async fn seed_execute_answers_exactly_like_the_seed_and_creates_an_execution() {
+    let e = env(&[]);
+    let (code, _, body) =
+        call(&e.app, post("/api/execute", r#"{"language":"python","code":"print(1)"}"#)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let obj = body.as_object().unwrap();
+    assert_eq!(obj.len(), 3, "exactly the seed's keys: {body}");
+    assert_eq!(body["status"], "Pending");
+    assert_eq!(body["message"], "Job submitted successfully");
+    let id = body["jobId"].as_str().unwrap();
+    let all = e.cluster.all();
+    assert_eq!(all.len(), 1);
+    let ex = &all[0];
+    assert_eq!(ex.metadata.name.as_deref(), Some(id));
+    assert_eq!(ex.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(ex.spec.language, "python");
+    assert_eq!(ex.spec.source.as_deref(), Some("print(1)"));
+}
+
+#[tokio::test]
+async fn seed_status_reads_the_cluster_then_the_redis_mirror() {
+    let e = env(&[]);
+    let (_, _, body) = call(&e.app, post("/api/execute", r#"{"language":"py","code":"print(42)"}"#)).await;
+    let id = body["jobId"].as_str().unwrap().to_string();
+    // No Redis document yet: the Execution itself answers (Pending).
+    let (code, _, st) = call(&e.app, get(&format!("/api/status/{id}"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(st["status"], "Pending");
+    assert_eq!(st["output"], Value::Null);
+    assert!(st["submittedAt"].is_string(), "{st}");
+    // The mirror says Completed.
+    let ex = e.cluster.all().remove(0);
+    e.status.publish(doc(&ex, completed("42\n")));
+    let (_, _, st) = call(&e.app, get(&format!("/api/status/{id}"))).await;
+    assert_eq!(st["status"], "Completed");
+    assert_eq!(st["output"], "42\n");
+    assert_eq!(st["stdout"], "42\n");
+    assert_eq!(st["verdict"], "Accepted");
+    assert_eq!(st["exitCode"], 0);
+    assert_eq!(st["time"], 12);
+    assert_eq!(st["memory"], 9000);
+    assert_eq!(st["submittedAt"], "2026-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn unknown_job_is_a_404_in_json() {
+    let e = env(&[]);
+    for id in ["0b7e4a4e-0000-4000-8000-000000000000", "NOT..valid!"] {
+        let (code, headers, body) = call(&e.app, get(&format!("/api/status/{id}"))).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+        assert_eq!(body["error"], "Job not found");
+        assert_eq!(body["code"], "not_found");
+    }
+    let (code, _, body) = call(&e.app, get("/no/such/route")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn health_is_ok() {
+    let e = env(&[]);
+    let (code, _, body) = call(&e.app, get("/health")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body, json!({"status": "ok"}));
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_status_and_shape() {
+    let e = env(&["--body-limit", "1024"]);
+    // Malformed JSON → 400, on every surface, in each surface's shape.
+    let (code, _, body) = call(&e.app, post("/api/execute", r#"{"language": "python", "code": "#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().starts_with("malformed JSON"), "{body}");
+    let (code, _, body) = call(&e.app, post("/api/executions", "{not json")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "malformed_json");
+    let (code, _, body) = call(&e.app, post("/submissions", "[1,")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string(), "{body}");
+    let (code, _, body) = call(&e.app, post("/api/v2/execute", "nope")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["message"].is_string(), "{body}");
+    // Missing fields (seed) → 400 with the seed's message.
+    let (code, _, body) = call(&e.app, post("/api/execute", r#"{"language":"python"}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "language and code are required");
+    // Unknown language → 422 listing the known ones.
+    let (code, _, body) = call(&e.app, post("/api/execute", r#"{"language":"cobol","code":"x"}"#)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "unknown_language");
+    assert_eq!(body["known"], json!(["bash", "javascript", "python"]));
+    let (code, _, body) = call(&e.app, post("/api/executions", r#"{"language":"cobol","source":"x"}"#)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["known"], json!(["bash", "javascript", "python"]));
+    // Over the body limit → 413, before parsing (the body is not even JSON).
+    let big = "x".repeat(2048);
+    let (code, _, body) = call(&e.app, post("/api/execute", &big)).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["code"], "payload_too_large");
+    let code_too_big = format!(r#"{{"language":"python","code":"{}"}}"#, "a".repeat(2000));
+    let (code, _, _) = call(&e.app, post("/api/executions", &code_too_big)).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    // Limits over the Runtime's maximum → 422 naming the field and the maximum.
+    let (code, _, body) = call(
+        &e.app,
+        post("/api/executions", r#"{"language":"python","source":"1","limits":{"memoryMiB":4096}}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "limit_exceeded");
+    assert_eq!(body["error"]["field"], "memoryMiB");
+    assert_eq!(body["error"]["maximum"], 512);
+    // Path traversal in file names → 422.
+    let (code, _, _) = call(
+        &e.app,
+        post("/api/executions", r#"{"language":"python","files":[{"name":"../x.py","content":"1"}]}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e.cluster.all().is_empty(), "nothing was created by bad requests");
+}
+
+#[tokio::test]
+async fn internal_errors_are_not_echoed() {
+    let e = env(&[]);
+    e.cluster.set_down(true);
+    let (code, headers, body) =
+        call(&e.app, post("/api/execute", r#"{"language":"python","code":"1"}"#)).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    let text = body.to_string();
+    assert!(!text.contains("10.0.0.1") && !text.contains("refused"), "{text}");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let e = env(&["--max-pending", "5", "--retry-after-secs", "7"]);
+    e.cluster.set_pending(Some(5));
+    let (code, headers, body) =
+        call(&e.app, post("/api/execute", r#"{"language":"python","code":"1"}"#)).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "7");
+    assert_eq!(body["code"], "queue_full");
+    let (code, _, body) = call(&e.app, post("/submissions", r#"{"language_id":71,"source_code":"1"}"#)).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].is_string());
+    e.cluster.set_pending(Some(4));
+    let (code, _, _) = call(&e.app, post("/api/execute", r#"{"language":"python","code":"1"}"#)).await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- CORS
+
+#[tokio::test]
+async fn cors_preflight_allows_configured_origins_only() {
+    let e = env(&[]);
+    let pre = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/execute")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (code, headers, _) = call(&e.app, pre("http://localhost:5173")).await;
+    assert!(code.is_success(), "{code}");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:5173");
+    assert!(headers[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+    let (_, headers, _) = call(&e.app, pre("http://evil.example")).await;
+    assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    let e = env(&["--cors-origin", "http://ui.test:9000"]);
+    let (_, headers, _) = call(&e.app, pre("http://ui.test:9000")).await;
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://ui.test:9000");
+}
+
+// ---------------------------------------------------------------- Judge0
+
+#[tokio::test]
+async fn judge0_submit_and_read_with_fields_and_base64() {
+    let e = env(&[]);
+    let (code, _, body) = call(
+        &e.app,
+        post(
+            "/submissions?base64_encoded=true",
+            &json!({"language_id": 71, "source_code": "cHJpbnQoaW5wdXQoKSk=", "stdin": "aGk=", "cpu_time_limit": "2",
+                    "memory_limit": 65536, "command_line_arguments": "a 'b c'"})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(body.as_object().unwrap().len(), 1);
+    let ex = e.cluster.all().remove(0);
+    assert_eq!(ex.spec.source.as_deref(), Some("print(input())"));
+    assert_eq!(ex.spec.stdin.as_deref(), Some("hi"));
+    assert_eq!(ex.spec.args, vec!["a", "b c"]);
+    let l = ex.spec.limits.unwrap();
+    assert_eq!(l.cpu_time_ms, Some(2000));
+    assert_eq!(l.memory_mib, Some(64));
+    // In queue.
+    let (code, _, s) = call(&e.app, get(&format!("/submissions/{token}"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(s["status"], json!({"id": 1, "description": "In Queue"}));
+    assert_eq!(s["token"], token.as_str());
+    // Finished, with a signal.
+    let st = ExecutionStatus {
+        phase: Some(Phase::Completed),
+        verdict: Some(Verdict::RuntimeError),
+        signal: Some("SIGSEGV".into()),
+        stdout: Some("hi\n".into()),
+        time_ms: Some(31),
+        memory_kib: Some(2048),
+        ..Default::default()
+    };
+    e.cluster.set_status("default", &token, st.clone());
+    e.status.publish(doc(&ex, st));
+    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?base64_encoded=true"))).await;
+    assert_eq!(s["status"]["id"], 7);
+    assert_eq!(s["status"]["description"], "Runtime Error (SIGSEGV)");
+    assert_eq!(s["stdout"], "aGkK");
+    assert_eq!(s["time"], "0.031");
+    assert_eq!(s["memory"], 2048);
+    let (_, _, s) = call(
+        &e.app,
+        get(&format!("/submissions/{token}?fields=stdout,status_id,exit_signal,language_id,source_code")),
+    )
+    .await;
+    assert_eq!(
+        s,
+        json!({"stdout": "hi\n", "status_id": 7, "exit_signal": 11, "language_id": 71, "source_code": "print(input())"})
+    );
+    let (code, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=stdout,bogus"))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(s, json!({"error": "invalid fields: [bogus]"}));
+    let (code, _, s) = call(&e.app, get("/submissions/0b7e4a4e-0000-4000-8000-000000000000")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(s["error"].is_string());
+}
+
+#[tokio::test]
+async fn judge0_validation_errors_are_field_errors() {
+    let e = env(&[]);
+    let (code, _, body) = call(&e.app, post("/submissions", r#"{"language_id": 9999}"#)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["source_code"], json!(["can't be blank"]));
+    assert_eq!(body["language_id"], json!(["language with id 9999 doesn't exist"]));
+    let (code, _, body) = call(
+        &e.app,
+        post(
+            "/submissions",
+            r#"{"language_id": 71, "source_code": "1", "wall_time_limit": 100, "cpu_time_limit": 0}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["cpu_time_limit"], json!(["must be greater than 0"]));
+    let (code, _, body) = call(
+        &e.app,
+        post("/submissions", r#"{"language_id": 71, "source_code": "1", "wall_time_limit": 100}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["wall_time_limit"], json!(["must be less than or equal to 15.0"]));
+    let (code, _, body) = call(
+        &e.app,
+        post("/submissions", r#"{"language_id": 71, "source_code": "1", "enable_network": true}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["enable_network"], json!(["this option cannot be enabled"]));
+    assert!(e.cluster.all().is_empty());
+}
+
+#[tokio::test]
+async fn judge0_wait_true_returns_the_finished_submission() {
+    let e = env(&[]);
+    fake_operator(e.cluster.clone(), e.status.clone(), completed("hello\n"));
+    let (code, _, s) = call(
+        &e.app,
+        post(
+            "/submissions?wait=true&fields=stdout,status,token,time,memory",
+            r#"{"language_id":71,"source_code":"print('hello')"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"]["id"], 3);
+    assert_eq!(s["stdout"], "hello\n");
+    assert_eq!(s["time"], "0.012");
+    assert!(s["token"].is_string());
+}
+
+#[tokio::test]
+async fn judge0_batch_and_catalog() {
+    let e = env(&[]);
+    let (code, _, body) = call(
+        &e.app,
+        post(
+            "/submissions/batch",
+            r#"{"submissions":[{"language_id":71,"source_code":"1"},{"language_id":1}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let t0 = body[0]["token"].as_str().unwrap().to_string();
+    assert_eq!(body[1]["source_code"], json!(["can't be blank"]));
+    let (code, _, body) = call(
+        &e.app,
+        get(&format!(
+            "/submissions/batch?tokens={t0},0b7e4a4e-0000-4000-8000-000000000000&fields=token,status_id"
+        )),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body, json!({"submissions": [{"token": t0, "status_id": 1}, null]}));
+    let (code, _, body) = call(&e.app, post("/submissions/batch", r#"{"submissions":[]}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "there should be at least one submission in a batch");
+
+    let (_, _, langs) = call(&e.app, get("/languages")).await;
+    assert_eq!(
+        langs,
+        json!([{"id": 46, "name": "Bash (5.2.15)"}, {"id": 63, "name": "JavaScript (Node.js) (18.19.0)"}, {"id": 71, "name": "Python (3.11.2)"}])
+    );
+    let (_, _, lang) = call(&e.app, get("/languages/71")).await;
+    assert_eq!(lang["source_file"], "main.py");
+    assert_eq!(lang["is_archived"], false);
+    let (code, _, _) = call(&e.app, get("/languages/9999")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (_, _, st) = call(&e.app, get("/statuses")).await;
+    assert_eq!(st.as_array().unwrap().len(), 14);
+    assert_eq!(st[12], json!({"id": 13, "description": "Internal Error"}));
+    let (_, _, about) = call(&e.app, get("/about")).await;
+    assert_eq!(about["version"], "1.13.1");
+    let (_, _, ci) = call(&e.app, get("/config_info")).await;
+    assert_eq!(ci["enable_wait_result"], true);
+    assert_eq!(ci["max_submission_batch_size"], 20);
+}
+
+// ---------------------------------------------------------------- Piston
+
+#[tokio::test]
+async fn piston_execute_answers_synchronously() {
+    let e = env(&[]);
+    let (_, _, rts) = call(&e.app, get("/api/v2/runtimes")).await;
+    assert_eq!(rts[2], json!({"language": "python", "version": "3.11.2", "aliases": ["py", "python3"]}));
+    fake_operator(e.cluster.clone(), e.status.clone(), completed("hi\n"));
+    let (code, _, r) = call(
+        &e.app,
+        post(
+            "/api/v2/execute",
+            r#"{"language":"python","version":"3.x","files":[{"content":"print('hi')"}],"stdin":"","args":["1"],"run_timeout":3000,"run_memory_limit":134217728}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{r}");
+    assert_eq!(r["language"], "python");
+    assert_eq!(r["version"], "3.11.2");
+    assert_eq!(r["run"]["stdout"], "hi\n");
+    assert_eq!(r["run"]["output"], "hi\n");
+    assert_eq!(r["run"]["code"], 0);
+    assert_eq!(r["run"]["signal"], Value::Null);
+    assert!(r.get("compile").is_none());
+    let ex = e.cluster.all().remove(0);
+    assert_eq!(ex.spec.limits.unwrap().memory_mib, Some(128));
+    assert_eq!(ex.spec.limits.unwrap().wall_time_ms, Some(3000));
+    assert_eq!(ex.spec.args, vec!["1"]);
+}
+
+#[tokio::test]
+async fn piston_errors_use_its_message_shape() {
+    let e = env(&[]);
+    let (code, _, r) = call(&e.app, post("/api/v2/execute", r#"{"version":"*","files":[]}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(r, json!({"message": "language is required as a string"}));
+    let (code, _, r) = call(&e.app, post("/api/v2/execute", r#"{"language":"python","version":"*"}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(r, json!({"message": "files is required as an array"}));
+    let (code, _, r) =
+        call(&e.app, post("/api/v2/execute", r#"{"language":"python","version":"*","files":[{}]}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(r, json!({"message": "files[0].content is required as a string"}));
+    let (code, _, r) = call(
+        &e.app,
+        post("/api/v2/execute", r#"{"language":"python","version":"2.7","files":[{"content":"1"}]}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r["message"].as_str().unwrap().starts_with("python-2.7 runtime is unknown"), "{r}");
+    let (code, _, r) = call(
+        &e.app,
+        post(
+            "/api/v2/execute",
+            r#"{"language":"python","version":"*","files":[{"content":"1"}],"run_timeout":999999}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r["message"], "run_timeout cannot exceed the configured limit of 15000");
+}
+
+// ---------------------------------------------------------------- auth and rate limits
+
+fn jwt_hs256(secret: &str, sub: &str, ns: Option<&str>) -> String {
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let mut claims = json!({"sub": sub, "exp": exp});
+    if let Some(ns) = ns {
+        claims["ns"] = json!(ns);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_accepts_keys_and_jwts_in_every_header_and_separates_tenants() {
+    let e = env(&[
+        "--auth",
+        "--api-key",
+        "key-aaaaaaaa:team-a,key-bbbbbbbb:team-b",
+        "--jwt-hs256-secret",
+        "s3cret",
+    ]);
+    let body = r#"{"language":"python","code":"1"}"#;
+    let (code, headers, b) = call(&e.app, post("/api/execute", body)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert!(b["error"].is_string());
+    let (code, _, _) = call(&e.app, with(post("/api/execute", body), "x-api-key", "wrong-key-123")).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    // X-API-Key → team-a.
+    let (code, _, b) = call(&e.app, with(post("/api/execute", body), "x-api-key", "key-aaaaaaaa")).await;
+    assert_eq!(code, StatusCode::OK);
+    let a_job = b["jobId"].as_str().unwrap().to_string();
+    assert_eq!(e.cluster.all()[0].metadata.namespace.as_deref(), Some("team-a"));
+    // Judge0's X-Auth-Token → team-b; team-b cannot see team-a's job.
+    let (code, _, _) =
+        call(&e.app, with(get(&format!("/submissions/{a_job}")), "x-auth-token", "key-bbbbbbbb")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _, _) =
+        call(&e.app, with(get(&format!("/api/status/{a_job}")), "authorization", "Bearer key-aaaaaaaa"))
+            .await;
+    assert_eq!(code, StatusCode::OK);
+    // JWT with an ns claim.
+    let token = jwt_hs256("s3cret", "alice", Some("team-c"));
+    let (code, _, b) =
+        call(&e.app, with(post("/api/execute", body), "authorization", &format!("Bearer {token}"))).await;
+    assert_eq!(code, StatusCode::OK, "{b}");
+    let ex = e.cluster.all().into_iter().find(|x| x.metadata.name.as_deref() == b["jobId"].as_str()).unwrap();
+    assert_eq!(ex.metadata.namespace.as_deref(), Some("team-c"));
+    assert_eq!(ex.metadata.annotations.unwrap()["rce.dev/submitted-by"], "jwt:alice");
+    // A token signed with another secret is refused.
+    let bad = jwt_hs256("other", "mallory", None);
+    let (code, _, _) =
+        call(&e.app, with(post("/api/execute", body), "authorization", &format!("Bearer {bad}"))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    // Public routes stay public.
+    let (code, _, _) = call(&e.app, get("/api/v2/runtimes")).await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rs256_jwts_are_verified_with_the_configured_public_key() {
+    let dir = std::env::temp_dir().join(format!("rce-shim-rs256-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    let pubkey = dir.join("pub.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&pubkey)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key pair");
+    let e = env(&["--auth", "--jwt-rs256-public-key", pubkey.to_str().unwrap()]);
+    let claims = json!({"sub": "bob", "ns": "team-r", "exp": chrono::Utc::now().timestamp() + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let (code, _, b) = call(
+        &e.app,
+        with(
+            post("/api/execute", r#"{"language":"bash","code":"echo"}"#),
+            "authorization",
+            &format!("Bearer {token}"),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{b}");
+    assert_eq!(e.cluster.all()[0].metadata.namespace.as_deref(), Some("team-r"));
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"sub": "bob", "exp": 1000}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let (code, _, _) =
+        call(&e.app, with(get("/api/status/x"), "authorization", &format!("Bearer {expired}"))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after_per_key() {
+    let e = env(&["--auth", "--api-key", "slow-key-1::0.5:3,fast-key-1"]);
+    let req = |k: &str| with(get("/api/status/0b7e4a4e-0000-4000-8000-000000000000"), "x-api-key", k);
+    for _ in 0..3 {
+        let (code, _, _) = call(&e.app, req("slow-key-1")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    let (code, headers, body) = call(&e.app, req("slow-key-1")).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(body["code"], "rate_limited");
+    // Another key is not affected.
+    let (code, _, _) = call(&e.app, req("fast-key-1")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------- live results
+
+#[tokio::test]
+async fn sse_pushes_every_status_change_and_ends_after_the_terminal_one() {
+    let e = env(&[]);
+    let (_, _, b) = call(&e.app, post("/api/execute", r#"{"language":"python","code":"print(1)"}"#)).await;
+    let id = b["jobId"].as_str().unwrap().to_string();
+    fake_operator(e.cluster.clone(), e.status.clone(), completed("1\n"));
+    let resp = e.app.clone().oneshot(get(&format!("/api/executions/{id}/events"))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let body =
+        tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await.unwrap().unwrap();
+    let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+    let phases: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["status"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(phases, vec!["Pending", "Processing", "Completed"], "{text}");
+    assert!(text.contains("event: end"), "{text}");
+    assert_eq!(e.status.subscribers("default", &id), 0, "the subscription is dropped at the end");
+    let (code, _, _) = call(&e.app, get("/api/executions/0b7e4a4e-0000-4000-8000-000000000000/events")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn streams_fall_back_to_polling_when_redis_is_down() {
+    let e = env(&[]);
+    let (_, _, b) = call(&e.app, post("/api/execute", r#"{"language":"python","code":"print(1)"}"#)).await;
+    let id = b["jobId"].as_str().unwrap().to_string();
+    *e.status.down.lock().unwrap() = true;
+    let cluster = e.cluster.clone();
+    let id2 = id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.set_status("default", &id2, completed("1\n"));
+    });
+    let view =
+        rce_api_shim::backend::wait_terminal(&e.state, "default", &id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(view.phase(), Phase::Completed);
+}
+
+#[tokio::test]
+async fn a_real_server_streams_over_websocket() {
+    use futures::StreamExt;
+    let e = env(&[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = e.app.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, served).await });
+    let (_, _, b) = call(&e.app, post("/api/execute", r#"{"language":"python","code":"print(1)"}"#)).await;
+    let id = b["jobId"].as_str().unwrap().to_string();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/executions/{id}/ws")).await.unwrap();
+    fake_operator(e.cluster.clone(), e.status.clone(), completed("1\n"));
+    let mut phases = vec![];
+    let mut closed = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match msg.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                phases.push(v["status"].as_str().unwrap().to_string());
+            }
+            tokio_tungstenite::tungstenite::Message::Close(f) => {
+                assert_eq!(u16::from(f.unwrap().code), 1000);
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(phases, vec!["Pending", "Processing", "Completed"]);
+    assert!(closed);
+    // Plain HTTP over the same port.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(Request::get("/health").header("host", "x").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.abort();
+}
+
+// ---------------------------------------------------------------- docs and metrics
+
+#[tokio::test]
+async fn openapi_and_metrics_are_served() {
+    let e = env(&[]);
+    let (code, _, doc) = call(&e.app, get("/openapi.json")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/execute",
+        "/api/status/{job_id}",
+        "/submissions",
+        "/api/v2/execute",
+        "/api/executions/{id}/events",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "missing {p}");
+    }
+    assert!(doc["components"]["schemas"].get("ExecutionView").is_some());
+    call(&e.app, get("/health")).await;
+    call(&e.app, get("/api/status/0b7e4a4e-0000-4000-8000-000000000000")).await;
+    let resp = e.app.clone().oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains(r#"rce_shim_http_requests_total{route="/health",method="GET",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/api/status/{job_id}",method="GET",status="404""#), "{text}");
+    assert!(text.contains("rce_shim_http_request_duration_seconds_bucket"), "{text}");
+    let (code, _, page) = call(&e.app, get("/")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("rce playground"));
+}
