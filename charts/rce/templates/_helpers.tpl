@@ -1,0 +1,135 @@
+{{/* Names ------------------------------------------------------------------------------- */}}
+
+{{- define "rce.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rce.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects carry the namespace too, so two releases never collide. */}}
+{{- define "rce.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "rce.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rce.sandboxNamespace" -}}
+{{- default (printf "%s-sandbox" .Release.Name) .Values.sandbox.namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels ------------------------------------------------------------------------------ */}}
+
+{{- define "rce.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rce.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "rce.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rce.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rce
+{{- end -}}
+
+{{/* Images ------------------------------------------------------------------------------ */}}
+
+{{- define "rce.image" -}}
+{{- $img := index . 0 -}}{{- $root := index . 1 -}}
+{{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion ($img.tag | toString)) -}}
+{{- end -}}
+
+{{/* Redis ------------------------------------------------------------------------------- */}}
+
+{{- define "rce.redisSecretName" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- .Values.redis.existingSecret -}}
+{{- else -}}
+{{- printf "%s-redis-url" (include "rce.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rce.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "redis://%s-redis.%s.svc:6379" (include "rce.fullname" .) .Release.Namespace -}}
+{{- else if .Values.redis.url -}}
+{{- .Values.redis.url -}}
+{{- else if not .Values.redis.existingSecret -}}
+{{- fail "redis: set redis.enabled=true (bundled Redis), redis.url or redis.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level pieces shared by the operator and the shim -------------------------------- */}}
+
+{{- define "rce.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "rce.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* hostNetwork, DNS and the API server address */}}
+{{- define "rce.podNetwork" -}}
+{{- if .Values.hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
+{{- end -}}
+
+{{- define "rce.apiEnv" -}}
+{{- if .Values.kubernetesApi.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .Values.kubernetesApi.host | quote }}
+{{- end }}
+{{- if .Values.kubernetesApi.port }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ .Values.kubernetesApi.port | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Address the servers bind: loopback on the host network, every address otherwise. */}}
+{{- define "rce.bindHost" -}}
+{{- if .Values.hostNetwork -}}127.0.0.1{{- else -}}0.0.0.0{{- end -}}
+{{- end -}}
+
+{{/* Pod Security labels; argument: (list $root "restricted"|"privileged") */}}
+{{- define "rce.podSecurityLabels" -}}
+{{- $root := index . 0 -}}{{- $level := index . 1 -}}
+pod-security.kubernetes.io/enforce: {{ $level }}
+pod-security.kubernetes.io/enforce-version: {{ $root.Values.podSecurity.version }}
+pod-security.kubernetes.io/warn: restricted
+pod-security.kubernetes.io/warn-version: {{ $root.Values.podSecurity.version }}
+pod-security.kubernetes.io/audit: restricted
+pod-security.kubernetes.io/audit-version: {{ $root.Values.podSecurity.version }}
+{{- end -}}
+
+{{- define "rce.releaseNamespaceLevel" -}}
+{{- if .Values.hostNetwork -}}privileged{{- else -}}restricted{{- end -}}
+{{- end -}}
+
+{{- define "rce.isSystemNamespace" -}}
+{{- if or (eq .Release.Namespace "default") (hasPrefix "kube-" .Release.Namespace) -}}true{{- end -}}
+{{- end -}}
