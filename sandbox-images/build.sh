@@ -170,6 +170,8 @@ EOF
   cleanup_mounts
   scrub_tree "$root"
   find "$root/dev" -mindepth 1 -delete   # the container runtime provides /dev
+  # update-alternatives fails on a missing man directory (java); dpkg excludes the pages.
+  for i in 1 2 3 4 5 6 7 8; do mkdir -p "$root/usr/share/man/man$i"; done
   dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$dir/versions"
 }
 
@@ -196,7 +198,7 @@ read_list() { [[ -f "$1" ]] && sed -e 's/#.*//' "$1" | tr -s ' \t\n' '\n' | sed 
 # Recipe hash of a language's layer chain (empty chain → base hash only).
 declare -A LAYER_HASH LAYER_DIRS
 layer_hash() { # layer_hash LANG → sets LAYER_HASH[LANG]
-  local lang="$1" parent="" ph
+  local lang="$1" parent="" ph f
   [[ -n "${LAYER_HASH[$lang]:-}" ]] && return 0
   [[ -d "$LANGS_DIR/$lang" ]] || die "no such language: $lang"
   if [[ -f "$LANGS_DIR/$lang/parent" ]]; then
@@ -206,8 +208,8 @@ layer_hash() { # layer_hash LANG → sets LAYER_HASH[LANG]
     ph="$(basename "$BASE_DIR")"
   fi
   LAYER_HASH[$lang]="$( { echo "$ph"; read_list "$LANGS_DIR/$lang/packages" | sort;
-    if [[ -f "$LANGS_DIR/$lang/setup.sh" ]]; then cat "$LANGS_DIR/$lang/setup.sh"; fi;
-    declare -f build_layer convert_whiteouts scrub_tree; } | sha | cut -c1-16)"
+    for f in setup.sh prune; do if [[ -f "$LANGS_DIR/$lang/$f" ]]; then echo "$f"; cat "$LANGS_DIR/$lang/$f"; fi; done
+    declare -f build_layer prune_layer convert_whiteouts scrub_tree; } | sha | cut -c1-16)"
 }
 
 # Converts overlayfs markers in an upperdir copy into OCI/docker whiteouts.
@@ -228,6 +230,21 @@ convert_whiteouts() { # convert_whiteouts DIR LOWERDIRS
     for f in "${l[@]}"; do if [[ -e "$f$rel" || -L "$f$rel" ]]; then below=1; fi; done
     if ((below)); then : >"$dir/.wh..wh..opq"; fi
   done < <(getfattr -R --absolute-names -n trusted.overlay.opaque "$d" 2>/dev/null | sed -n 's/^# file: //p')
+}
+
+# langs/<lang>/prune: path globs (relative to /, ** allowed) of files the language does not need
+# (sanitizer runtimes, profilers, test data). Only files this layer added are removed.
+prune_layer() { # prune_layer LANG UPPERDIR
+  local f="$LANGS_DIR/$1/prune" pat m n=0
+  [[ -f "$f" ]] || return 0
+  while IFS= read -r pat; do
+    [[ "$pat" == /* ]] && pat="${pat#/}"
+    for m in $(shopt -s globstar nullglob; cd "$2" && eval "printf '%s\n' $pat"); do
+      [[ -e "$2/$m" || -L "$2/$m" ]] || continue
+      rm -rf --one-file-system "${2:?}/$m"; n=$((n + 1))
+    done
+  done < <(read_list "$f")
+  log "$1: pruned $n paths"
 }
 
 build_layer() { # build_layer LANG DIR LOWERDIRS(colon-separated, top first)
@@ -256,6 +273,7 @@ build_layer() { # build_layer LANG DIR LOWERDIRS(colon-separated, top first)
   # below", so this never creates whiteouts.
   scrub_tree "$dir/upper"
   rm -f "$dir/upper/etc/resolv.conf"
+  prune_layer "$lang" "$dir/upper"
   # The mount points of chroot_prepare may have been created as (empty) copies: drop them.
   for p in proc dev sys tmp run var/cache/apt/archives var/lib/apt/lists; do
     if [[ -d "$dir/upper/$p" && -z "$(ls -A "$dir/upper/$p")" ]]; then rmdir "$dir/upper/$p"; fi
@@ -308,7 +326,7 @@ ensure_runner() {
   else
     log "cargo build --release -p rce-runner (static, $RUNNER_TARGET)"
     (cd "$HERE/.." && CARGO_TARGET_DIR="$RCE_CACHE/cargo-target" RUSTFLAGS="-C target-feature=+crt-static" \
-      cargo build --quiet --release --locked -p rce-runner --target "$RUNNER_TARGET") \
+      cargo build --quiet --release -p rce-runner --target "$RUNNER_TARGET") \
       || die "building rce-runner failed"
     bin="$RCE_CACHE/cargo-target/$RUNNER_TARGET/release/rce-runner"
   fi
@@ -330,7 +348,7 @@ ensure_runner() {
 # 4. images, runtimes, index
 
 # Upstream part of a Debian version: 1:3.11.2-1+b1 → 3.11.2, 18.19.0+dfsg-6~deb12u2 → 18.19.0.
-upstream_version() { sed -E 's/^[0-9]+://; s/-[^-]*$//; s/[+~](dfsg|ds|repack|really).*$//I'; }
+upstream_version() { sed -E 's/^[0-9]+://; s/^.*[+]really//; s/-[^-]*$//; s/[+~](dfsg|ds|repack|really).*$//I'; }
 
 render_runtime() { # render_runtime LANG IMAGE VERSIONS-FILE OUT
   local lang="$1" image="$2" versions="$3" out="$4" text pkg v full

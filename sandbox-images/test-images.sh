@@ -9,10 +9,12 @@
 # program in langs/<lang>/tests/ compile (if the Runtime has a compile command) and run it the
 # way a sandbox Pod would: in fresh mount/pid/net/ipc/uts namespaces, the root filesystem
 # read-only, tmpfs on /work and /tmp only, no network, as uid:gid 12345:12345 (a uid that
-# exists nowhere in the image), HOME=/work, with the image's Env and the Runtime's env.
+# exists nowhere in the image), with the environment the runner gives every stage (PATH,
+# HOME=/work, LANG=C.UTF-8, TMPDIR=/tmp, then the Runtime's env; the image's Env is not used).
 #   hello.<ext>          must compile, exit 0, print "hello, world"
-#   echo.<ext>           must copy stdin to stdout
-#   compile_error.<ext>  must fail to compile (compiled languages)
+#   echo.<ext>           must copy stdin to stdout (a file tests/no-stdin waives it)
+#   compile_error.<ext>  must fail to compile (required for compiled languages)
+#   NAME.<ext> + NAME.expected [+ NAME.stdin]   must print NAME.expected
 # Output comparison trims trailing white space per line, like the judge. Needs root.
 # Exits non-zero if anything failed; prints one line per language with the image size.
 set -euo pipefail
@@ -123,14 +125,18 @@ for lang in "${langs[@]}"; do
   unreadable="$(find "$root/usr" "$root/etc/alternatives" ! -type l ! -perm -o+r 2>/dev/null | head -5)"
   [[ -z "$unreadable" ]] || fails+=("not world-readable: ${unreadable//$root/}")
 
-  # Environment: image Env, then the Runtime's env (what the runner adds).
-  { jq -j '.config.Env[] | . + "\u0000"' "$cfg"; yq -j '(.spec.env // [])[] | .name + "=" + .value + "\u0000"' "$rt"; } >"$lw/env"
+  # Environment: what the runner (runner/src/stage.rs) gives every stage, then the Runtime's env.
+  { printf '%s\0' PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/work LANG=C.UTF-8 TMPDIR=/tmp; yq -j '(.spec.env // [])[] | .name + "=" + .value + "\u0000"' "$rt"; } >"$lw/env"
   src_name="$(yq -r .spec.sourceFile "$rt")"
   ntests=0
   for t in "$HERE/langs/$lang/tests"/*; do
     [[ -f "$t" ]] || continue
     name="$(basename "$t")"; kind="${name%%.*}"
-    case "$kind" in hello|echo|compile_error) ;; *) continue;; esac
+    case "$name" in *.expected|*.stdin|no-stdin) continue;; esac
+    case "$kind" in
+      hello|echo|compile_error) ;;
+      *) [[ -f "${t%.*}.expected" ]] || continue;;
+    esac
     ntests=$((ntests + 1))
     c="$lw/case-$kind"; mkdir -p "$c"; cp "$lw/env" "$c/env"
     # argv files, {file} replaced by the entry file's name
@@ -140,7 +146,7 @@ for lang in "${langs[@]}"; do
     yq -j --arg f "$src_name" '.spec.run[] | gsub("\\{file\\}"; $f) + "\u0000"' "$rt" >"$c/run.argv"
     case "$kind" in
       echo) printf 'first line\n  indented, ünïcödé ✓ \t\n\nlast line: 12345 %s\n' "$lang" >"$c/stdin";;
-      *) : >"$c/stdin";;
+      *) if [[ -f "${t%.*}.stdin" ]]; then cp "${t%.*}.stdin" "$c/stdin"; else : >"$c/stdin"; fi;;
     esac
     sandbox_run "$root" "$t" "$src_name" "$c" || true
     crc="$(cat "$c/compile.rc" 2>/dev/null || echo 0)"
@@ -151,12 +157,16 @@ for lang in "${langs[@]}"; do
         elif [[ "$crc" == 124 || "$crc" == 137 ]]; then fails+=("compile_error: compiler timed out")
         elif [[ ! -s "$c/compile.err" && ! -s "$c/compile.out" ]]; then fails+=("compile_error: no diagnostics")
         fi;;
-      hello|echo)
+      *)
         if [[ "$crc" != 0 ]]; then
           fails+=("$kind: compile rc $crc: $(head -c 400 "$c/compile.err" "$c/compile.out" 2>/dev/null | tr '\n' ' ')"); continue
         fi
         rrc="$(cat "$c/run.rc")"
-        if [[ "$kind" == hello ]]; then expected="hello, world"; else expected="$(norm "$c/stdin")"; fi
+        case "$kind" in
+          hello) expected="hello, world";;
+          echo) expected="$(norm "$c/stdin")";;
+          *) expected="$(norm "${t%.*}.expected")";;
+        esac
         if [[ "$rrc" != 0 ]]; then
           fails+=("$kind: run rc $rrc: $(head -c 400 "$c/run.err" | tr '\n' ' ')")
         elif [[ "$(norm "$c/run.out")" != "$expected" ]]; then
@@ -168,7 +178,8 @@ for lang in "${langs[@]}"; do
         ;;
     esac
   done
-  ((ntests >= 2)) || fails+=("fewer than 2 tests in langs/$lang/tests")
+  compgen -G "$HERE/langs/$lang/tests/hello.*" >/dev/null || fails+=("no hello test")
+  compgen -G "$HERE/langs/$lang/tests/echo.*" >/dev/null || [[ -f "$HERE/langs/$lang/tests/no-stdin" ]] || fails+=("no echo test")
   [[ -f "$HERE/langs/$lang/tests/compile_error.$(ls "$HERE/langs/$lang/tests" | sed -n 's/^hello\.//p' | head -1)" || ! -f "$lw/case-hello/compile.argv" ]] \
     || fails+=("compiled language without a compile_error test")
   size="$(du -h "$tar" | cut -f1)"

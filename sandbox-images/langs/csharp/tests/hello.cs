@@ -1,0 +1,4 @@
+using System;
+public class Program {
+    public static void Main() { Console.WriteLine("hello, world"); }
+}

@@ -1,0 +1,5 @@
+program Broken;
+var x: integer;
+begin
+  x := 'nope';
+end.

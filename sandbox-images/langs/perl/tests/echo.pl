@@ -1,0 +1,2 @@
+binmode STDIN; binmode STDOUT;
+print while <STDIN>;

@@ -1,0 +1,2 @@
+const x: number = "nope";
+console.log(x);
