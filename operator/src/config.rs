@@ -15,6 +15,13 @@ pub struct Config {
     #[arg(long, env = "RCE_NAMESPACES", value_delimiter = ',', default_value = "")]
     pub namespaces: Vec<String>,
 
+    /// Label selector of the Executions this operator serves. By default every Execution
+    /// without an `rce.dev/operator` label; an Execution labelled `rce.dev/operator=X` is
+    /// served only by an operator started with `--selector rce.dev/operator=X` (the cluster
+    /// tests run their own operators this way). Empty: every Execution.
+    #[arg(long, env = "RCE_SELECTOR", default_value = "!rce.dev/operator")]
+    pub selector: String,
+
     /// Most sandbox Pods running at once across the operator; further Executions wait in
     /// `Pending` and start in submission order.
     #[arg(long, env = "RCE_MAX_RUNNING", default_value_t = 6)]
@@ -204,6 +211,7 @@ mod tests {
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(c.cap(), ResolvedLimits::CEILING);
         assert!(c.watched_namespaces().is_empty());
+        assert_eq!(c.selector, "!rce.dev/operator");
     }
 
     #[test]

@@ -65,20 +65,51 @@ where
 
 /// Run the operator until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Run the operator until `shutdown` resolves (then finish the reconciliations in flight).
+/// Dropping the returned future stops everything at once, as a crash would: every
+/// background task lives in one `JoinSet` owned by this future.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     let client = client(&config).await?;
     let namespaces = config.watched_namespaces();
     let metrics = Arc::new(metrics::Metrics::default());
+    let mut tasks = tokio::task::JoinSet::new();
 
     let mirror = mirror::Mirror::new(metrics.clone());
-    tokio::spawn(
-        mirror.clone().run(config.redis_url.clone(), Duration::from_millis(config.redis_timeout_ms)),
-    );
+    tasks.spawn(mirror.clone().run(config.redis_url.clone(), Duration::from_millis(config.redis_timeout_ms)));
 
     let addr = config.metrics_addr;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let m = metrics.clone();
-    tokio::spawn(async move {
-        if let Err(e) = metrics::serve(addr, m).await {
-            tracing::error!(error = %e, %addr, "metrics server stopped");
+    tasks.spawn(async move {
+        if let Err(e) = metrics::serve(listener, m).await {
+            tracing::error!(error = %e, "metrics server stopped");
         }
     });
 
@@ -88,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reflector::reflector(writer, watcher(Api::<Runtime>::all(client.clone()), Default::default()))
             .default_backoff()
             .applied_objects();
-    tokio::spawn(rt_stream.for_each(|r| async move {
+    tasks.spawn(rt_stream.for_each(|r| async move {
         if let Err(e) = r {
             tracing::warn!(error = %e, "watching Runtimes");
         }
@@ -109,11 +140,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Execution>>();
     let wake = futures::stream::unfold(wake_rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
 
-    let controller = Controller::new(api::<Execution>(&client, &namespaces), watcher::Config::default())
+    let mut exec_watch = watcher::Config::default();
+    if !config.selector.trim().is_empty() {
+        exec_watch = exec_watch.labels(config.selector.trim());
+    }
+    let controller = Controller::new(api::<Execution>(&client, &namespaces), exec_watch)
         .with_config(kc::Config::default().concurrency(config.concurrency))
         .owns_stream(pod_stream)
         .reconcile_on(wake)
-        .shutdown_on_signal();
+        .graceful_shutdown_on(shutdown);
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
@@ -128,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     let g = ctx.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             g.refresh_gauges();
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -137,12 +172,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tracing::info!(
         namespaces = ?namespaces,
+        selector = %config.selector,
         max_running = config.max_running,
         concurrency = config.concurrency,
         "rce operator starting"
     );
     runtimes.wait_until_ready().await.context("the Runtime cache never filled (is the CRD installed?)")?;
     controller::drain(controller.run(controller::reconcile, controller::error_policy, ctx)).await;
+    tasks.shutdown().await;
     tracing::info!("rce operator stopped");
     Ok(())
 }

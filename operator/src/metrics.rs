@@ -1,7 +1,6 @@
 //! Prometheus metrics and the /metrics + /healthz HTTP server.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc,
@@ -140,10 +139,11 @@ async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-/// Serve [`app`] on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
+/// Serve [`app`] on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics and /healthz");
+    }
     axum::serve(listener, app(metrics)).await
 }
 

@@ -1,0 +1,701 @@
+//! The operator against the real cluster: each test runs its own operator in-process, serving
+//! only its own randomly named namespace (`--namespaces NS --selector rce.dev/operator=NS`,
+//! its Executions carry that label, so an operator started by `make up` leaves them alone).
+//! The Runtimes `python`, `javascript` and `bash` must be installed (`make up`). Shared Redis:
+//! 127.0.0.1:16379; the Redis-outage test starts its own redis-server on another loopback port.
+//!
+//! The tests take turns (one lock): the node has two cores.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use futures::StreamExt;
+use k8s_openapi::api::{
+    core::v1::{Event, Pod},
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{watcher, WatchStreamExt},
+    ResourceExt,
+};
+use rce_api::{Execution, Phase, Runtime, Verdict};
+use rce_tests::TestNamespace;
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RCE_LOG")
+                .unwrap_or_else(|_| "warn,rce_operator=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A test namespace with its own operator.
+struct Harness {
+    ns: TestNamespace,
+    config: rce_operator::Config,
+    operator: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn new(prefix: &str, tweak: impl FnOnce(&mut rce_operator::Config)) -> Result<Self> {
+        init_logs();
+        let ns = TestNamespace::new(prefix).await?;
+        for rt in ["python", "javascript", "bash"] {
+            Api::<Runtime>::all(ns.client.clone())
+                .get_opt(rt)
+                .await?
+                .with_context(|| format!("Runtime {rt} is not installed: run `make up`"))?;
+        }
+        let mut config = rce_operator::Config::defaults();
+        config.namespaces = vec![ns.name.clone()];
+        config.selector = format!("rce.dev/operator={}", ns.name);
+        config.metrics_addr = "127.0.0.1:0".parse()?;
+        config.ttl_seconds = 0;
+        tweak(&mut config);
+        let mut h = Harness { ns, config, operator: None };
+        h.start();
+        Ok(h)
+    }
+
+    fn start(&mut self) {
+        let config = self.config.clone();
+        self.operator = Some(tokio::spawn(async move {
+            if let Err(e) = rce_operator::run_until(config, std::future::pending()).await {
+                eprintln!("operator stopped: {e:#}");
+            }
+        }));
+    }
+
+    /// Stop the operator at once, mid-flight, as a crash would.
+    async fn kill(&mut self) {
+        if let Some(h) = self.operator.take() {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    fn executions(&self) -> Api<Execution> {
+        self.ns.api()
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        self.ns.api()
+    }
+
+    async fn submit(&self, name: &str, spec: serde_json::Value) -> Result<Execution> {
+        let e: Execution = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rce.dev/v1alpha1",
+            "kind": "Execution",
+            "metadata": {"name": name, "labels": {"rce.dev/operator": self.ns.name}},
+            "spec": spec,
+        }))?;
+        Ok(self.executions().create(&PostParams::default(), &e).await?)
+    }
+
+    /// Wait until `name` satisfies `pred`; the last seen object on timeout goes in the error.
+    async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Execution) -> bool,
+    ) -> Result<Execution> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self.executions().get(name).await?;
+            if pred(&e) {
+                return Ok(e);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} not as expected within {timeout:?}; status: {}",
+                    serde_json::to_string(&e.status)?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_done(&self, name: &str) -> Result<Execution> {
+        self.wait_for(name, WAIT, |e| phase(e).is_some_and(Phase::is_terminal)).await
+    }
+
+    /// Delete every Execution while the operator still runs (its finalizer needs it), then
+    /// stop the operator and remove the namespace.
+    async fn cleanup(mut self) -> Result<()> {
+        if self.operator.is_none() {
+            self.start();
+        }
+        let api = self.executions();
+        let _ = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.kill().await;
+        for e in api.list(&ListParams::default()).await?.items {
+            let patch = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+        }
+        self.ns.cleanup().await
+    }
+}
+
+/// Run `body` with a fresh harness, cleaning up whatever the outcome.
+macro_rules! with_harness {
+    ($prefix:expr, $tweak:expr, |$h:ident| $body:block) => {{
+        let _turn = TURN.lock().await;
+        #[allow(unused_mut)]
+        let mut $h = Harness::new($prefix, $tweak).await?;
+        let result: Result<()> = async { $body }.await;
+        let cleaned = $h.cleanup().await;
+        result?;
+        cleaned
+    }};
+}
+
+fn phase(e: &Execution) -> Option<Phase> {
+    e.status.as_ref().and_then(|s| s.phase)
+}
+
+fn verdict(e: &Execution) -> Option<Verdict> {
+    e.status.as_ref().and_then(|s| s.verdict)
+}
+
+fn describe(e: &Execution) -> String {
+    serde_json::to_string(&e.status).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> {
+    with_harness!("op-hello", |_| {}, |h| {
+        h.submit(
+            "py",
+            serde_json::json!({"language": "python", "source": "import sys\nprint('hello from python')\nprint('to stderr', file=sys.stderr)\n"}),
+        )
+        .await?;
+        h.submit(
+            "js",
+            serde_json::json!({"language": "javascript", "source": "console.log('hello from js')"}),
+        )
+        .await?;
+        h.submit("sh", serde_json::json!({"language": "bash", "source": "echo hello from bash"})).await?;
+        h.submit(
+            "exit3",
+            serde_json::json!({"language": "bash", "source": "echo partial; echo bad >&2; exit 3"}),
+        )
+        .await?;
+        h.submit(
+            "stdin",
+            serde_json::json!({"language": "python", "source": "print(input()[::-1])", "stdin": "abc\n", "expectedOutput": "cba\n"}),
+        )
+        .await?;
+        h.submit(
+            "wrong",
+            serde_json::json!({"language": "python", "source": "print(41)", "expectedOutput": "42"}),
+        )
+        .await?;
+        for (name, out) in
+            [("py", "hello from python\n"), ("js", "hello from js\n"), ("sh", "hello from bash\n")]
+        {
+            let e = h.wait_done(name).await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(verdict(&e) == Some(Verdict::Accepted), "{name}: {}", describe(&e));
+            ensure!(st.stdout.as_deref() == Some(out), "{name}: {}", describe(&e));
+            ensure!(
+                st.exit_code == Some(0) && st.time_ms.is_some() && st.wall_time_ms.is_some(),
+                "{name}: {}",
+                describe(&e)
+            );
+            ensure!(st.memory_kib.is_some_and(|m| m > 0), "{name}: {}", describe(&e));
+            ensure!(st.submitted_at.is_some() && st.started_at.is_some() && st.finished_at.is_some());
+            ensure!(st.pod_name.as_deref() == Some(&format!("{name}-1")), "{name}: {}", describe(&e));
+            ensure!(st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        }
+        let py = h.wait_done("py").await?.status.unwrap_or_default();
+        ensure!(py.stderr.as_deref() == Some("to stderr\n"), "stderr is separate: {py:?}");
+        let e = h.wait_done("exit3").await?;
+        let st = e.status.clone().unwrap_or_default();
+        ensure!(verdict(&e) == Some(Verdict::RuntimeError) && st.exit_code == Some(3), "{}", describe(&e));
+        ensure!(
+            st.stdout.as_deref() == Some("partial\n") && st.stderr.as_deref() == Some("bad\n"),
+            "{}",
+            describe(&e)
+        );
+        let e = h.wait_done("stdin").await?;
+        ensure!(verdict(&e) == Some(Verdict::Accepted), "{}", describe(&e));
+        let e = h.wait_done("wrong").await?;
+        ensure!(verdict(&e) == Some(Verdict::WrongAnswer), "{}", describe(&e));
+
+        // The sandbox Pods are gone once their results are in.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = h.pods().list(&ListParams::default()).await?.items;
+            let live: Vec<_> = left.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+            if live.is_empty() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "sandbox pods left behind: {:?}",
+                live.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Events and the Redis mirror.
+        let events = h.ns.api::<Event>().list(&ListParams::default()).await?.items;
+        let reasons: HashSet<String> = events
+            .iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some("py"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        ensure!(reasons.contains("SandboxCreated") && reasons.contains("Completed"), "events: {reasons:?}");
+        let doc =
+            wait_redis_key("redis://127.0.0.1:16379", &h.ns.name, "py", Duration::from_secs(10)).await?;
+        ensure!(doc.status.verdict == Some(Verdict::Accepted), "{doc:?}");
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn invalid_executions_fail_with_a_precise_message() -> Result<()> {
+    with_harness!("op-invalid", |_| {}, |h| {
+        h.submit("cobol", serde_json::json!({"language": "cobol", "source": "x"})).await?;
+        h.submit(
+            "greedy",
+            serde_json::json!({"language": "python", "source": "x", "limits": {"memoryMiB": 999999}}),
+        )
+        .await?;
+        h.submit(
+            "escape",
+            serde_json::json!({"language": "python", "files": [{"name": "../../etc/x.py", "content": "print(1)"}]}),
+        )
+        .await?;
+        h.submit("neither", serde_json::json!({"language": "python"})).await?;
+        for (name, needle) in [
+            ("cobol", "unknown language \"cobol\"; known languages:"),
+            ("greedy", "limits.memoryMiB = 999999 exceeds the maximum of"),
+            ("escape", "is not allowed"),
+            ("neither", "give either spec.source or spec.files"),
+        ] {
+            let e = h.wait_done(name).await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(st.phase == Some(Phase::Failed), "{name}: {}", describe(&e));
+            ensure!(st.message.as_deref().is_some_and(|m| m.contains(needle)), "{name}: {}", describe(&e));
+            ensure!(
+                st.conditions.iter().any(|c| c.type_ == "Valid"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Invalid")),
+                "{name}: {}",
+                describe(&e)
+            );
+            ensure!(st.pod_name.is_none(), "no sandbox for an invalid Execution");
+        }
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn hostile_programs_get_precise_verdicts_and_a_normal_one_still_completes() -> Result<()> {
+    with_harness!("op-hostile", |_| {}, |h| {
+        let t0 = Instant::now();
+        h.submit(
+            "loop",
+            serde_json::json!({"language": "python", "source": "while True:\n    pass\n", "limits": {"wallTimeMs": 2000, "cpuTimeMs": 1000}}),
+        )
+        .await?;
+        h.submit(
+            "sleeper",
+            serde_json::json!({"language": "bash", "source": "sleep 60", "limits": {"wallTimeMs": 2000}}),
+        )
+        .await?;
+        h.submit(
+            "membomb",
+            serde_json::json!({"language": "python", "source": "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n", "limits": {"memoryMiB": 64}}),
+        )
+        .await?;
+        h.submit(
+            "flood",
+            serde_json::json!({"language": "python", "source": "while True:\n    print('x' * 99)\n", "limits": {"outputBytes": 1000}}),
+        )
+        .await?;
+        h.submit(
+            "forkbomb",
+            serde_json::json!({"language": "bash", "source": ":(){ :|:& };:", "limits": {"processes": 16, "wallTimeMs": 3000}}),
+        )
+        .await?;
+        h.submit("normal", serde_json::json!({"language": "python", "source": "print(6 * 7)"})).await?;
+
+        let e = h.wait_done("loop").await?;
+        ensure!(verdict(&e) == Some(Verdict::TimeLimitExceeded), "loop: {}", describe(&e));
+        let st = e.status.clone().unwrap_or_default();
+        ensure!(
+            st.time_ms.is_some() || st.wall_time_ms.is_some(),
+            "loop reports its times: {}",
+            describe(&e)
+        );
+        let e = h.wait_done("sleeper").await?;
+        ensure!(verdict(&e) == Some(Verdict::TimeLimitExceeded), "sleeper: {}", describe(&e));
+        let wall = e.status.clone().unwrap_or_default().wall_time_ms.unwrap_or(0);
+        ensure!((2000..4000).contains(&wall), "stopped near the 2 s wall limit: {}", describe(&e));
+        ensure!(t0.elapsed() < Duration::from_secs(40), "TLE took {:?}", t0.elapsed());
+
+        let e = h.wait_done("membomb").await?;
+        ensure!(verdict(&e) == Some(Verdict::MemoryLimitExceeded), "membomb: {}", describe(&e));
+
+        let e = h.wait_done("flood").await?;
+        let st = e.status.clone().unwrap_or_default();
+        ensure!(verdict(&e) == Some(Verdict::OutputLimitExceeded), "flood: {}", describe(&e));
+        ensure!(st.stdout_truncated, "flood: {}", describe(&e));
+        ensure!(
+            st.stdout.as_deref().is_some_and(|s| s.len() <= 1000 && s.len() >= 900),
+            "flood: {}",
+            describe(&e)
+        );
+
+        let e = h.wait_done("forkbomb").await?;
+        ensure!(phase(&e) == Some(Phase::Completed) && verdict(&e).is_some(), "forkbomb: {}", describe(&e));
+
+        let e = h.wait_done("normal").await?;
+        ensure!(verdict(&e) == Some(Verdict::Accepted), "normal: {}", describe(&e));
+        ensure!(e.status.unwrap_or_default().stdout.as_deref() == Some("42\n"));
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn a_running_sandbox_is_hardened() -> Result<()> {
+    with_harness!("op-hardened", |_| {}, |h| {
+        h.submit(
+            "slow",
+            serde_json::json!({"language": "python", "source": "import time\ntime.sleep(4)\nprint('done')", "limits": {"wallTimeMs": 10000, "memoryMiB": 100}}),
+        )
+        .await?;
+        let pods = h.pods();
+        let deadline = Instant::now() + WAIT;
+        let pod = loop {
+            if let Some(p) = pods.get_opt("slow-1").await? {
+                let running = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .and_then(|c| c.state.as_ref())
+                    .is_some_and(|s| s.running.is_some());
+                if running {
+                    break p;
+                }
+            }
+            ensure!(Instant::now() < deadline, "slow-1 never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let e = h.executions().get("slow").await?;
+        ensure!(phase(&e) == Some(Phase::Processing), "{}", describe(&e));
+        let spec = pod.spec.clone().context("pod spec")?;
+        let owner = pod.owner_references().first().cloned().context("owner")?;
+        ensure!(owner.kind == "Execution" && owner.name == "slow" && owner.controller == Some(true));
+        ensure!(pod.labels().get("rce.dev/sandbox").map(String::as_str) == Some("true"));
+        ensure!(spec.restart_policy.as_deref() == Some("Never"));
+        ensure!(spec.automount_service_account_token == Some(false));
+        ensure!(spec.enable_service_links == Some(false));
+        ensure!(
+            spec.active_deadline_seconds.is_some_and(|d| (10..=30).contains(&d)),
+            "{:?}",
+            spec.active_deadline_seconds
+        );
+        let psc = spec.security_context.clone().context("pod securityContext")?;
+        ensure!(psc.run_as_non_root == Some(true));
+        ensure!(psc.run_as_user.is_some_and(|u| u >= 100_000));
+        ensure!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()) == Some("RuntimeDefault"));
+        let c = &spec.containers[0];
+        let sc = c.security_context.clone().context("container securityContext")?;
+        ensure!(sc.allow_privilege_escalation == Some(false));
+        ensure!(sc.read_only_root_filesystem == Some(true));
+        ensure!(sc.capabilities.and_then(|c| c.drop) == Some(vec!["ALL".to_string()]));
+        let res = c.resources.clone().context("resources")?;
+        let (lim, req) = (res.limits.unwrap_or_default(), res.requests.unwrap_or_default());
+        ensure!(
+            lim.get("memory") == req.get("memory") && lim.contains_key("memory"),
+            "memory request = limit"
+        );
+        ensure!(lim.contains_key("cpu") && lim.contains_key("ephemeral-storage"));
+        let vols = spec.volumes.clone().unwrap_or_default();
+        ensure!(vols
+            .iter()
+            .any(|v| v.name == "work"
+                && v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory")));
+        // The service account token is not mounted.
+        ensure!(c.volume_mounts.iter().flatten().all(|m| !m.mount_path.contains("serviceaccount")));
+        // The deny-all NetworkPolicy exists.
+        let np = h.ns.api::<NetworkPolicy>().get("rce-sandbox-deny-all").await?;
+        let np_spec = np.spec.context("np spec")?;
+        ensure!(np_spec.policy_types == Some(vec!["Ingress".into(), "Egress".into()]));
+        let e = h.wait_done("slow").await?;
+        ensure!(verdict(&e) == Some(Verdict::Accepted), "{}", describe(&e));
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn a_deleted_sandbox_is_retried_once_then_fails_with_a_message() -> Result<()> {
+    with_harness!("op-lost", |_| {}, |h| {
+        h.submit(
+            "victim",
+            serde_json::json!({"language": "bash", "source": "sleep 30", "limits": {"wallTimeMs": 30000}}),
+        )
+        .await?;
+        for (attempt, pod) in [(1, "victim-1"), (2, "victim-2")] {
+            h.wait_for("victim", WAIT, |e| {
+                e.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Some(Phase::Processing) && s.attempts == Some(attempt))
+            })
+            .await?;
+            // Let it start, then pull the rug.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            h.pods().delete(pod, &DeleteParams::default()).await?;
+        }
+        let e = h.wait_done("victim").await?;
+        let st = e.status.clone().unwrap_or_default();
+        ensure!(st.phase == Some(Phase::Failed) && st.attempts == Some(2), "{}", describe(&e));
+        ensure!(
+            st.message.as_deref().is_some_and(|m| m.contains("victim-2 was deleted")),
+            "{}",
+            describe(&e)
+        );
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn the_queue_keeps_max_running_and_submission_order() -> Result<()> {
+    with_harness!("op-queue", |c| c.max_running = 2, |h| {
+        let names: Vec<String> = (0..6).map(|i| format!("q{i}")).collect();
+        for n in &names {
+            h.submit(n, serde_json::json!({"language": "bash", "source": "sleep 1; echo ok"})).await?;
+        }
+        let mut max_seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let all = h.executions().list(&ListParams::default()).await?.items;
+            let running = all.iter().filter(|e| phase(e) == Some(Phase::Processing)).count();
+            max_seen = max_seen.max(running);
+            ensure!(running <= 2, "{running} running with max-running 2");
+            if all.iter().all(|e| phase(e).is_some_and(Phase::is_terminal)) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the queue did not drain");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(max_seen == 2, "the queue should fill both slots (saw {max_seen})");
+        let mut started: Vec<(String, String)> = vec![];
+        for n in &names {
+            let e = h.executions().get(n).await?;
+            ensure!(verdict(&e) == Some(Verdict::Accepted), "{n}: {}", describe(&e));
+            started.push((e.status.clone().unwrap_or_default().started_at.unwrap_or_default(), n.clone()));
+        }
+        // Submission order: two Executions admitted in the same wake-up may create their Pods
+        // in either order, but none starts before an Execution two places ahead of it (with
+        // two slots, that one was admitted in an earlier wave).
+        let times: Vec<&String> = started.iter().map(|(t, _)| t).collect();
+        ensure!(times.windows(3).all(|w| w[0] <= w[2]), "start order: {started:?}");
+        Ok(())
+    })
+}
+
+/// Sandbox Pods ("name/uid") seen per Execution.
+type PodsSeen = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// Collects, from a watch, every sandbox Pod seen per Execution.
+fn watch_pods(pods: Api<Pod>) -> (PodsSeen, tokio::task::JoinHandle<()>) {
+    let seen: PodsSeen = Arc::default();
+    let s = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream =
+            watcher(pods, watcher::Config::default().labels("rce.dev/sandbox=true")).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(Ok(p)) = stream.next().await {
+            let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
+            let uid = p.uid().unwrap_or_default();
+            if let Ok(mut m) = s.lock() {
+                m.entry(exec).or_default().insert(format!("{}/{uid}", p.name_any()));
+            }
+        }
+    });
+    (seen, task)
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_run_and_restarted_completes_all_with_one_pod_each() -> Result<()> {
+    with_harness!("op-restart", |_| {}, |h| {
+        let (seen, watch) = watch_pods(h.pods());
+        let names: Vec<String> = (0..20).map(|i| format!("r{i:02}")).collect();
+        for n in &names {
+            h.submit(n, serde_json::json!({"language": "bash", "source": "sleep 2; echo ok"})).await?;
+        }
+        // Kill it while some run and others wait.
+        h.wait_for("r00", WAIT, |e| phase(e) == Some(Phase::Processing)).await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.kill().await;
+        let all = h.executions().list(&ListParams::default()).await?.items;
+        let by_phase: BTreeMap<String, usize> = all.iter().fold(BTreeMap::new(), |mut m, e| {
+            *m.entry(format!("{:?}", phase(e))).or_default() += 1;
+            m
+        });
+        eprintln!("at the kill: {by_phase:?}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        h.start();
+        for n in &names {
+            let e = h.wait_done(n).await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(verdict(&e) == Some(Verdict::Accepted), "{n}: {}", describe(&e));
+            ensure!(
+                st.attempts == Some(1) && st.pod_name.as_deref() == Some(&format!("{n}-1")),
+                "{n}: {}",
+                describe(&e)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        watch.abort();
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        for n in &names {
+            let pods = seen.get(n).cloned().unwrap_or_default();
+            ensure!(pods.len() == 1, "{n}: exactly one sandbox Pod ever, saw {pods:?}");
+        }
+        let events = h.ns.api::<Event>().list(&ListParams::default()).await?.items;
+        for n in &names {
+            let created: Vec<_> = events
+                .iter()
+                .filter(|e| {
+                    e.involved_object.name.as_deref() == Some(n)
+                        && e.reason.as_deref() == Some("SandboxCreated")
+                })
+                .collect();
+            ensure!(created.len() == 1, "{n}: {} SandboxCreated events", created.len());
+        }
+        Ok(())
+    })
+}
+
+/// A redis-server of this test's own on a loopback port, stopped on drop.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Result<Self> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (Debian package redis-server)")?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(OwnRedis { port, child: Some(child) })
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn redis_doc(url: &str, ns: &str, name: &str) -> Result<Option<rce_api::redis_keys::StatusDocument>> {
+    let client = redis::Client::open(url)?;
+    let mut conn =
+        tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await??;
+    let v: Option<String> =
+        redis::cmd("GET").arg(rce_api::redis_keys::status_key(ns, name)).query_async(&mut conn).await?;
+    Ok(match v {
+        Some(s) => Some(serde_json::from_str(&s)?),
+        None => None,
+    })
+}
+
+async fn wait_redis_key(
+    url: &str,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<rce_api::redis_keys::StatusDocument> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(doc)) = redis_doc(url, ns, name).await {
+            if doc.status.phase.is_some_and(Phase::is_terminal) {
+                return Ok(doc);
+            }
+        }
+        ensure!(Instant::now() < deadline, "no terminal status for {name} in Redis within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_mid_run_the_execution_completes_and_the_key_appears_later() -> Result<()> {
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let mut redis = OwnRedis::start(port)?;
+    let url = redis.url();
+    let u = url.clone();
+    with_harness!("op-redis", move |c| c.redis_url = u, |h| {
+        h.submit("during", serde_json::json!({"language": "bash", "source": "sleep 2; echo survived"}))
+            .await?;
+        h.wait_for("during", WAIT, |e| phase(e) == Some(Phase::Processing)).await?;
+        let doc = redis_doc(&url, &h.ns.name, "during").await?;
+        ensure!(doc.is_some(), "the mirror works while Redis is up");
+        redis.stop();
+        let e = h.wait_done("during").await?;
+        ensure!(verdict(&e) == Some(Verdict::Accepted), "{}", describe(&e));
+        ensure!(redis_doc(&url, &h.ns.name, "during").await.is_err(), "Redis is down");
+        let mut back = OwnRedis::start(port)?;
+        let doc = wait_redis_key(&url, &h.ns.name, "during", Duration::from_secs(20)).await?;
+        ensure!(doc.status.verdict == Some(Verdict::Accepted), "{doc:?}");
+        ensure!(doc.status.stdout.as_deref() == Some("survived\n"), "{doc:?}");
+        back.stop();
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn finished_executions_are_deleted_after_their_ttl_with_their_redis_key() -> Result<()> {
+    with_harness!("op-ttl", |c| c.ttl_seconds = 3, |h| {
+        h.submit("brief", serde_json::json!({"language": "bash", "source": "echo hi"})).await?;
+        h.wait_done("brief").await?;
+        wait_redis_key("redis://127.0.0.1:16379", &h.ns.name, "brief", Duration::from_secs(10)).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while h.executions().get_opt("brief").await?.is_some() {
+            ensure!(Instant::now() < deadline, "not deleted after its TTL");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis_doc("redis://127.0.0.1:16379", &h.ns.name, "brief").await?.is_some() {
+            ensure!(Instant::now() < deadline, "the Redis key outlived its Execution");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    })
+}
