@@ -3,6 +3,8 @@
 #
 #   build.sh [--import] [LANG...]   build the images of LANG... (default: every langs/*)
 #   build.sh --list                 print the index: lang<TAB>image-ref<TAB>tar-path
+#   build.sh --gc                   remove cached layers and images no current recipe uses
+#                                   (done after every full build, too)
 #
 # Run as root on Debian bookworm. Idempotent: every artifact lives in $RCE_CACHE keyed by a hash
 # of its recipe and is rebuilt only when missing or when its recipe changed.
@@ -37,7 +39,7 @@ LANGS_DIR="$HERE/langs"
 RUNNER_TARGET=x86_64-unknown-linux-gnu
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -175,12 +177,16 @@ EOF
   dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$dir/versions"
 }
 
-# Prints the base's cache dir (with rootfs/, layer.tar, versions), building it if needed.
+# Sets BASE_DIR, the base's cache dir (rootfs/, layer.tar, versions), from the recipe's hash.
 BASE_DIR=""
-ensure_base() {
+base_dir() {
   local h
   h="$( { echo "v1 $SUITE $MIRROR $SECURITY_MIRROR"; declare -f build_base scrub_tree; echo "$DPKG_EXCLUDES"; } | sha | cut -c1-16)"
   BASE_DIR="$SB/base-$h"
+}
+# Builds the base if it is missing.
+ensure_base() {
+  base_dir
   if [[ -f "$BASE_DIR/layer.tar" ]]; then return 0; fi
   local t0=$SECONDS
   safe_rm "$BASE_DIR.tmp"; mkdir -p "$BASE_DIR.tmp"
@@ -390,6 +396,31 @@ build_lang() {
   log "$lang: $ref ($(du -h "$out" | cut -f1))"
 }
 
+# Removes cached artifacts no current recipe uses: base and layers of other hashes, images not
+# in the index, interrupted builds, all but the two newest runner layers. The apt and
+# debootstrap .deb caches are kept (they make rebuilds fast).
+gc_cache() {
+  local -A keep=() ; local l d f n=0
+  base_dir; keep[$BASE_DIR]=1
+  for d in "$LANGS_DIR"/*/; do
+    l="$(basename "$d")"; layer_hash "$l"; keep[$SB/layer-$l-${LAYER_HASH[$l]}]=1
+  done
+  for d in "$SB"/base-* "$SB"/layer-* "$SB"/*.tmp; do
+    [[ -e "$d" && -z "${keep[$d]:-}" ]] || continue
+    safe_rm "$d"; n=$((n + 1))
+  done
+  while IFS= read -r d; do safe_rm "$d"; n=$((n + 1)); done < <(ls -dt "$SB"/runner-* 2>/dev/null | tail -n +3)
+  for f in "$IMAGES"/*.tar; do
+    [[ -f "$f" ]] || continue
+    if ! cut -f3 "$IMAGES/index.tsv" 2>/dev/null | grep -qxF "$f"; then rm -f "$f"; n=$((n + 1)); fi
+  done
+  for f in "$IMAGES"/runtimes/*.yaml; do
+    [[ -f "$f" ]] || continue
+    if ! cut -f1 "$IMAGES/index.tsv" 2>/dev/null | grep -qxF "$(basename "$f" .yaml)"; then rm -f "$f"; n=$((n + 1)); fi
+  done
+  log "gc: removed $n stale cache entries ($(du -sh "$RCE_CACHE/sandbox" | cut -f1) in $SB, $(du -sh "$IMAGES" | cut -f1) in $IMAGES)"
+}
+
 write_index() {
   local idx="$IMAGES/index.tsv" line lang
   declare -A rows=()
@@ -428,17 +459,24 @@ main() {
   if [[ -z "${RCE_SANDBOX_NS:-}" && $EUID -eq 0 && " $* " != *" --list "* ]]; then
     RCE_SANDBOX_NS=1 exec unshare --mount --propagation private -- "$0" "$@"
   fi
-  local do_import=0 langs=() t0=$SECONDS
+  local do_import=0 do_gc=0 langs=() t0=$SECONDS
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --list) [[ -f "$IMAGES/index.tsv" ]] && cat "$IMAGES/index.tsv"; return 0;;
       --import) do_import=1;;
+      --gc) do_gc=1;;
       -h|--help) usage; return 0;;
       -*) usage >&2; die "unknown option $1";;
       *) langs+=("$1");;
     esac; shift
   done
+  if ((do_gc)) && [[ ${#langs[@]} -eq 0 ]]; then
+    [[ $EUID -eq 0 ]] || die "run as root"
+    exec 9>"$SB/.lock"; flock 9; gc_cache; return 0
+  fi
+  local all=0
   if [[ ${#langs[@]} -eq 0 ]]; then
+    all=1
     for d in "$LANGS_DIR"/*/; do langs+=("$(basename "$d")"); done
   fi
   for l in "${langs[@]}"; do [[ -f "$LANGS_DIR/$l/runtime.yaml" ]] || die "unknown language $l"; done
@@ -452,7 +490,8 @@ main() {
   BUILT_LINES=()
   for l in "${langs[@]}"; do build_lang "$l"; done
   write_index
-  ((do_import)) && import_images
+  if ((all || do_gc)); then gc_cache; fi
+  if ((do_import)); then import_images; fi
   log "done in $((SECONDS - t0)) s: ${langs[*]}"
 }
 
