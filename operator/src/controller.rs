@@ -128,6 +128,12 @@ impl Context {
         d
     }
 
+    /// Take a slot for a sandbox that already exists, whatever the queue says.
+    fn adopt(&self, key: &Key) -> Decision {
+        self.overrides().set(key.clone(), Slot::Running);
+        Decision::Admit
+    }
+
     /// Give back a reserved slot that was not used.
     fn release(&self, key: &Key) {
         self.overrides().clear(key);
@@ -351,7 +357,13 @@ async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
     let exec = write_status(exec, next, ctx).await?;
 
     let k = key_of(&exec);
-    match ctx.admit(&k) {
+    // A sandbox created just before a restart (its status not yet written) already holds a
+    // slot: adopt it whatever the queue says.
+    let first_pod = names::pod_name(&exec.name_any(), 1);
+    let orphan =
+        ctx.pods.get(&ObjectRef::new(&first_pod).within(&k.namespace)).is_some_and(|p| owned_by(&p, &exec));
+    let decision = if orphan { ctx.adopt(&k) } else { ctx.admit(&k) };
+    match decision {
         Decision::Wait { position, running } => {
             tracing::debug!(execution = %k.name, position, running, "waiting for a sandbox slot");
             return Ok(Action::requeue(PENDING_RECHECK));

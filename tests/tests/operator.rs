@@ -699,3 +699,37 @@ async fn finished_executions_are_deleted_after_their_ttl_with_their_redis_key() 
         Ok(())
     })
 }
+
+#[tokio::test]
+async fn a_missing_image_fails_with_a_clear_message() -> Result<()> {
+    with_harness!("op-image", |c| c.image_error_grace_seconds = 2, |h| {
+        // A registry address on this machine where nothing listens: the pull is refused at
+        // once, and no traffic leaves the machine.
+        let name = format!("ghost-{}", h.ns.name);
+        let rt: Runtime = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rce.dev/v1alpha1",
+            "kind": "Runtime",
+            "metadata": {"name": name, "labels": {"rce.dev/test": "true"}},
+            "spec": {"version": "0", "image": "127.0.0.1:1/rce-missing:1", "sourceFile": "main.sh", "run": ["bash", "{file}"]},
+        }))?;
+        let runtimes = Api::<Runtime>::all(h.ns.client.clone());
+        runtimes.create(&PostParams::default(), &rt).await?;
+        let result = async {
+            h.submit("ghost", serde_json::json!({"language": name, "source": "echo hi"})).await?;
+            let e = h.wait_done("ghost").await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(st.phase == Some(Phase::Failed), "{}", describe(&e));
+            ensure!(
+                    st.message.as_deref().is_some_and(
+                        |m| m.contains("could not start") && m.contains("127.0.0.1:1/rce-missing:1")
+                    ),
+                    "{}",
+                    describe(&e)
+                );
+            Ok(())
+        }
+        .await;
+        runtimes.delete(&name, &DeleteParams::default()).await?;
+        result
+    })
+}

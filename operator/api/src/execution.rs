@@ -54,7 +54,9 @@ pub struct ExecutionSpec {
 pub struct SourceFile {
     /// Relative path in the work directory, e.g. "main.py" or "lib/util.py".
     pub name: String,
-    /// The file's content, as text or base64 (see `encoding`).
+    /// The file's content, as text or base64 (see `encoding`). May be empty.
+    #[serde(default, deserialize_with = "crate::quirks::null_as_empty")]
+    #[schemars(transform = crate::quirks::nullable_string)]
     pub content: String,
     /// How `content` is encoded: "utf8" (default) or "base64".
     #[serde(default)]

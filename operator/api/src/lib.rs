@@ -2,6 +2,7 @@
 //! the operator and the shim. Pure data; no cluster access here.
 
 pub mod execution;
+mod quirks;
 pub mod redis_keys;
 pub mod runtime;
 

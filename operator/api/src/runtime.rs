@@ -22,10 +22,12 @@ use crate::Limits;
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSpec {
     /// Human-readable name, e.g. "Python". Shown by the REST API's language lists.
-    // No `default` in the schema: a 1.20 apiserver turns a default of "" into null and
-    // refuses the CRD.
-    #[serde(default)]
-    #[schemars(transform = no_default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::quirks::null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
+    #[schemars(transform = crate::quirks::nullable_string)]
     pub display_name: String,
     /// Version of the language toolchain in the image, e.g. "3.11.2".
     pub version: String,
@@ -79,11 +81,6 @@ pub struct RuntimeSpec {
 pub struct EnvVar {
     pub name: String,
     pub value: String,
-}
-
-/// Drop the `default` keyword from a field's schema.
-fn no_default(schema: &mut schemars::Schema) {
-    schema.remove("default");
 }
 
 impl Runtime {
