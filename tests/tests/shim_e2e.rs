@@ -1,0 +1,422 @@
+//! The REST shim against the real cluster: a real apiserver, the running operator, real
+//! sandbox Pods and the real Redis mirror. Each test starts the shim from this checkout on a
+//! free loopback port, with its own namespace, and talks to it over real HTTP. With no
+//! cluster (or no Redis) these tests fail; they never skip.
+#![allow(clippy::unwrap_used)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+use rce_api::Execution;
+use rce_api_shim::{app, kube_backend::KubeCluster, redis_store::RedisStatus, AppState, Config};
+use rce_tests::TestNamespace;
+use serde_json::{json, Value};
+
+fn redis_url() -> String {
+    std::env::var("RCE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into())
+}
+
+struct Shim {
+    base: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Start the shim (this checkout's code) against the real cluster and Redis.
+async fn start_shim(namespace: &str, extra: &[&str]) -> Result<Shim> {
+    let client = rce_tests::client().await?;
+    let redis_url = redis_url();
+    let mut args = vec!["rce-api-shim", "--namespace", namespace, "--redis-url", &redis_url];
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args)?;
+    let cluster = KubeCluster::start(client);
+    if !cluster.wait_ready(Duration::from_secs(30)).await {
+        bail!("the shim's Runtime/Execution caches did not sync with the apiserver within 30 s");
+    }
+    if cluster_runtimes(&cluster).is_empty() {
+        bail!("no Runtime objects in the cluster: is the operator installed (`make up`)?");
+    }
+    let status = Arc::new(RedisStatus::new(&config.redis_url)?);
+    let state = AppState::new(config, cluster, status)?;
+    if !state.status.ping().await {
+        bail!("Redis at {redis_url} does not answer: is it up (`make up`)?");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = app(state);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    Ok(Shim { base: format!("http://{addr}"), server })
+}
+
+fn cluster_runtimes(c: &KubeCluster) -> Vec<Arc<rce_api::Runtime>> {
+    use rce_api_shim::backend::Cluster as _;
+    c.runtimes()
+}
+
+struct Resp {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Result<Resp> {
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let req = b.body(Full::new(hyper::body::Bytes::from(body.unwrap_or("").to_string())))?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .context("HTTP timeout")??;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp { status, headers, body, text })
+}
+
+async fn post(url: &str, body: &str) -> Result<Resp> {
+    request("POST", url, &[], Some(body)).await
+}
+
+async fn get(url: &str) -> Result<Resp> {
+    request("GET", url, &[], None).await
+}
+
+/// Poll the seed's status endpoint until a terminal status.
+async fn poll_seed(base: &str, id: &str, headers: &[(&str, &str)]) -> Result<Value> {
+    for _ in 0..240 {
+        let r = request("GET", &format!("{base}/api/status/{id}"), headers, None).await?;
+        if r.status != 200 {
+            bail!("status {}: {}", r.status, r.text);
+        }
+        if matches!(r.body["status"].as_str(), Some("Completed" | "Failed")) {
+            return Ok(r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("job {id} did not finish within 60 s")
+}
+
+#[tokio::test]
+async fn shim_seed_api_runs_a_python_program_end_to_end() -> Result<()> {
+    let ns = TestNamespace::new("shim-seed").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    let r =
+        post(&format!("{}/api/execute", shim.base), r#"{"language":"python","code":"print(6*7)"}"#).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body.as_object().unwrap().len(), 3, "{}", r.text);
+    assert_eq!(r.body["status"], "Pending");
+    assert_eq!(r.body["message"], "Job submitted successfully");
+    let id = r.body["jobId"].as_str().unwrap().to_string();
+    // It is a real Execution in the namespace.
+    let ex: Execution = ns.api::<Execution>().get(&id).await?;
+    assert_eq!(ex.spec.language, "python");
+    assert_eq!(ex.spec.source.as_deref(), Some("print(6*7)"));
+    let done = poll_seed(&shim.base, &id, &[]).await?;
+    assert_eq!(done["status"], "Completed", "{done}");
+    assert_eq!(done["output"], "42\n");
+    assert_eq!(done["stdout"], "42\n");
+    assert_eq!(done["verdict"], "Accepted");
+    assert_eq!(done["exitCode"], 0);
+    assert!(done["time"].is_u64() && done["memory"].as_u64().unwrap() > 0, "{done}");
+    assert!(done["submittedAt"].is_string());
+    // Unknown ids are a 404 in JSON.
+    let r = get(&format!("{}/api/status/0b7e4a4e-0000-4000-8000-000000000000", shim.base)).await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"], "Job not found");
+    let r = get(&format!("{}/health", shim.base)).await?;
+    assert_eq!(r.body, json!({"status": "ok"}));
+    ns.cleanup().await
+}
+
+#[tokio::test]
+async fn shim_judge0_clients_work_unchanged() -> Result<()> {
+    let ns = TestNamespace::new("shim-judge0").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    let b = &shim.base;
+    // Languages come from the Runtime objects.
+    let langs = get(&format!("{b}/languages")).await?.body;
+    let ids: Vec<u64> = langs.as_array().unwrap().iter().filter_map(|l| l["id"].as_u64()).collect();
+    for id in [46, 63, 71] {
+        assert!(ids.contains(&id), "language {id} missing from {langs}");
+    }
+    assert_eq!(get(&format!("{b}/statuses")).await?.body.as_array().unwrap().len(), 14);
+    // wait=true, base64 in and out.
+    let r = post(
+        &format!("{b}/submissions?base64_encoded=true&wait=true"),
+        r#"{"language_id":71,"source_code":"cHJpbnQoaW5wdXQoKSoyKQ==","stdin":"MjE="}"#,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"]["id"], 3, "{}", r.text);
+    assert_eq!(r.body["stdout"], "MjEyMQo="); // "2121\n"
+    assert!(r.body["time"].as_str().unwrap().parse::<f64>().is_ok());
+    // Non-zero exit → NZEC (11); expected output mismatch → Wrong Answer (4).
+    let r =
+        post(&format!("{b}/submissions?wait=true"), r#"{"language_id":46,"source_code":"echo out; exit 3"}"#)
+            .await?;
+    assert_eq!(r.body["status"]["id"], 11, "{}", r.text);
+    assert_eq!(r.body["stdout"], "out\n");
+    let r = post(
+        &format!("{b}/submissions?wait=true&fields=status_id,stdout,expected_output"),
+        r#"{"language_id":63,"source_code":"console.log(1+1)","expected_output":"3"}"#,
+    )
+    .await?;
+    assert_eq!(r.body, json!({"status_id": 4, "stdout": "2\n", "expected_output": "3"}), "{}", r.text);
+    // Asynchronous: token, then poll.
+    let r =
+        post(&format!("{b}/submissions"), r#"{"language_id":71,"source_code":"import sys; sys.exit(0)"}"#)
+            .await?;
+    assert_eq!(r.status, 201);
+    let token = r.body["token"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..240 {
+        last = get(&format!("{b}/submissions/{token}?fields=status,token")).await?.body;
+        if last["status"]["id"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(last["status"]["id"], 3, "{last}");
+    // Batch.
+    let r = post(
+        &format!("{b}/submissions/batch"),
+        r#"{"submissions":[{"language_id":71,"source_code":"print(1)"},{"language_id":4242,"source_code":"x"}]}"#,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.body[0]["token"].is_string());
+    assert_eq!(r.body[1]["language_id"], json!(["language with id 4242 doesn't exist"]));
+    let t0 = r.body[0]["token"].as_str().unwrap();
+    let r = get(&format!("{b}/submissions/batch?tokens={t0},{token}&fields=token")).await?;
+    assert_eq!(r.body["submissions"][1]["token"], token.as_str());
+    // Field errors and bad fields as Judge0 reports them.
+    let r =
+        post(&format!("{b}/submissions"), r#"{"language_id":71,"source_code":"1","memory_limit":99999999}"#)
+            .await?;
+    assert_eq!(r.status, 422);
+    assert!(r.body["memory_limit"][0].as_str().unwrap().starts_with("must be less than or equal to"));
+    ns.cleanup().await
+}
+
+#[tokio::test]
+async fn shim_piston_clients_work_unchanged() -> Result<()> {
+    let ns = TestNamespace::new("shim-piston").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    let b = &shim.base;
+    let rts = get(&format!("{b}/api/v2/runtimes")).await?.body;
+    let names: Vec<&str> = rts.as_array().unwrap().iter().filter_map(|r| r["language"].as_str()).collect();
+    for l in ["bash", "javascript", "python"] {
+        assert!(names.contains(&l), "{rts}");
+    }
+    let r = post(
+        &format!("{b}/api/v2/execute"),
+        &json!({
+            "language": "javascript", "version": "*",
+            "files": [{"name": "main.js", "content": "const s=require('fs').readFileSync(0,'utf8'); console.log(process.argv.slice(2).join('+'), s.trim().toUpperCase()); console.error('warn')"}],
+            "stdin": "abc\n", "args": ["x", "y"], "run_timeout": 5000
+        })
+        .to_string(),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["language"], "javascript");
+    assert_eq!(r.body["run"]["stdout"], "x+y ABC\n", "{}", r.text);
+    assert_eq!(r.body["run"]["stderr"], "warn\n");
+    assert_eq!(r.body["run"]["code"], 0);
+    assert_eq!(r.body["run"]["signal"], Value::Null);
+    let r = post(
+        &format!("{b}/api/v2/execute"),
+        r#"{"language":"python","version":"3","files":[{"content":"raise SystemExit(5)"}]}"#,
+    )
+    .await?;
+    assert_eq!(r.body["run"]["code"], 5, "{}", r.text);
+    assert_eq!(r.body["run"]["status"], "RE");
+    let r = post(
+        &format!("{b}/api/v2/execute"),
+        r#"{"language":"brainfudge","version":"*","files":[{"content":"+"}]}"#,
+    )
+    .await?;
+    assert_eq!(r.status, 422);
+    assert!(r.body["message"].as_str().unwrap().contains("runtime is unknown"), "{}", r.text);
+    ns.cleanup().await
+}
+
+#[tokio::test]
+async fn shim_websocket_receives_pending_processing_completed() -> Result<()> {
+    let ns = TestNamespace::new("shim-ws").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    // A program that runs a little while, so the phases are well apart.
+    let r = post(
+        &format!("{}/api/executions", shim.base),
+        r#"{"language":"python","source":"import time; time.sleep(1.5); print('done')"}"#,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let ws_url = format!("{}/api/executions/{id}/ws", shim.base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let mut phases = Vec::new();
+    let mut last = Value::Null;
+    let mut close_code = None;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+        match msg? {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                last = serde_json::from_str(&t)?;
+                phases.push(last["status"].as_str().unwrap_or("").to_string());
+            }
+            tokio_tungstenite::tungstenite::Message::Close(f) => {
+                close_code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(phases, vec!["Pending", "Processing", "Completed"], "{last}");
+    assert_eq!(last["stdout"], "done\n");
+    assert_eq!(close_code, Some(1000));
+    ns.cleanup().await
+}
+
+#[tokio::test]
+async fn shim_sse_streams_until_the_terminal_status_and_redis_loss_falls_back_to_the_cr() -> Result<()> {
+    let ns = TestNamespace::new("shim-sse").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    let r = post(
+        &format!("{}/api/executions", shim.base),
+        r#"{"language":"bash","source":"echo sse; echo err >&2"}"#,
+    )
+    .await?;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = get(&format!("{}/api/executions/{id}/events", shim.base)).await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/event-stream");
+    let events: Vec<Value> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let last_status = events.iter().rev().find(|e| e["status"].is_string()).context("no status event")?;
+    assert_eq!(last_status["status"], "Completed", "{}", r.text);
+    assert_eq!(last_status["stdout"], "sse\n");
+    assert_eq!(last_status["stderr"], "err\n");
+    assert!(r.text.contains("event: end"));
+    // Drop the mirror's key: the status then comes from the Execution itself.
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let key = rce_api::redis_keys::status_key(&ns.name, &id);
+    let deleted: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+    assert_eq!(deleted, 1, "the operator mirrored the status to {key}");
+    let r = get(&format!("{}/api/executions/{id}", shim.base)).await?;
+    assert_eq!(r.body["status"], "Completed", "{}", r.text);
+    assert_eq!(r.body["stdout"], "sse\n");
+    ns.cleanup().await
+}
+
+#[tokio::test]
+async fn shim_auth_rate_limits_tenants_and_a_burst_of_bad_requests() -> Result<()> {
+    let a = TestNamespace::new("shim-tenant-a").await?;
+    let b = TestNamespace::new("shim-tenant-b").await?;
+    let keys =
+        format!("key-aaaaaaaa:{},key-bbbbbbbb:{}:1000:1000,slow-key-1:{}:0.2:2", a.name, b.name, a.name);
+    let shim = start_shim(&a.name, &["--auth", "--api-key", &keys]).await?;
+    let base = &shim.base;
+    let body = r#"{"language":"python","code":"print('tenant')"}"#;
+    // No credentials → 401; a wrong key → 401.
+    let r = post(&format!("{base}/api/execute"), body).await?;
+    assert_eq!(r.status, 401);
+    let r = request("POST", &format!("{base}/api/execute"), &[("x-api-key", "nope-nope-nope")], Some(body))
+        .await?;
+    assert_eq!(r.status, 401);
+    // Tenant A submits; its Execution lands in A's namespace; B cannot see it.
+    let ka = [("x-api-key", "key-aaaaaaaa")];
+    let r = request("POST", &format!("{base}/api/execute"), &ka, Some(body)).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.body["jobId"].as_str().unwrap().to_string();
+    assert!(a.api::<Execution>().get_opt(&id).await?.is_some());
+    assert!(b.api::<Execution>().get_opt(&id).await?.is_none());
+    let r = request("GET", &format!("{base}/submissions/{id}"), &[("x-auth-token", "key-bbbbbbbb")], None)
+        .await?;
+    assert_eq!(r.status, 404);
+    let done = poll_seed(base, &id, &ka).await?;
+    assert_eq!(done["output"], "tenant\n");
+    // The slow key: a burst of 2, then 429 with Retry-After.
+    let ks = [("authorization", "Bearer slow-key-1")];
+    for _ in 0..2 {
+        let r = request("GET", &format!("{base}/api/status/{id}"), &ks, None).await?;
+        assert_eq!(r.status, 200);
+    }
+    let r = request("GET", &format!("{base}/api/status/{id}"), &ks, None).await?;
+    assert_eq!(r.status, 429);
+    assert!(r.headers.get("retry-after").is_some());
+    // 1,000 bad requests (malformed JSON, unknown language, oversized, over-limit), 50 at a
+    // time; each gets its documented status, and the shim then still serves a good one.
+    let kb = ("x-api-key", "key-bbbbbbbb");
+    let big = format!(r#"{{"language":"python","code":"{}"}}"#, "x".repeat(300 * 1024));
+    let cases: Vec<(String, u16)> = vec![
+        ("{\"language\":".to_string(), 400),
+        (r#"{"language":"cobol","code":"x"}"#.to_string(), 422),
+        (big, 413),
+    ];
+    let started = std::time::Instant::now();
+    let results = futures::stream::iter(0..1000)
+        .map(|i| {
+            let (body, want) = cases[i % cases.len()].clone();
+            let url = format!("{base}/api/execute");
+            async move {
+                let r = request("POST", &url, &[kb], Some(&body)).await;
+                (r.map(|r| r.status).unwrap_or(0), want)
+            }
+        })
+        .buffer_unordered(50)
+        .collect::<Vec<_>>()
+        .await;
+    let wrong: Vec<&(u16, u16)> = results.iter().filter(|(got, want)| got != want).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of 1000 bad requests got an unexpected status, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    let r = request(
+        "POST",
+        &format!("{base}/api/executions"),
+        &[kb],
+        Some(r#"{"language":"python","source":"print(1)","limits":{"wallTimeMs":999999}}"#),
+    )
+    .await?;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["error"]["code"], "limit_exceeded");
+    eprintln!("1000 bad requests answered in {:?}", started.elapsed());
+    let r = request("POST", &format!("{base}/api/execute"), &[kb], Some(body)).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let good = r.body["jobId"].as_str().unwrap().to_string();
+    let done = poll_seed(base, &good, &[kb]).await?;
+    assert_eq!(done["verdict"], "Accepted");
+    assert!(
+        b.api::<Execution>().list(&Default::default()).await?.items.len() == 1,
+        "bad requests created nothing"
+    );
+    drop(shim);
+    a.cleanup().await?;
+    b.cleanup().await
+}
