@@ -323,6 +323,14 @@ def static_checks() -> None:
             if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "Runtime"):
                 assert o["metadata"].get("namespace"), f"{kind} {o['metadata']['name']} has no namespace"
             assert o["metadata"]["labels"].get("app.kubernetes.io/instance") == "rce", f"{kind} unlabelled"
+        # Server-side apply (Helm 4) on older API servers needs the protocol of every port.
+        r = render({"operator": {"metricsService": True}})
+        for svc in r.all("Service"):
+            for port in svc["spec"]["ports"]:
+                assert port.get("protocol"), f"Service {svc['metadata']['name']} port {port['name']} has no protocol"
+        for dep in r.all("Deployment"):
+            for port in container(dep).get("ports", []):
+                assert port.get("protocol"), f"{dep['metadata']['name']} port {port['name']} has no protocol"
 
     check("default render: the expected objects", default_inventory)
     check("operator Deployment is hardened", lambda: assert_hardened(d.get("Deployment", "rce-operator"), "/healthz", "/healthz"))
@@ -581,6 +589,11 @@ NON_DEFAULT: dict[str, Any] = {
 # cluster checks
 
 
+def DEFAULT_RUNTIMES() -> list[dict[str, Any]]:  # noqa: N802 - a constant read from the chart
+    with helm.Chart.load(CHART) as chart:
+        return copy.deepcopy(chart.values["runtimes"])
+
+
 def kubectl(*args: str, check_rc: bool = True, input_: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess:
     p = subprocess.run(["kubectl", *args], capture_output=True, text=True, input=input_, timeout=timeout)
     if check_rc and p.returncode != 0:
@@ -655,6 +668,22 @@ def cluster_checks(args: argparse.Namespace) -> None:
 
     if not check("the cluster answers", cluster_up):
         return
+
+    def dry_run_default() -> None:
+        # The default (non-hostNetwork) render, bundled Redis included, through the API
+        # server's validation without creating anything (so nothing is pulled or started).
+        # Into the existing `default` namespace, with Runtime names of its own.
+        sfx = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+        r = render({"sandbox": {"namespace": "default", "createNamespace": False}, "operator": {"metricsService": True},
+                    "runtimes": [dict(e, name=f"dryrun-{sfx}-{e['name']}") for e in DEFAULT_RUNTIMES()]},
+                   name=f"dryrun-{sfx}", namespace="default")
+        docs = yaml.safe_dump_all(r.objects)
+        p = kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=rce-helm-test", "-f", "-",
+                    input_=docs, check_rc=False)
+        assert p.returncode == 0, f"server-side dry run refused the default render: {p.stderr.strip()[:2000]}"
+        eq(len(p.stdout.strip().splitlines()), len(r.objects), "objects accepted")
+
+    check("the default render passes the API server's validation (server-side dry run)", dry_run_default)
 
     kc = yaml.safe_load(Path(kubeconfig).read_text())
     ctx_name = kc.get("current-context")
