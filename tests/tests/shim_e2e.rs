@@ -420,3 +420,148 @@ async fn shim_auth_rate_limits_tenants_and_a_burst_of_bad_requests() -> Result<(
     a.cleanup().await?;
     b.cleanup().await
 }
+
+// ---------------------------------------------------------------- the playground in a browser
+
+/// A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
+struct Browser {
+    driver: tokio::process::Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    async fn start() -> Result<Browser> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let driver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("chromedriver not found: apt-get install chromium chromium-driver")?;
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if get(&format!("{base}/status")).await.is_ok_and(|r| r.body["value"]["ready"] == true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("rce-chromium-{}", rce_tests::random_suffix()));
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1280,900",
+                     format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let r = post(&format!("{base}/session"), &caps.to_string()).await?;
+        let session = r.body["value"]["sessionId"].as_str().with_context(|| format!("no session: {}", r.text))?.to_string();
+        Ok(Browser { driver, base, session })
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let body = body.to_string();
+        let r = request(method, &url, &[], if method == "GET" { None } else { Some(&body) }).await?;
+        if r.status != 200 {
+            bail!("webdriver {method} {path}: {} {}", r.status, r.text);
+        }
+        Ok(r.body["value"].clone())
+    }
+
+    async fn js(&self, script: &str) -> Result<Value> {
+        self.cmd("POST", "/execute/sync", json!({"script": script, "args": []})).await
+    }
+
+    /// Wait until `script` returns something truthy; return it.
+    async fn until(&self, script: &str, secs: u64) -> Result<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.js(script).await?;
+            if !(v.is_null() || v == false || v == "") {
+                return Ok(v);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("timed out waiting for: {script}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        let el = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await?;
+        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).context("no element")?.to_string();
+        self.cmd("POST", &format!("/element/{id}/click"), json!({})).await?;
+        Ok(())
+    }
+
+    async fn close(mut self) {
+        let _ = self.cmd("DELETE", "", json!({})).await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
+    let ns = TestNamespace::new("shim-ui").await?;
+    let shim = start_shim(&ns.name, &[]).await?;
+    let browser = Browser::start().await?;
+    let result = async {
+        browser.cmd("POST", "/url", json!({"url": format!("{}/", shim.base)})).await?;
+        browser.until("return [...document.querySelectorAll('#language option')].some(o => o.value === 'python')", 30).await?;
+        // Python over SSE, with stdin.
+        browser
+            .js("const s = document.getElementById('language'); s.value = 'python'; s.dispatchEvent(new Event('change'));
+                 document.getElementById('code').value = 'import sys\\nprint(sys.stdin.read().strip()[::-1])\\nprint(\"to stderr\", file=sys.stderr)';
+                 document.getElementById('stdin').value = 'rce playground';
+                 document.getElementById('transport').value = 'sse';")
+            .await?;
+        browser.click("#run").await?;
+        let verdict = browser
+            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 90)
+            .await?;
+        assert_eq!(verdict, "Accepted");
+        assert_eq!(browser.js("return document.getElementById('stdout').textContent").await?, "dnuorgyalp ecr\n");
+        assert_eq!(browser.js("return document.getElementById('stderr').textContent").await?, "to stderr\n");
+        let time = browser.js("return document.getElementById('time').textContent").await?;
+        assert!(time.as_str().unwrap_or("").ends_with(" ms"), "{time}");
+        let mem = browser.js("return document.getElementById('memory').textContent").await?;
+        assert!(mem.as_str().unwrap_or("").ends_with(" MiB"), "{mem}");
+        let log = browser.js("return document.getElementById('log').textContent").await?;
+        assert!(log.as_str().unwrap_or("").contains("sse: Completed"), "{log}");
+        let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+        std::fs::create_dir_all(&dir)?;
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().context("no screenshot")?)?;
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(dir.join("playground.png"), &bytes)?;
+        // Bash over the WebSocket: a failing program shows its verdict and exit code.
+        browser
+            .js("const s = document.getElementById('language'); s.value = 'bash'; s.dispatchEvent(new Event('change'));
+                 document.getElementById('code').value = 'echo bye; exit 3';
+                 document.getElementById('transport').value = 'ws';")
+            .await?;
+        browser.click("#run").await?;
+        let verdict = browser
+            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 90)
+            .await?;
+        assert!(verdict.as_str().unwrap_or("").starts_with("RuntimeError"), "{verdict}");
+        assert_eq!(browser.js("return document.getElementById('exit').textContent").await?, "3");
+        let log = browser.js("return document.getElementById('log').textContent").await?;
+        assert!(log.as_str().unwrap_or("").contains("ws: Completed"), "{log}");
+        std::fs::write(dir.join("playground-ws.png"), {
+            let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or(""))?
+        })?;
+        anyhow::Ok(())
+    }
+    .await;
+    browser.close().await;
+    result?;
+    ns.cleanup().await
+}
