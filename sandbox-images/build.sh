@@ -329,10 +329,14 @@ ensure_runner() {
   local bin sum dir
   if [[ -n "${RCE_RUNNER_BIN:-}" ]]; then
     bin="$RCE_RUNNER_BIN"
+  elif bin="$RCE_CACHE/cargo-target/$RUNNER_TARGET/release/rce-runner" && [[ -x "$bin" ]] \
+      && [[ -z "$(find "$HERE/runner" "$HERE/../Cargo.lock" "$HERE/../Cargo.toml" -newer "$bin" -print -quit)" ]]; then
+    # Up to date: skip cargo, whose lock on the shared target dir may be held for minutes.
+    log "rce-runner is up to date ($bin)"
   else
     log "cargo build --release -p rce-runner (static, $RUNNER_TARGET)"
     (cd "$HERE/.." && CARGO_TARGET_DIR="$RCE_CACHE/cargo-target" RUSTFLAGS="-C target-feature=+crt-static" \
-      cargo build --quiet --release -p rce-runner --target "$RUNNER_TARGET") \
+      cargo build --release -p rce-runner --target "$RUNNER_TARGET") \
       || die "building rce-runner failed"
     bin="$RCE_CACHE/cargo-target/$RUNNER_TARGET/release/rce-runner"
   fi
@@ -445,8 +449,11 @@ import_images() {
     log "containerd socket $sock not found: not importing"
     return 0
   fi
+  local present ref
+  present="$(ctr -a "$sock" -n k8s.io images ls -q 2>/dev/null || true)"
   for line in "${BUILT_LINES[@]}"; do
-    tar="${line##*$'\t'}"
+    tar="${line##*$'\t'}"; ref="$(cut -f2 <<<"$line")"
+    if grep -qxF "$ref" <<<"$present"; then log "$ref already in containerd"; continue; fi
     log "importing $(basename "$tar") into containerd (k8s.io)"
     ctr -a "$sock" -n k8s.io images import "$tar" >/dev/null || die "ctr import of $tar failed"
   done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # sandbox-images/test-images.sh — check the built sandbox images without a cluster.
 #
-#   test-images.sh [-k] [LANG...]     (default: every language in $RCE_CACHE/images/index.tsv)
-#     -k   keep the unpacked root filesystems (prints where)
+#   test-images.sh [-k] [--no-runner] [LANG...]  (default: every language in images/index.tsv)
+#     -k           keep the unpacked root filesystems (prints where)
+#     --no-runner  skip the second pass through the image's entrypoint
 #
 # For each image: unpack its docker-archive tar layer by layer (docker whiteouts applied) into a
 # temporary root filesystem, check the image config and the runner binary, then for each test
@@ -15,7 +16,10 @@
 #   echo.<ext>           must copy stdin to stdout (a file tests/no-stdin waives it)
 #   compile_error.<ext>  must fail to compile (required for compiled languages)
 #   NAME.<ext> + NAME.expected [+ NAME.stdin]   must print NAME.expected
-# Output comparison trims trailing white space per line, like the judge. Needs root.
+# Each test runs twice: the Runtime's commands directly, then through the image's entrypoint
+# (/usr/local/bin/rce-runner) with a RunRequest built from the Runtime's defaults, as the
+# operator would. Output comparison trims trailing white space per line, like the judge.
+# Needs root.
 # Exits non-zero if anything failed; prints one line per language with the image size.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,19 +53,25 @@ if [[ "${1:-}" == --inside ]]; then
       <"$2" >"$out/$1.out" 2>"$out/$1.err" || rc=$?
     echo "$rc" >"$out/$1.rc"; echo $(( ($(date +%s%N) - t0) / 1000000 )) >"$out/$1.ms"
   }
-  if [[ -f "$out/compile.argv" ]]; then
-    run_step compile /dev/null
-    [[ "$(cat "$out/compile.rc")" == 0 ]] || exit 0
+  [[ -f "$out/compile.argv" ]] && run_step compile /dev/null
+  if [[ ! -f "$out/compile.rc" || "$(cat "$out/compile.rc")" == 0 ]]; then run_step run "$out/stdin"; fi
+  # The same program through the image's entrypoint, the rce runner, in a fresh work dir.
+  if [[ -f "$out/request.json" ]]; then
+    find "$root/work" "$root/tmp" -mindepth 1 -delete
+    install -o "$TEST_UID" -g "$TEST_UID" -m 0644 "$out/request.json" "$root/tmp/request.json"
+    rc=0
+    timeout -k 2 120 chroot --userspec="$TEST_UID:$TEST_UID" "$root" /usr/bin/env -i -C /work \
+      /usr/local/bin/rce-runner /tmp/request.json >"$out/runner.out" 2>"$out/runner.err" || rc=$?
+    echo "$rc" >"$out/runner.rc"
   fi
-  run_step run "$out/stdin"
   exit 0
 fi
 
 # ---------------------------------------------------------------------------------------------
 
-keep=0; langs=()
+keep=0; runner=1; langs=()
 while [[ $# -gt 0 ]]; do
-  case "$1" in -k) keep=1;; -*) die "unknown option $1";; *) langs+=("$1");; esac; shift
+  case "$1" in -k) keep=1;; --no-runner) runner=0;; -*) die "unknown option $1";; *) langs+=("$1");; esac; shift
 done
 [[ $EUID -eq 0 ]] || die "run as root (namespaces, mounts, chroot)"
 [[ -f "$IMAGES/index.tsv" ]] || die "no $IMAGES/index.tsv: run sandbox-images/build.sh first"
@@ -148,7 +158,38 @@ for lang in "${langs[@]}"; do
       echo) printf 'first line\n  indented, ünïcödé ✓ \t\n\nlast line: 12345 %s\n' "$lang" >"$c/stdin";;
       *) if [[ -f "${t%.*}.stdin" ]]; then cp "${t%.*}.stdin" "$c/stdin"; else : >"$c/stdin"; fi;;
     esac
+    if ((runner)); then
+      # A RunRequest (runner/src/protocol.rs) as the operator would build it from the Runtime.
+      yq -c --arg f "$src_name" --rawfile content "$t" --rawfile stdin "$c/stdin" '
+        def lim: {wallTimeMs, cpuTimeMs, memoryKib: (.memoryMiB * 1024), processes, outputBytes,
+                  fileSizeKib: .fileSizeKiB};
+        {files: [{name: $f, content: $content}], stdin: $stdin, args: [],
+         compile: .spec.compile, run: .spec.run,
+         env: [(.spec.env // [])[] | [.name, .value]],
+         limits: (.spec.defaultLimits | lim),
+         compileLimits: ((.spec.compileLimits // .spec.defaultLimits) | lim)}' "$rt" >"$c/request.json"
+    fi
     sandbox_run "$root" "$t" "$src_name" "$c" || true
+    if ((runner)); then
+      res="$(grep -sF '{"rceResult":' "$c/runner.out" | tail -1 || true)"
+      if [[ -z "$res" ]]; then
+        fails+=("$kind via rce-runner: no result line (rc $(cat "$c/runner.rc" 2>/dev/null); $(head -c 300 "$c/runner.err" 2>/dev/null | tr '\n' ' '))")
+      else
+        outcome="$(jq -r .rceResult.outcome <<<"$res")"
+        case "$kind" in
+          compile_error) [[ "$outcome" == compileError ]] || fails+=("compile_error via rce-runner: outcome $outcome");;
+          *)
+            jq -j '.rceResult.run.stdout // ""' <<<"$res" >"$c/runner.stdout"
+            case "$kind" in hello) want="hello, world";; echo) want="$(norm "$c/stdin")";; *) want="$(norm "${t%.*}.expected")";; esac
+            if [[ "$outcome" != ran || "$(jq -r '.rceResult.run.exitCode' <<<"$res")" != 0 || "$(norm "$c/runner.stdout")" != "$want" ]]; then
+              fails+=("$kind via rce-runner: $(jq -c '.rceResult | {outcome, message, compile: (.compile // {} | {exitCode, limit, stderr: (.stderr // "")[:300]}), run: (.run // {} | {exitCode, signalName, limit, stdout: (.stdout // "")[:100], stderr: (.stderr // "")[:300]})}' <<<"$res")")
+            fi
+            if [[ "$kind" == hello ]]; then
+              notes+=("runner: $(jq -r '.rceResult | [(if .compile then "compile \(.compile.wallTimeMs) ms" else empty end), "run \(.run.wallTimeMs) ms \(.run.memoryKib / 1024 | floor) MiB"] | join(", ")' <<<"$res")")
+            fi;;
+        esac
+      fi
+    fi
     crc="$(cat "$c/compile.rc" 2>/dev/null || echo 0)"
     case "$kind" in
       compile_error)
@@ -184,7 +225,7 @@ for lang in "${langs[@]}"; do
     || fails+=("compiled language without a compile_error test")
   size="$(du -h "$tar" | cut -f1)"
   if ((${#fails[@]} == 0)); then
-    printf 'PASS %-11s %6s  %s  (%s tests; %s)\n' "$lang" "$size" "$ref" "$ntests" "${notes[*]:-}"
+    printf 'PASS %-11s %6s  %s  (%s tests; %s)\n' "$lang" "$size" "$ref" "$ntests" "$(printf '%s; ' "${notes[@]}" | sed 's/; $//')"
   else
     printf 'FAIL %-11s %6s  %s\n' "$lang" "$size" "$ref"
     printf '       - %s\n' "${fails[@]}"
