@@ -447,7 +447,21 @@ async fn start(
 
 /// Follow the sandbox Pod of a Processing Execution.
 async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
-    let Some(exec) = fetch(exec, ctx).await? else { return Ok(Action::await_change()) };
+    // The usual case reads nothing from the API: the Pod is in the cache and alive. Before
+    // anything drastic (a missing or deleted Pod means a retry), both objects are read
+    // again from the API, since the caches may be behind the operator's own writes.
+    let cached = exec.status.as_ref().and_then(|s| s.pod_name.clone()).and_then(|name| {
+        ctx.pods
+            .get(&ObjectRef::new(&name).within(&exec.namespace().unwrap_or_default()))
+            .filter(|p| owned_by(p, exec) && p.metadata.deletion_timestamp.is_none())
+    });
+    let (exec, pod) = match cached {
+        Some(p) => (exec.clone(), Some(Pod::clone(&p))),
+        None => {
+            let Some(fresh) = fetch(exec, ctx).await? else { return Ok(Action::await_change()) };
+            (fresh, None)
+        }
+    };
     let st = exec.status.clone().unwrap_or_default();
     if st.phase != Some(Phase::Processing) {
         // The cache was behind; the newer state is on its way.
@@ -456,10 +470,12 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
     let ns = exec.namespace().unwrap_or_default();
     let attempt = st.attempts.unwrap_or(1);
     let pod_name = st.pod_name.clone().unwrap_or_else(|| names::pod_name(&exec.name_any(), attempt));
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let pod = match pods.get_opt(&pod_name).await? {
-        Some(p) if owned_by(&p, &exec) => p,
-        _ => return lost(&exec, attempt, &pod_name, ctx).await,
+    let pod = match pod {
+        Some(p) => p,
+        None => match Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(&pod_name).await? {
+            Some(p) if owned_by(&p, &exec) => p,
+            _ => return lost(&exec, attempt, &pod_name, ctx).await,
+        },
     };
     let age = Duration::from_millis(age_ms(pod.metadata.creation_timestamp.as_ref()).max(0) as u64);
     match outcome::view(&pod) {
