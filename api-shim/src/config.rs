@@ -89,6 +89,11 @@ pub struct Config {
     #[arg(long, env = "RCE_SHIM_MAX_BATCH", default_value_t = 20)]
     pub max_batch: usize,
 
+    /// Extra labels put on every Execution this shim creates, comma separated `key=value`
+    /// (e.g. `rce.dev/operator=NAME` to route them to a dedicated operator).
+    #[arg(long = "execution-label", env = "RCE_SHIM_EXECUTION_LABELS", value_delimiter = ',')]
+    pub execution_labels: Vec<String>,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "RCE_SHIM_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -109,6 +114,18 @@ impl Config {
     /// The configuration with every default, as used by tests.
     pub fn defaults() -> Self {
         Config::parse_from(["rce-api-shim"])
+    }
+
+    /// The extra Execution labels as a map.
+    pub fn labels(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        self.execution_labels
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+                _ => anyhow::bail!("--execution-label {l:?} is not key=value"),
+            })
+            .collect()
     }
 
     /// All API keys: the flag/env ones plus those of the keys file.

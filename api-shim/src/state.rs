@@ -21,6 +21,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// How often a watcher re-reads the status (×4 while a Redis subscription is active).
     pub poll_interval: Duration,
+    /// Labels put on every created Execution (from `--execution-label`).
+    pub labels: std::collections::BTreeMap<String, String>,
     #[cfg(feature = "amqp")]
     pub amqp: Option<Arc<crate::amqp::Publisher>>,
 }
@@ -39,6 +41,7 @@ impl AppState {
         status: Arc<dyn StatusStore>,
     ) -> anyhow::Result<AppState> {
         let auth = Auth::from_config(&config)?;
+        let labels = config.labels()?;
         Ok(AppState(Arc::new(Inner {
             config,
             cluster,
@@ -47,6 +50,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             metrics: Metrics::default(),
             poll_interval: Duration::from_millis(500),
+            labels,
             #[cfg(feature = "amqp")]
             amqp: None,
         })))

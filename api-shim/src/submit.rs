@@ -64,7 +64,12 @@ pub fn check_backpressure(state: &AppState, incoming: usize) -> Result<(), ApiEr
 }
 
 /// Build the Execution object (pure).
-pub fn build(tenant: &Tenant, name: &str, sub: &Submission) -> Execution {
+pub fn build(
+    tenant: &Tenant,
+    name: &str,
+    sub: &Submission,
+    extra_labels: &BTreeMap<String, String>,
+) -> Execution {
     let (source, files) = match &sub.program {
         Program::Source(s) => (Some(s.clone()), None),
         Program::Files(f) => (None, Some(f.clone())),
@@ -85,7 +90,11 @@ pub fn build(tenant: &Tenant, name: &str, sub: &Submission) -> Execution {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(tenant.namespace.clone()),
-            labels: Some(BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())])),
+            labels: Some({
+                let mut l = extra_labels.clone();
+                l.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+                l
+            }),
             annotations: Some(annotations),
             ..Default::default()
         },
@@ -99,7 +108,7 @@ pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Resul
     catalog::resolve_limits(&sub.runtime, sub.limits.as_ref()).map_err(|e| ApiError::limit(&e))?;
     check_backpressure(state, 1)?;
     let name = new_name();
-    let ex = build(tenant, &name, &sub);
+    let ex = build(tenant, &name, &sub, &state.labels);
     #[cfg(feature = "amqp")]
     if let Some(p) = &state.amqp {
         return p.publish(ex).await;

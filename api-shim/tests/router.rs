@@ -790,3 +790,20 @@ async fn openapi_and_metrics_are_served() {
     assert_eq!(code, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("rce playground"));
 }
+
+#[tokio::test]
+async fn configured_labels_go_on_every_execution() {
+    let e = env(&["--execution-label", "rce.dev/operator=shard-1,team=x"]);
+    call(&e.app, post("/api/execute", r#"{"language":"bash","code":"true"}"#)).await;
+    call(&e.app, post("/submissions/batch", r#"{"submissions":[{"language_id":46,"source_code":"true"}]}"#))
+        .await;
+    let all = e.cluster.all();
+    assert_eq!(all.len(), 2);
+    for ex in all {
+        let labels = ex.metadata.labels.unwrap();
+        assert_eq!(labels["rce.dev/operator"], "shard-1");
+        assert_eq!(labels["team"], "x");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "rce-api-shim");
+    }
+    assert!(Config::try_parse_from(["x", "--execution-label", "novalue"]).unwrap().labels().is_err());
+}

@@ -20,22 +20,41 @@ fn redis_url() -> String {
     std::env::var("RCE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into())
 }
 
+/// The tests take turns: the node has two cores.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Shim {
     base: String,
     server: tokio::task::JoinHandle<()>,
+    operator: tokio::task::JoinHandle<()>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Shim {
     fn drop(&mut self) {
         self.server.abort();
+        self.operator.abort();
     }
 }
 
-/// Start the shim (this checkout's code) against the real cluster and Redis.
-async fn start_shim(namespace: &str, extra: &[&str]) -> Result<Shim> {
+/// Start the shim (this checkout's code) against the real cluster and Redis, with an
+/// operator of its own serving only these namespaces: the shim labels its Executions
+/// `rce.dev/operator=<first namespace>` and the operator selects that label, so an operator
+/// started by `make up` leaves them alone.
+async fn start_shim(namespaces: &[&str], extra: &[&str]) -> Result<Shim> {
+    let turn = TURN.lock().await;
     let client = rce_tests::client().await?;
     let redis_url = redis_url();
-    let mut args = vec!["rce-api-shim", "--namespace", namespace, "--redis-url", &redis_url];
+    let label = format!("rce.dev/operator={}", namespaces[0]);
+    let mut args = vec![
+        "rce-api-shim",
+        "--namespace",
+        namespaces[0],
+        "--redis-url",
+        &redis_url,
+        "--execution-label",
+        &label,
+    ];
     args.extend_from_slice(extra);
     let config = Config::try_parse_from(args)?;
     let cluster = KubeCluster::start(client);
@@ -50,13 +69,24 @@ async fn start_shim(namespace: &str, extra: &[&str]) -> Result<Shim> {
     if !state.status.ping().await {
         bail!("Redis at {redis_url} does not answer: is it up (`make up`)?");
     }
+    let mut op = rce_operator::Config::defaults();
+    op.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
+    op.selector = label.clone();
+    op.metrics_addr = "127.0.0.1:0".parse()?;
+    op.redis_url = redis_url.clone();
+    op.ttl_seconds = 0;
+    let operator = tokio::spawn(async move {
+        if let Err(e) = rce_operator::run_until(op, std::future::pending()).await {
+            eprintln!("operator stopped: {e:#}");
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = app(state);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Ok(Shim { base: format!("http://{addr}"), server })
+    Ok(Shim { base: format!("http://{addr}"), server, operator, _turn: turn })
 }
 
 fn cluster_runtimes(c: &KubeCluster) -> Vec<Arc<rce_api::Runtime>> {
@@ -118,7 +148,7 @@ async fn poll_seed(base: &str, id: &str, headers: &[(&str, &str)]) -> Result<Val
 #[tokio::test]
 async fn shim_seed_api_runs_a_python_program_end_to_end() -> Result<()> {
     let ns = TestNamespace::new("shim-seed").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     let r =
         post(&format!("{}/api/execute", shim.base), r#"{"language":"python","code":"print(6*7)"}"#).await?;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -150,7 +180,7 @@ async fn shim_seed_api_runs_a_python_program_end_to_end() -> Result<()> {
 #[tokio::test]
 async fn shim_judge0_clients_work_unchanged() -> Result<()> {
     let ns = TestNamespace::new("shim-judge0").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     let b = &shim.base;
     // Languages come from the Runtime objects.
     let langs = get(&format!("{b}/languages")).await?.body;
@@ -220,7 +250,7 @@ async fn shim_judge0_clients_work_unchanged() -> Result<()> {
 #[tokio::test]
 async fn shim_piston_clients_work_unchanged() -> Result<()> {
     let ns = TestNamespace::new("shim-piston").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     let b = &shim.base;
     let rts = get(&format!("{b}/api/v2/runtimes")).await?.body;
     let names: Vec<&str> = rts.as_array().unwrap().iter().filter_map(|r| r["language"].as_str()).collect();
@@ -263,7 +293,7 @@ async fn shim_piston_clients_work_unchanged() -> Result<()> {
 #[tokio::test]
 async fn shim_websocket_receives_pending_processing_completed() -> Result<()> {
     let ns = TestNamespace::new("shim-ws").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     // A program that runs a little while, so the phases are well apart.
     let r = post(
         &format!("{}/api/executions", shim.base),
@@ -299,7 +329,7 @@ async fn shim_websocket_receives_pending_processing_completed() -> Result<()> {
 #[tokio::test]
 async fn shim_sse_streams_until_the_terminal_status_and_redis_loss_falls_back_to_the_cr() -> Result<()> {
     let ns = TestNamespace::new("shim-sse").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     let r = post(
         &format!("{}/api/executions", shim.base),
         r#"{"language":"bash","source":"echo sse; echo err >&2"}"#,
@@ -338,7 +368,7 @@ async fn shim_auth_rate_limits_tenants_and_a_burst_of_bad_requests() -> Result<(
     let b = TestNamespace::new("shim-tenant-b").await?;
     let keys =
         format!("key-aaaaaaaa:{},key-bbbbbbbb:{}:1000:1000,slow-key-1:{}:0.2:2", a.name, b.name, a.name);
-    let shim = start_shim(&a.name, &["--auth", "--api-key", &keys]).await?;
+    let shim = start_shim(&[&a.name, &b.name], &["--auth", "--api-key", &keys]).await?;
     let base = &shim.base;
     let body = r#"{"language":"python","code":"print('tenant')"}"#;
     // No credentials → 401; a wrong key → 401.
@@ -459,7 +489,10 @@ impl Browser {
                      format!("--user-data-dir={}", profile.display())]
         }}}});
         let r = post(&format!("{base}/session"), &caps.to_string()).await?;
-        let session = r.body["value"]["sessionId"].as_str().with_context(|| format!("no session: {}", r.text))?.to_string();
+        let session = r.body["value"]["sessionId"]
+            .as_str()
+            .with_context(|| format!("no session: {}", r.text))?
+            .to_string();
         Ok(Browser { driver, base, session })
     }
 
@@ -494,7 +527,12 @@ impl Browser {
 
     async fn click(&self, css: &str) -> Result<()> {
         let el = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await?;
-        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).context("no element")?.to_string();
+        let id = el
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .context("no element")?
+            .to_string();
         self.cmd("POST", &format!("/element/{id}/click"), json!({})).await?;
         Ok(())
     }
@@ -508,7 +546,7 @@ impl Browser {
 #[tokio::test]
 async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
     let ns = TestNamespace::new("shim-ui").await?;
-    let shim = start_shim(&ns.name, &[]).await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
     let browser = Browser::start().await?;
     let result = async {
         browser.cmd("POST", "/url", json!({"url": format!("{}/", shim.base)})).await?;

@@ -625,7 +625,7 @@ pub async fn batch_create(
         match parse_submission(item, b64, &runtimes) {
             Err(errors) => out.push(Value::Object(errors)),
             Ok(sub) => {
-                let ex = submit::build(&tenant, &submit::new_name(), &sub);
+                let ex = submit::build(&tenant, &submit::new_name(), &sub, &state.labels);
                 let created = submit::create(&state, ex).await?;
                 any_valid = true;
                 out.push(json!({ "token": created.metadata.name }));
