@@ -168,7 +168,6 @@ EOF
   in_chroot "$root" apt-get "${APT_OPTS[@]}" -qq update
   in_chroot "$root" apt-get "${APT_OPTS[@]}" -qq -y dist-upgrade >"$dir/upgrade.log" 2>&1 \
     || { tail -20 "$dir/upgrade.log" >&2; die "base upgrade failed"; }
-  in_chroot "$root" apt-get "${APT_OPTS[@]}" -qq clean
   cleanup_mounts
   scrub_tree "$root"
   find "$root/dev" -mindepth 1 -delete   # the container runtime provides /dev
@@ -253,6 +252,19 @@ prune_layer() { # prune_layer LANG UPPERDIR
   log "$1: pruned $n paths"
 }
 
+# Language layers are overlayfs upperdirs: fail early and clearly where overlayfs is missing.
+OVERLAY_OK=0
+check_overlay() {
+  ((OVERLAY_OK)) && return 0
+  local d="$SB/.overlay-check"
+  safe_rm "$d"; mkdir -p "$d"/{l,u,w,m}
+  if ! mount -t overlay overlay -o "lowerdir=$d/l,upperdir=$d/u,workdir=$d/w" "$d/m" 2>/dev/null; then
+    safe_rm "$d"
+    die "overlayfs does not work here (modprobe overlay?); language layers need it"
+  fi
+  umount "$d/m"; safe_rm "$d"; OVERLAY_OK=1
+}
+
 build_layer() { # build_layer LANG DIR LOWERDIRS(colon-separated, top first)
   local lang="$1" dir="$2" lowers="$3" merged pkgs
   mapfile -t pkgs < <(read_list "$LANGS_DIR/$lang/packages")
@@ -272,7 +284,6 @@ build_layer() { # build_layer LANG DIR LOWERDIRS(colon-separated, top first)
       || { tail -30 "$dir/install.log" >&2; die "$lang: setup.sh failed"; }
   fi
   dpkg-query --admindir="$merged/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$dir/versions"
-  in_chroot "$merged" apt-get "${APT_OPTS[@]}" -qq clean
   cleanup_mounts
   rmdir "$merged"; rm -rf "$dir/work"
   # Drop what must not be in the layer. Deleting a file from the upperdir means "unchanged from
@@ -310,7 +321,7 @@ ensure_layers() {
     [[ -n "$(read_list "$LANGS_DIR/$l/packages")" ]] || continue   # no packages, no layer
     dir="$SB/layer-$l-${LAYER_HASH[$l]}"
     if [[ ! -f "$dir/layer.tar" ]]; then
-      t0=$SECONDS
+      t0=$SECONDS; check_overlay
       safe_rm "$dir.tmp"; mkdir -p "$dir.tmp"
       build_layer "$l" "$dir.tmp" "$lowers"
       safe_rm "$dir"; mv "$dir.tmp" "$dir"
@@ -422,6 +433,8 @@ gc_cache() {
     [[ -f "$f" ]] || continue
     if ! cut -f1 "$IMAGES/index.tsv" 2>/dev/null | grep -qxF "$(basename "$f" .yaml)"; then rm -f "$f"; n=$((n + 1)); fi
   done
+  # Downloaded .debs (kept between builds, bind-mounted into the chroots): drop old ones.
+  find "$SB/apt-archives" "$SB/debootstrap-debs" -name '*.deb' -ctime +30 -delete 2>/dev/null || true
   log "gc: removed $n stale cache entries ($(du -sh "$RCE_CACHE/sandbox" | cut -f1) in $SB, $(du -sh "$IMAGES" | cut -f1) in $IMAGES)"
 }
 
