@@ -32,11 +32,11 @@ pub struct Config {
     pub concurrency: u16,
 
     /// Client-side limit on Kubernetes API requests per second (0: no limit).
-    #[arg(long, env = "RCE_KUBE_QPS", default_value_t = 50)]
+    #[arg(long, env = "RCE_KUBE_QPS", default_value_t = 100)]
     pub kube_qps: u64,
 
     /// Requests that may be sent in a burst above the steady rate.
-    #[arg(long, env = "RCE_KUBE_BURST", default_value_t = 100)]
+    #[arg(long, env = "RCE_KUBE_BURST", default_value_t = 200)]
     pub kube_burst: u64,
 
     /// Redis holding the status mirror.
