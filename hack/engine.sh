@@ -12,7 +12,10 @@ export KUBECONFIG="$RCE_STATE/kubeconfig"
 REDIS_URL="redis://127.0.0.1:${RCE_REDIS_PORT:-16379}"
 OPERATOR_METRICS="${RCE_OPERATOR_METRICS:-127.0.0.1:9464}"
 SHIM_LISTEN="${RCE_SHIM_LISTEN:-127.0.0.1:8080}"
-BIN="$CARGO_TARGET_DIR/release"
+# debug by default: `make test` builds the same artifacts for the tests, so the engine costs
+# no second compile; RCE_PROFILE=release for benchmarks.
+PROFILE="${RCE_PROFILE:-debug}"
+BIN="$CARGO_TARGET_DIR/$([[ $PROFILE == release ]] && echo release || echo debug)"
 
 alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
 start() {
@@ -45,9 +48,9 @@ stop() {
 }
 
 cmd_up() {
-  log "building the operator and the shim (release)"
-  cargo build --release -q -p rce-operator -p rce-api-shim --bins
-  if [[ -x "$RCE_ROOT/sandbox-images/build.sh" ]]; then
+  log "building the operator and the shim ($PROFILE)"
+  cargo build $([[ $PROFILE == release ]] && echo --release) -q -p rce-operator -p rce-api-shim --bins
+  if [[ -z "${RCE_SKIP_IMAGES:-}" ]]; then
     "$RCE_ROOT/sandbox-images/build.sh" --import
   fi
   kubectl apply --server-side --force-conflicts -f "$RCE_ROOT/crds/rce.dev.yaml" >/dev/null
@@ -56,10 +59,10 @@ cmd_up() {
     kubectl apply --server-side --force-conflicts -f "$RCE_CACHE/images/runtimes.yaml" >/dev/null
     log "runtimes: $(kubectl get runtimes -o name | wc -l)"
   fi
-  RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
+  NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
     start operator "$BIN/rce-operator"
   wait_http operator "http://$OPERATOR_METRICS/healthz" 60
-  RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
+  NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
     start shim "$BIN/rce-api-shim"
   wait_http shim "http://$SHIM_LISTEN/health" 60
   echo "http://$SHIM_LISTEN" > "$RCE_STATE/api-url"
