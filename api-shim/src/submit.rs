@@ -129,6 +129,12 @@ pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiErr
             tracing::warn!(%message, "the apiserver refused the Execution");
             Err(ApiError::invalid("the submission was refused by the cluster's validation"))
         }
+        Err(BackendError::Rejected { code: code @ (401 | 403 | 404), message, .. }) => {
+            // A tenant namespace that does not exist, or RBAC that does not allow it: the
+            // operator of this shim must fix its configuration; the client learns nothing more.
+            tracing::error!(code, %message, "the apiserver refused to create the Execution");
+            Err(ApiError::internal())
+        }
         Err(e) => {
             tracing::error!(error = %e, "creating the Execution failed");
             Err(ApiError::unavailable())
