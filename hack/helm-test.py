@@ -697,8 +697,9 @@ def cluster_checks(args: argparse.Namespace) -> None:
 
     def images() -> None:
         cmd = [str(ROOT / "hack" / "operator-image.sh"), "--import"] + (["--no-build"] if args.no_build else [])
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        assert p.returncode == 0, f"hack/operator-image.sh failed:\n{p.stderr[-3000:]}"
+        # The build can take minutes: its progress goes straight to stderr.
+        p = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, timeout=3600)
+        assert p.returncode == 0, f"hack/operator-image.sh exited {p.returncode} (its output is above)"
         for line in (IMAGES / "engine-index.tsv").read_text().splitlines():
             name, ref, _tar = line.split("\t")
             engine[name] = ref
