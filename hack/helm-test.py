@@ -391,6 +391,18 @@ def static_checks() -> None:
 
     check("RBAC: exactly the verbs each part needs", rbac)
 
+    def env_names_exist() -> None:
+        # Every RCE_* variable the chart sets must be one the binary reads (a renamed flag
+        # would otherwise be ignored silently).
+        full = render({"sandbox": {"runtimeClassName": "x"}, "shim": {"corsOrigins": ["a"], "auth": {"apiKeysSecret": "k"}}})
+        for dep, crate in (("rce-operator", "operator"), ("rce-shim", "api-shim")):
+            src = "\n".join(f.read_text() for f in (ROOT / crate / "src").rglob("*.rs"))
+            for name in env_of(full.get("Deployment", dep)):
+                if name.startswith("RCE_"):
+                    assert f'"{name}"' in src, f"{dep}: {name} is not read anywhere in {crate}/src"
+
+    check("every RCE_* variable the chart sets is read by the operator / shim", env_names_exist)
+
     def runtimes() -> None:
         for lang in ("python", "javascript", "bash"):
             rt = d.get("Runtime", lang)
