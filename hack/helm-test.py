@@ -631,35 +631,6 @@ def http_get(url: str, timeout: float = 3) -> tuple[int, str]:
         return e.code, e.read().decode(errors="replace")
 
 
-def other_operators(namespace: str) -> list[str]:
-    """rce-operator processes on this machine that would also reconcile Executions in
-    `namespace` (those watching every namespace, or that one)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            exe = os.readlink(proc / "exe")
-            if Path(exe.split(" ")[0]).name != "rce-operator":
-                continue
-            env = dict(
-                kv.split("=", 1) for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in kv
-            )
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        watched = env.get("RCE_NAMESPACES", "")
-        for i, a in enumerate(argv):
-            if a == "--namespaces" and i + 1 < len(argv):
-                watched = argv[i + 1]
-            elif a.startswith("--namespaces="):
-                watched = a.split("=", 1)[1]
-        names = [x.strip() for x in watched.split(",") if x.strip()]
-        if not names or namespace in names:
-            found.append(f"pid {proc.name} ({exe}) watching {','.join(names) or 'every namespace'}")
-    return found
-
-
 def image_present(ref: str) -> bool:
     p = subprocess.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True)
     return p.returncode == 0 and ref in p.stdout.split()
@@ -755,6 +726,7 @@ def cluster_checks(args: argparse.Namespace) -> None:
             "maxRunning": 2,
             "ttlSeconds": 600,
             "watchNamespaces": [sandbox_ns],
+            "instance": rel,
             "metricsPort": metrics_port,
             "logLevel": "info,rce_operator=debug",
             # The local node is small and shared with the test suite.
@@ -770,11 +742,13 @@ def cluster_checks(args: argparse.Namespace) -> None:
     log(f"release {rel} in {ns}, sandboxes in {sandbox_ns}, metrics :{metrics_port}, shim :{shim_port}")
 
     # Decide before installing whether an Execution can be run by the in-cluster operator alone.
-    others = other_operators(sandbox_ns)
+    # The release's operator serves only Executions labelled rce.dev/operator=<release> (its
+    # shim labels what it creates so): other operators on this cluster (make up's, serving
+    # unlabelled ones) leave them alone, and it leaves theirs alone.
     mode = args.execution
     if mode == "auto":
-        run_execution = not others
-        why_not = "another rce operator would also reconcile it: " + "; ".join(others) if others else ""
+        run_execution = True
+        why_not = ""
     else:
         run_execution = mode == "always"
         why_not = "--execution never" if mode == "never" else ""
@@ -956,7 +930,7 @@ def execution_checks(rel: str, sandbox_ns: str, runtime_name: str, python_ref: s
         name = "print-42"
         kubectl("apply", "-n", sandbox_ns, "-f", "-", input_=yaml.safe_dump({
             "apiVersion": "rce.dev/v1alpha1", "kind": "Execution",
-            "metadata": {"name": name, "namespace": sandbox_ns},
+            "metadata": {"name": name, "namespace": sandbox_ns, "labels": {"rce.dev/operator": rel}},
             "spec": {"language": runtime_name, "source": "print(6*7)"},
         }))
         deadline = time.monotonic() + 120

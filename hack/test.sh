@@ -28,6 +28,8 @@ diff -u "$RCE_ROOT/crds/rce.dev.yaml" <(cargo run -q -p rce-operator --bin crdge
 log "running the test suite"
 status=0
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${RCE_TEST_THREADS:-4}" || status=$?
+log "running the Helm chart test (real Helm engine, real install on the cluster)"
+"$RCE_ROOT/hack/helm-test.sh" || status=1
 # Namespaces of failed tests.
 kubectl delete ns -l rce.dev/test=true --wait=false >/dev/null 2>&1 || true
 log "test suite finished in $((SECONDS - t0))s (exit $status)"
