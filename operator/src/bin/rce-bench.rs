@@ -37,6 +37,10 @@ struct Args {
     /// Source of every Execution.
     #[arg(long, default_value = "print('hello')")]
     source: String,
+    /// Label the Executions `rce.dev/operator=<this>`, for an operator started with
+    /// `--selector rce.dev/operator=<this>` (compare settings beside the main operator).
+    #[arg(long)]
+    operator: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -87,10 +91,14 @@ async fn bench(client: &Client, ns: &str, args: &Args) -> Result<()> {
             let api = api.clone();
             let submitted = submitted.clone();
             let done = done.clone();
+            let labels = match &args.operator {
+                Some(o) => serde_json::json!({"rce.dev/operator": o}),
+                None => serde_json::json!({}),
+            };
             async move {
                 let e: Execution = serde_json::from_value(serde_json::json!({
                     "apiVersion": "rce.dev/v1alpha1", "kind": "Execution",
-                    "metadata": {"name": name},
+                    "metadata": {"name": name, "labels": labels},
                     "spec": {"language": args.language, "source": args.source},
                 }))?;
                 let t = Instant::now();
