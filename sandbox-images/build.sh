@@ -201,7 +201,7 @@ ensure_base() {
 read_list() { [[ -f "$1" ]] && sed -e 's/#.*//' "$1" | tr -s ' \t\n' '\n' | sed '/^$/d' || true; }
 
 # Recipe hash of a language's layer chain (empty chain → base hash only).
-declare -A LAYER_HASH LAYER_DIRS
+declare -A LAYER_HASH
 layer_hash() { # layer_hash LANG → sets LAYER_HASH[LANG]
   local lang="$1" parent="" ph f
   [[ -n "${LAYER_HASH[$lang]:-}" ]] && return 0
@@ -245,6 +245,7 @@ prune_layer() { # prune_layer LANG UPPERDIR
   while IFS= read -r pat; do
     [[ "$pat" == /* ]] && pat="${pat#/}"
     for m in $(shopt -s globstar nullglob; cd "$2" && eval "printf '%s\n' $pat"); do
+      [[ -n "$m" && "$m" != . && "$m" != .. && "$m" != */.. ]] || continue
       [[ -e "$2/$m" || -L "$2/$m" ]] || continue
       rm -rf --one-file-system "${2:?}/$m"; n=$((n + 1))
     done
