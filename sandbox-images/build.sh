@@ -426,9 +426,14 @@ gc_cache() {
     safe_rm "$d"; n=$((n + 1))
   done
   while IFS= read -r d; do safe_rm "$d"; n=$((n + 1)); done < <(ls -dt "$SB"/runner-* 2>/dev/null | tail -n +3)
-  for f in "$IMAGES"/*.tar; do
-    [[ -f "$f" ]] || continue
-    if ! cut -f3 "$IMAGES/index.tsv" 2>/dev/null | grep -qxF "$f"; then rm -f "$f"; n=$((n + 1)); fi
+  # Only this script's own image tars (<lang>-<hash12>.tar of a catalog language): other
+  # scripts keep their images in the same directory.
+  for d in "$LANGS_DIR"/*/; do
+    l="$(basename "$d")"
+    for f in "$IMAGES/$l"-*.tar; do
+      [[ -f "$f" && "$(basename "$f")" =~ ^$l-[0-9a-f]{12}\.tar$ ]] || continue
+      if ! cut -f3 "$IMAGES/index.tsv" 2>/dev/null | grep -qxF "$f"; then rm -f "$f"; n=$((n + 1)); fi
+    done
   done
   for f in "$IMAGES"/runtimes/*.yaml; do
     [[ -f "$f" ]] || continue
