@@ -89,6 +89,32 @@ async fn start_shim(namespaces: &[&str], extra: &[&str]) -> Result<Shim> {
     Ok(Shim { base: format!("http://{addr}"), server, operator, _turn: turn })
 }
 
+impl Shim {
+    /// Delete the test's Executions while its operator still runs (its finalizer is on
+    /// them), then stop the shim and the operator, then remove the namespaces.
+    async fn finish(self, namespaces: Vec<TestNamespace>) -> Result<()> {
+        use kube::api::{DeleteParams, ListParams};
+        for ns in &namespaces {
+            ns.api::<Execution>().delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+        }
+        for _ in 0..150 {
+            let mut left = 0;
+            for ns in &namespaces {
+                left += ns.api::<Execution>().list(&ListParams::default()).await?.items.len();
+            }
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(self);
+        for ns in namespaces {
+            ns.cleanup().await?;
+        }
+        Ok(())
+    }
+}
+
 fn cluster_runtimes(c: &KubeCluster) -> Vec<Arc<rce_api::Runtime>> {
     use rce_api_shim::backend::Cluster as _;
     c.runtimes()
@@ -174,7 +200,7 @@ async fn shim_seed_api_runs_a_python_program_end_to_end() -> Result<()> {
     assert_eq!(r.body["error"], "Job not found");
     let r = get(&format!("{}/health", shim.base)).await?;
     assert_eq!(r.body, json!({"status": "ok"}));
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
 
 #[tokio::test]
@@ -244,7 +270,7 @@ async fn shim_judge0_clients_work_unchanged() -> Result<()> {
             .await?;
     assert_eq!(r.status, 422);
     assert!(r.body["memory_limit"][0].as_str().unwrap().starts_with("must be less than or equal to"));
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
 
 #[tokio::test]
@@ -287,7 +313,7 @@ async fn shim_piston_clients_work_unchanged() -> Result<()> {
     .await?;
     assert_eq!(r.status, 422);
     assert!(r.body["message"].as_str().unwrap().contains("runtime is unknown"), "{}", r.text);
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
 
 #[tokio::test]
@@ -323,7 +349,7 @@ async fn shim_websocket_receives_pending_processing_completed() -> Result<()> {
     assert_eq!(phases, vec!["Pending", "Processing", "Completed"], "{last}");
     assert_eq!(last["stdout"], "done\n");
     assert_eq!(close_code, Some(1000));
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
 
 #[tokio::test]
@@ -359,7 +385,7 @@ async fn shim_sse_streams_until_the_terminal_status_and_redis_loss_falls_back_to
     let r = get(&format!("{}/api/executions/{id}", shim.base)).await?;
     assert_eq!(r.body["status"], "Completed", "{}", r.text);
     assert_eq!(r.body["stdout"], "sse\n");
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
 
 #[tokio::test]
@@ -446,9 +472,7 @@ async fn shim_auth_rate_limits_tenants_and_a_burst_of_bad_requests() -> Result<(
         b.api::<Execution>().list(&Default::default()).await?.items.len() == 1,
         "bad requests created nothing"
     );
-    drop(shim);
-    a.cleanup().await?;
-    b.cleanup().await
+    shim.finish(vec![a, b]).await
 }
 
 // ---------------------------------------------------------------- the playground in a browser
@@ -601,5 +625,5 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
     .await;
     browser.close().await;
     result?;
-    ns.cleanup().await
+    shim.finish(vec![ns]).await
 }
