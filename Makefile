@@ -32,7 +32,7 @@ bench:
 	@hack/bench.sh $(BENCH_ARGS)
 
 crds:
-	@source hack/common.sh && cargo run -q -p rce-operator --bin crdgen > crds/rce.dev.yaml
+	@source hack/common.sh && cargo run -q -p rce-operator --bin crdgen > crds/rce.dev.yaml && hack/helm-crds.sh sync
 
 images:
 	@sandbox-images/build.sh --import
