@@ -12,5 +12,4 @@ if [[ $# -gt 0 ]]; then exec "$bench" "$@"; fi
 "$bench" -n 10 --parallel 1       # sequential: one at a time
 "$bench" -n 50 --parallel 50      # a burst of 50 at once
 # The shim alone: GET /api/status under load, POST -> Execution created.
-source "$RCE_STATE/engine.env"
-cargo run --release -q -p rce-api-shim --example shim_bench -- --url "$RCE_API" --seconds 10 --concurrency 32 --creates 30
+"$RCE_ROOT/hack/bench-shim.sh"

@@ -6,6 +6,8 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 t0=$SECONDS
+# The playground's end-to-end test drives Debian's Chromium headless.
+need_pkgs chromium chromium-driver
 started=0
 if [[ -n "${KUBECONFIG:-}" ]] && kubectl get --raw /readyz >/dev/null 2>&1; then
   log "using the cluster of KUBECONFIG=$KUBECONFIG"
