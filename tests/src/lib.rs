@@ -2,6 +2,7 @@
 //! kube-apiserver and kubelet running real Pods (the local cluster of `make up`, or whatever
 //! `KUBECONFIG` points at). They fail, never skip, when no cluster is reachable.
 
+pub mod exec;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};

@@ -1,0 +1,260 @@
+//! Helpers for tests that submit Executions to the engine's running operator (the one
+//! `make up` starts, serving every Execution without an `rce.dev/operator` label) and wait
+//! for their terminal status.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    ResourceExt,
+};
+use rce_api::{Execution, Phase, Runtime, Verdict};
+
+use crate::TestNamespace;
+
+/// What a timeout most likely means, for error messages.
+const NO_OPERATOR: &str = "no operator gave them a status: is the engine's operator running \
+     (`make up`, `hack/engine.sh status`)? Executions here carry no `rce.dev/operator` label, \
+     so only `make up`'s operator serves them";
+
+/// An operator gives every new Execution a status (at least Pending) within this.
+const NO_STATUS_WITHIN: Duration = Duration::from_secs(30);
+
+/// A test namespace whose Executions the engine's own operator runs.
+pub struct Engine {
+    pub ns: TestNamespace,
+}
+
+impl Engine {
+    pub async fn new(prefix: &str) -> Result<Self> {
+        Ok(Self { ns: TestNamespace::new(prefix).await? })
+    }
+
+    pub fn executions(&self) -> Api<Execution> {
+        self.ns.api()
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        self.ns.api()
+    }
+
+    /// Every Runtime installed in the cluster.
+    pub async fn runtimes(&self) -> Result<Vec<Runtime>> {
+        let list = Api::<Runtime>::all(self.ns.client.clone())
+            .list(&ListParams::default())
+            .await
+            .context("listing Runtimes: are the rce CRDs installed (`make up`)?")?;
+        Ok(list.items)
+    }
+
+    /// Create an (unlabelled) Execution named `name` with `spec`.
+    pub async fn submit(&self, name: &str, spec: serde_json::Value) -> Result<Execution> {
+        let e: Execution = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rce.dev/v1alpha1",
+            "kind": "Execution",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .with_context(|| format!("building Execution {name}"))?;
+        self.executions()
+            .create(&PostParams::default(), &e)
+            .await
+            .with_context(|| format!("creating Execution {name}"))
+    }
+
+    /// Submit many at once (a few creates in flight at a time).
+    pub async fn submit_all(&self, items: &[(String, serde_json::Value)]) -> Result<()> {
+        use futures::StreamExt as _;
+        let results: Vec<Result<Execution>> = futures::stream::iter(items.iter())
+            .map(|(name, spec)| self.submit(name, spec.clone()))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every one of `names` has a terminal phase; on timeout, the error names the
+    /// ones still waiting with their status.
+    pub async fn wait_all(&self, names: &[String], timeout: Duration) -> Result<BTreeMap<String, Execution>> {
+        let api = self.executions();
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let all: BTreeMap<String, Execution> = api
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|e| (e.name_any(), e))
+                .collect();
+            let waiting: Vec<&String> = names
+                .iter()
+                .filter(|n| !all.get(*n).and_then(phase).is_some_and(Phase::is_terminal))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(names.iter().filter_map(|n| all.get(n).map(|e| (n.clone(), e.clone()))).collect());
+            }
+            let untouched = names.iter().all(|n| all.get(n).and_then(|e| e.status.as_ref()).is_none());
+            if untouched && start.elapsed() > NO_STATUS_WITHIN {
+                bail!(
+                    "none of {} Executions got any status within {NO_STATUS_WITHIN:?}; {NO_OPERATOR}",
+                    names.len()
+                );
+            }
+            if Instant::now() > deadline {
+                let detail: Vec<String> = waiting
+                    .iter()
+                    .map(|n| match all.get(*n) {
+                        Some(e) => format!("{n}: {}", describe(e)),
+                        None => format!("{n}: gone"),
+                    })
+                    .collect();
+                bail!(
+                    "{} of {} Executions not finished within {timeout:?}{}:\n  {}",
+                    waiting.len(),
+                    names.len(),
+                    if untouched { format!("; {NO_OPERATOR}") } else { String::new() },
+                    detail.join("\n  ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Submit one and wait for it.
+    pub async fn run(&self, name: &str, spec: serde_json::Value, timeout: Duration) -> Result<Execution> {
+        self.submit(name, spec).await?;
+        let mut done = self.wait_all(&[name.to_string()], timeout).await?;
+        done.remove(name).context("finished Execution vanished")
+    }
+
+    /// Names of sandbox Pods still in the namespace, waiting up to `grace` for them to go.
+    pub async fn leftover_sandboxes(&self, grace: Duration) -> Result<Vec<String>> {
+        let lp = ListParams::default().labels(rce_api::SANDBOX_LABEL);
+        let deadline = Instant::now() + grace;
+        loop {
+            let pods: Vec<String> = self.pods().list(&lp).await?.items.iter().map(|p| p.name_any()).collect();
+            if pods.is_empty() || Instant::now() > deadline {
+                return Ok(pods);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Delete every Execution while the engine's operator still runs (its finalizer needs
+    /// it), strip the finalizers of any left, then remove the namespace.
+    pub async fn cleanup(self) -> Result<()> {
+        let api = self.executions();
+        let _ = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for e in api.list(&ListParams::default()).await?.items {
+            let patch = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+        }
+        self.ns.cleanup().await
+    }
+}
+
+/// Run `body` with a fresh [`Engine`] namespace, cleaning up whatever the outcome.
+#[macro_export]
+macro_rules! with_engine {
+    ($prefix:expr, |$e:ident| $body:block) => {{
+        let $e = $crate::exec::Engine::new($prefix).await?;
+        let result: anyhow::Result<()> = async { $body }.await;
+        let cleaned = $e.cleanup().await;
+        result?;
+        cleaned
+    }};
+}
+
+pub fn phase(e: &Execution) -> Option<Phase> {
+    e.status.as_ref().and_then(|s| s.phase)
+}
+
+pub fn verdict(e: &Execution) -> Option<Verdict> {
+    e.status.as_ref().and_then(|s| s.verdict)
+}
+
+pub fn stdout(e: &Execution) -> &str {
+    e.status.as_ref().and_then(|s| s.stdout.as_deref()).unwrap_or("")
+}
+
+pub fn stderr(e: &Execution) -> &str {
+    e.status.as_ref().and_then(|s| s.stderr.as_deref()).unwrap_or("")
+}
+
+pub fn message(e: &Execution) -> &str {
+    e.status.as_ref().and_then(|s| s.message.as_deref()).unwrap_or("")
+}
+
+/// The status as compact JSON, long strings shortened, for failure messages.
+pub fn describe(e: &Execution) -> String {
+    let mut v = serde_json::to_value(&e.status).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("conditions");
+        for val in obj.values_mut() {
+            if let Some(s) = val.as_str() {
+                if s.len() > 300 {
+                    let mut cut = 300;
+                    while !s.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    *val = serde_json::Value::String(format!("{}…({} bytes)", &s[..cut], s.len()));
+                }
+            }
+        }
+    }
+    v.to_string()
+}
+
+/// `sandbox-images/langs`, from the workspace root.
+pub fn langs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("sandbox-images").join("langs")
+}
+
+/// The sample program `sandbox-images/langs/<lang>/tests/<case>.*`, if there is one.
+pub fn sample(lang: &str, case: &str) -> Result<Option<String>> {
+    let dir = langs_dir().join(lang).join("tests");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        if stem == Some(case) && path.extension().is_some() {
+            return Ok(Some(
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// The Node's Ready condition is True.
+pub async fn nodes_ready(client: &kube::Client) -> Result<Vec<String>> {
+    use k8s_openapi::api::core::v1::Node;
+    let mut not_ready = Vec::new();
+    for n in Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let ready = n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if !ready {
+            not_ready.push(n.name_any());
+        }
+    }
+    Ok(not_ready)
+}
