@@ -23,6 +23,10 @@ pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 const CHUNK: usize = 64 * 1024;
 /// Upper bound on one poll sleep (a backstop; SIGCHLD and the deadline wake the loop).
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// How often the program's resident memory is sampled while it runs (the memory limit is
+/// enforced live, not only judged afterwards: the Pod's cgroup limit is larger, since it
+/// also holds the work dir, /tmp, the runner and the compile stage).
+const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
 /// After SIGKILL, how long to wait for the program's main process before giving up on it.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the main process is gone and the rest killed: how long to wait for everything to
@@ -109,8 +113,12 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         }
         let now = Instant::now();
         if killed.is_none() {
+            let rss_kib = sys::program_rss_kib(pid);
+            peak_kib = peak_kib.max(rss_kib);
             let hit = if io.out.buf.truncated() || io.err.buf.truncated() {
                 Some(LimitHit::Output)
+            } else if limits.memory_kib > 0 && rss_kib > limits.memory_kib {
+                Some(LimitHit::Memory)
             } else if now >= deadline {
                 Some(LimitHit::WallTime)
             } else {
@@ -125,7 +133,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
             // Unkillable (stuck in the kernel): report no exit code and no signal.
             Some((_, at)) if now >= at + KILL_GRACE => break,
             Some(_) => Duration::from_millis(10),
-            None => deadline.saturating_duration_since(now).min(MAX_POLL),
+            None => deadline.saturating_duration_since(now).min(MAX_POLL).min(MEMORY_SAMPLE),
         };
         io.poll_once(sigchld, timeout);
     }

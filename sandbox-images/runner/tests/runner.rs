@@ -548,3 +548,34 @@ fn peak_memory_above_the_limit() {
     assert_eq!(run.exit_code, Some(0));
     assert_eq!(run.limit, Some(LimitHit::Memory), "{run:?}");
 }
+
+#[test]
+fn memory_is_enforced_while_the_program_runs_not_only_judged_after() {
+    // A shell that doubles a string: its resident memory grows without bound. With a 32 MiB
+    // limit it must be stopped near the limit, long before the wall clock, and reported as
+    // Memory.
+    let mut req = sh(r#"s=x; while :; do s="$s$s"; done"#);
+    req.limits.memory_kib = 32 * 1024;
+    req.limits.wall_time_ms = 20_000;
+    req.limits.cpu_time_ms = 20_000;
+    let sb = Sandbox::new();
+    let (r, took) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Memory), "{run:?}");
+    assert!(run.memory_kib > 32 * 1024, "peak {} KiB should be above the limit", run.memory_kib);
+    assert!(run.memory_kib < 32 * 1024 * 4, "killed late: peak {} KiB", run.memory_kib);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(run.signal_name.as_deref(), Some("SIGKILL"), "{run:?}");
+}
+
+#[test]
+fn a_program_under_its_memory_limit_is_not_touched() {
+    let mut req = sh("s=$(head -c 2000000 /dev/zero | tr '\\0' x); echo ${#s}");
+    req.limits.memory_kib = 64 * 1024;
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, None, "{run:?}");
+    assert_eq!(run.stdout, "2000000\n");
+    assert_eq!(run.exit_code, Some(0));
+}
