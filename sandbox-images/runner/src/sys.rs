@@ -248,6 +248,35 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Resident memory of the program right now, in KiB: the sum of the resident set sizes of
+/// every process in its process group (as PID 1: of every process in the container but the
+/// runner). Shared pages count once per process, so this errs on the high side. A cheap
+/// `/proc/<pid>/stat` read per process.
+pub fn program_rss_kib(pgid: libc::pid_t) -> u64 {
+    let init = is_init();
+    let me = std::process::id() as i64;
+    // SAFETY: sysconf has no preconditions.
+    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let mut total = 0u64;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the parenthesised command name: state ppid pgrp ... (rss is field 24).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        let (Some(pgrp), Some(rss)) = (fields.get(2), fields.get(21)) else { continue };
+        if init || pgrp.parse::<i64>().ok() == Some(i64::from(pgid)) {
+            total += rss.parse::<u64>().unwrap_or(0) * page_kib;
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,33 +318,4 @@ mod tests {
         assert_eq!(parse_oom_kill(v1), Some(7));
         assert_eq!(parse_oom_kill("oom 1\n"), None);
     }
-}
-
-/// Resident memory of the program right now, in KiB: the sum of the resident set sizes of
-/// every process in its process group (as PID 1: of every process in the container but the
-/// runner). Shared pages count once per process, so this errs on the high side. A cheap
-/// `/proc/<pid>/stat` read per process.
-pub fn program_rss_kib(pgid: libc::pid_t) -> u64 {
-    let init = is_init();
-    let me = std::process::id() as i64;
-    // SAFETY: sysconf has no preconditions.
-    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-    let mut total = 0u64;
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the parenthesised command name: state ppid pgrp ... (rss is field 24).
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-        let (Some(pgrp), Some(rss)) = (fields.get(2), fields.get(21)) else { continue };
-        if init || pgrp.parse::<i64>().ok() == Some(i64::from(pgid)) {
-            total += rss.parse::<u64>().unwrap_or(0) * page_kib;
-        }
-    }
-    total
 }
