@@ -188,6 +188,10 @@ kubeAPIQPS: 100
 kubeAPIBurst: 200
 serializeImagePulls: false
 containerLogMaxSize: 10Mi
+# Images are imported, never pulled: the kubelet must not garbage-collect them (this disk
+# looks fuller to the kubelet than it is, and GC removed sandbox images mid-run).
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "200Mi", nodefs.available: "2%", imagefs.available: "2%", nodefs.inodesFree: "2%"}
 evictionPressureTransitionPeriod: 30s
 # Memory-backed emptyDirs get a tmpfs of exactly their sizeLimit (the sandbox work dir).
@@ -273,6 +277,9 @@ start_kubelet() {
   # The apiserver reaches the kubelet by the node's name (a loopback node IP is refused by
   # the kubelet); make that name resolve to 127.0.0.1, where the kubelet listens.
   grep -qE "^127\.0\.0\.1[[:space:]].*\b$NODE_NAME\b" /etc/hosts || echo "127.0.0.1 $NODE_NAME" >> /etc/hosts
+  # Every rce image is named rce.dev/...: should one ever be missing, containerd's pull
+  # attempt must not look the name up off this machine.
+  grep -qE "^127\.0\.0\.1[[:space:]]+rce\.dev\b" /etc/hosts || echo "127.0.0.1 rce.dev" >> /etc/hosts
   start kubelet "$K8S_BIN/kubelet" --config="$RCE_STATE/kubelet/config.yaml" \
     --kubeconfig="$RCE_STATE/kubelet.kubeconfig" --root-dir="$RCE_STATE/kubelet/root" \
     --cert-dir="$RCE_STATE/kubelet/pki" --hostname-override="$NODE_NAME" \

@@ -60,6 +60,7 @@ cmd_up() {
     log "runtimes: $(kubectl get runtimes -o name | wc -l)"
   fi
   NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
+    RCE_IMAGE_PULL_POLICY=Never \
     start operator "$BIN/rce-operator"
   wait_http operator "http://$OPERATOR_METRICS/healthz" 60
   NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \

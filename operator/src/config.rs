@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long, env = "RCE_RUNTIME_CLASS_NAME")]
     pub runtime_class_name: Option<String>,
 
+    /// imagePullPolicy of sandbox containers: IfNotPresent, Never (images loaded on the nodes,
+    /// nothing is ever pulled: the local cluster) or Always.
+    #[arg(long, env = "RCE_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
+          value_parser = ["IfNotPresent", "Never", "Always"])]
+    pub image_pull_policy: String,
+
     /// Path of the runner binary inside every sandbox image.
     #[arg(long, env = "RCE_RUNNER_PATH", default_value = "/usr/local/bin/rce-runner")]
     pub runner_path: String,
@@ -160,6 +166,7 @@ impl Config {
             cpu_request: self.sandbox_cpu_request.clone(),
             runtime_class_name: self.runtime_class_name.clone(),
             runner_path: self.runner_path.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
             tmp_mib: self.tmp_mib,
             work_mib: self.work_mib,
             runner_overhead_mib: self.runner_overhead_mib,
@@ -182,6 +189,7 @@ pub struct SandboxSettings {
     pub cpu_request: String,
     pub runtime_class_name: Option<String>,
     pub runner_path: String,
+    pub image_pull_policy: String,
     pub tmp_mib: u64,
     pub work_mib: u64,
     pub runner_overhead_mib: u64,
@@ -212,6 +220,10 @@ mod tests {
         assert_eq!(c.cap(), ResolvedLimits::CEILING);
         assert!(c.watched_namespaces().is_empty());
         assert_eq!(c.selector, "!rce.dev/operator");
+        assert_eq!(c.image_pull_policy, "IfNotPresent");
+        let never = Config::parse_from(["rce-operator", "--image-pull-policy", "Never"]);
+        assert_eq!(never.sandbox().image_pull_policy, "Never");
+        assert!(Config::try_parse_from(["rce-operator", "--image-pull-policy", "Sometimes"]).is_err());
     }
 
     #[test]

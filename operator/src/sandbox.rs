@@ -145,7 +145,7 @@ pub fn build_pod(
             containers: vec![Container {
                 name: CONTAINER.into(),
                 image: Some(plan.image.clone()),
-                image_pull_policy: Some("IfNotPresent".into()),
+                image_pull_policy: Some(settings.image_pull_policy.clone()),
                 command: Some(vec![settings.runner_path.clone()]),
                 working_dir: Some(WORK_DIR.into()),
                 resources: Some(ResourceRequirements {
