@@ -11,7 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-PKI="$RCE_STATE/pki"; LOGS="$RCE_STATE/logs"; PIDS="$RCE_STATE/pids"
+PKI="$RCE_STATE/pki"
 KUBECONFIG_FILE="$RCE_STATE/kubeconfig"
 NODE_NAME="rce-node"
 REDIS_PORT="${RCE_REDIS_PORT:-16379}"
@@ -22,19 +22,6 @@ SERVICE_CIDR="10.96.0.0/24"
 PAUSE_IMAGE="rce.dev/pause:3.2"
 # Components in start order; `down` stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet redis epmd rabbitmq)
-
-pidfile() { echo "$PIDS/$1.pid"; }
-alive() { local f; f="$(pidfile "$1")"; [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
-
-# start NAME CMD...: run CMD in the background with its log, record its pid.
-start() {
-  local name="$1"; shift
-  if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return 0; fi
-  mkdir -p "$LOGS" "$PIDS"
-  log "starting $name (log: $LOGS/$name.log)"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$(pidfile "$name")"
-}
 
 # check_alive NAME: fail loudly, naming the component and its log, when it died.
 check_alive() {
@@ -349,24 +336,8 @@ cmd_up() {
 }
 
 cmd_down() {
-  local i name f pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name="${COMPONENTS[$i]}"; f="$(pidfile "$name")"
-    [[ -f "$f" ]] || continue
-    pid="$(cat "$f")"
-    if kill -0 "$pid" 2>/dev/null; then
-      log "stopping $name (pid $pid)"
-      # Each component was started by setsid: its process group id is its recorded pid, so
-      # the group signal also reaches helpers it forked (rabbitmq's beam.smp, say).
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      if kill -0 "$pid" 2>/dev/null; then
-        log "$name did not stop on TERM; killing"; kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      fi
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
-  done
+  local i f
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[$i]}"; done
   # Sandbox containers are children of containerd-shim processes that outlive containerd by
   # design; they belong to pods this cluster started: stop them too.
   if [[ -d "$RCE_STATE/containerd-state" ]]; then

@@ -24,3 +24,38 @@ need_pkgs() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Processes started by the scripts: one pid file and one log per component, under RCE_STATE.
+LOGS="$RCE_STATE/logs"; PIDS="$RCE_STATE/pids"
+pidfile() { echo "$PIDS/$1.pid"; }
+alive() { local f; f="$(pidfile "$1")"; [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+# start NAME CMD...: run CMD in the background in a session of its own, with its log; record
+# its pid (which is also its process group id).
+start() {
+  local name="$1"; shift
+  if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return 0; fi
+  mkdir -p "$LOGS" "$PIDS"
+  log "starting $name (log: $LOGS/$name.log)"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$(pidfile "$name")"
+}
+
+# stop NAME: TERM the recorded process group, KILL what is left after 10 s; forget the pid.
+# The group signal also reaches helpers a component forked (rabbitmq's beam.smp, say).
+stop() {
+  local name="$1" f pid
+  f="$(pidfile "$name")"
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop on TERM; killing"; kill -KILL "$pid" 2>/dev/null || true
+    fi
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}

@@ -7,7 +7,6 @@
 #   engine.sh status  exit 1 unless both run
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-LOGS="$RCE_STATE/logs"; PIDS="$RCE_STATE/pids"
 export KUBECONFIG="$RCE_STATE/kubeconfig"
 REDIS_URL="redis://127.0.0.1:${RCE_REDIS_PORT:-16379}"
 OPERATOR_METRICS="${RCE_OPERATOR_METRICS:-127.0.0.1:9464}"
@@ -17,15 +16,6 @@ SHIM_LISTEN="${RCE_SHIM_LISTEN:-127.0.0.1:8080}"
 PROFILE="${RCE_PROFILE:-debug}"
 BIN="$CARGO_TARGET_DIR/$([[ $PROFILE == release ]] && echo release || echo debug)"
 
-alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
-start() {
-  local name="$1"; shift
-  if alive "$name"; then log "$name already running (pid $(cat "$PIDS/$name.pid"))"; return 0; fi
-  mkdir -p "$LOGS" "$PIDS"
-  log "starting $name (log: $LOGS/$name.log)"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$PIDS/$name.pid"
-}
 wait_http() { # NAME URL TIMEOUT
   local deadline=$((SECONDS + $3))
   until curl -fsS -o /dev/null "$2"; do
@@ -33,18 +23,6 @@ wait_http() { # NAME URL TIMEOUT
     ((SECONDS < deadline)) || die "$1 did not answer on $2 within $3s; log: $LOGS/$1.log"
     sleep 0.3
   done
-}
-stop() {
-  local name="$1" pid
-  [[ -f "$PIDS/$name.pid" ]] || return 0
-  pid="$(cat "$PIDS/$name.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PIDS/$name.pid"
 }
 
 cmd_up() {
@@ -81,7 +59,7 @@ cmd_down() { stop shim; stop operator; rm -f "$RCE_STATE/api-url" "$RCE_STATE/en
 cmd_status() {
   local bad=0
   for n in operator shim; do
-    if alive "$n"; then printf '%-24s running  pid %s\n' "$n" "$(cat "$PIDS/$n.pid")"
+    if alive "$n"; then printf '%-24s running  pid %s\n' "$n" "$(cat "$(pidfile "$n")")"
     else printf '%-24s STOPPED  log %s\n' "$n" "$LOGS/$n.log"; bad=1; fi
   done
   return $bad
