@@ -200,6 +200,15 @@ impl Context {
         })
     }
 
+    /// The Execution's Runtime and its validated plan, or why it is invalid.
+    async fn plan_for(&self, exec: &Execution) -> Result<Result<(Arc<Runtime>, Plan), Invalid>> {
+        let runtime = match self.runtime_for(&exec.spec.language).await? {
+            Ok(r) => r,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        Ok(validate::plan(&exec.spec, &runtime, &self.settings).map(|plan| (runtime, plan)))
+    }
+
     /// Make sure the deny-all NetworkPolicy exists in `namespace` (once per process).
     async fn ensure_network_policy(&self, namespace: &str) -> Result<()> {
         if self.policies.lock().unwrap_or_else(|p| p.into_inner()).contains(namespace) {
@@ -342,12 +351,8 @@ async fn fetch(exec: &Execution, ctx: &Context) -> Result<Option<Execution>> {
 
 /// Validate; plan; report Pending; start when a slot is free.
 async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
-    let runtime = match ctx.runtime_for(&exec.spec.language).await? {
-        Ok(r) => r,
-        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
-    };
-    let plan = match validate::plan(&exec.spec, &runtime, &ctx.settings) {
-        Ok(p) => p,
+    let (runtime, plan) = match ctx.plan_for(exec).await? {
+        Ok(rp) => rp,
         Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
     };
     let old = exec.status.clone().unwrap_or_default();
@@ -523,12 +528,8 @@ async fn lost(exec: &Execution, attempt: u32, pod_name: &str, ctx: &Context) -> 
         );
         return fail(exec, "SandboxLost", &msg, ctx).await;
     }
-    let runtime = match ctx.runtime_for(&exec.spec.language).await? {
-        Ok(r) => r,
-        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
-    };
-    let plan = match validate::plan(&exec.spec, &runtime, &ctx.settings) {
-        Ok(p) => p,
+    let (runtime, plan) = match ctx.plan_for(exec).await? {
+        Ok(rp) => rp,
         Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
     };
     let msg =
