@@ -28,37 +28,47 @@ pub struct KubeCluster {
     timeout: Duration,
 }
 
+/// Drive a reflector's watch stream in the background (logging its errors), and return a flag
+/// that turns true once the store has listed for the first time.
+fn drive<K, S>(stream: S, reader: reflector::Store<K>, what: &'static str) -> Arc<AtomicBool>
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+{
+    let ready_flag = Arc::new(AtomicBool::new(false));
+    let flag = ready_flag.clone();
+    tokio::spawn(async move {
+        let ready = reader.wait_until_ready();
+        tokio::pin!(ready);
+        tokio::pin!(stream);
+        loop {
+            tokio::select! {
+                r = &mut ready, if !flag.load(Ordering::Relaxed) => {
+                    if r.is_ok() { flag.store(true, Ordering::Relaxed); }
+                }
+                ev = stream.next() => match ev {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "{what} watch error"),
+                    None => break,
+                }
+            }
+        }
+    });
+    ready_flag
+}
+
 impl KubeCluster {
     /// Start the caches (background tasks) and return at once.
     pub fn start(client: Client) -> Arc<KubeCluster> {
         let (rt_reader, rt_writer) = reflector::store::<Runtime>();
-        let runtimes_ready = Arc::new(AtomicBool::new(false));
         let rt_stream = watcher(Api::<Runtime>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(rt_writer)
             .touched_objects();
-        let flag = runtimes_ready.clone();
-        let reader = rt_reader.clone();
-        tokio::spawn(async move {
-            let ready = reader.wait_until_ready();
-            tokio::pin!(ready);
-            tokio::pin!(rt_stream);
-            loop {
-                tokio::select! {
-                    r = &mut ready, if !flag.load(Ordering::Relaxed) => {
-                        if r.is_ok() { flag.store(true, Ordering::Relaxed); }
-                    }
-                    ev = rt_stream.next() => match ev {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => tracing::warn!(error = %e, "Runtime watch error"),
-                        None => break,
-                    }
-                }
-            }
-        });
+        let runtimes_ready = drive(rt_stream, rt_reader.clone(), "Runtime");
 
         let (ex_reader, ex_writer) = reflector::store::<Execution>();
-        let executions_ready = Arc::new(AtomicBool::new(false));
         // Only the phase matters for the pending count: drop everything large before caching.
         let ex_stream = watcher(Api::<Execution>::all(client.clone()), watcher::Config::default())
             .default_backoff()
@@ -73,25 +83,7 @@ impl KubeCluster {
             })
             .reflect(ex_writer)
             .touched_objects();
-        let flag = executions_ready.clone();
-        let reader = ex_reader.clone();
-        tokio::spawn(async move {
-            let ready = reader.wait_until_ready();
-            tokio::pin!(ready);
-            tokio::pin!(ex_stream);
-            loop {
-                tokio::select! {
-                    r = &mut ready, if !flag.load(Ordering::Relaxed) => {
-                        if r.is_ok() { flag.store(true, Ordering::Relaxed); }
-                    }
-                    ev = ex_stream.next() => match ev {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => tracing::warn!(error = %e, "Execution watch error"),
-                        None => break,
-                    }
-                }
-            }
-        });
+        let executions_ready = drive(ex_stream, ex_reader.clone(), "Execution");
 
         Arc::new(KubeCluster {
             client,
