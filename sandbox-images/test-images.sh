@@ -179,10 +179,10 @@ for lang in "${langs[@]}"; do
         case "$kind" in
           compile_error) [[ "$outcome" == compileError ]] || fails+=("compile_error via rce-runner: outcome $outcome");;
           *)
-            jq -j '.rceResult.run.stdout // ""' <<<"$res" >"$c/runner.stdout"
+            jq -j '.rceResult.run.stdoutBase64 // "" | @base64d' <<<"$res" >"$c/runner.stdout"
             case "$kind" in hello) want="hello, world";; echo) want="$(norm "$c/stdin")";; *) want="$(norm "${t%.*}.expected")";; esac
             if [[ "$outcome" != ran || "$(jq -r '.rceResult.run.exitCode' <<<"$res")" != 0 || "$(norm "$c/runner.stdout")" != "$want" ]]; then
-              fails+=("$kind via rce-runner: $(jq -c '.rceResult | {outcome, message, compile: (.compile // {} | {exitCode, limit, stderr: (.stderr // "")[:300]}), run: (.run // {} | {exitCode, signalName, limit, stdout: (.stdout // "")[:100], stderr: (.stderr // "")[:300]})}' <<<"$res")")
+              fails+=("$kind via rce-runner: $(jq -c '.rceResult | {outcome, message, compile: (.compile // {} | {exitCode, limit, stderr: (.stderrBase64 // "" | @base64d)[:300]}), run: (.run // {} | {exitCode, signalName, limit, stdout: (.stdoutBase64 // "" | @base64d)[:100], stderr: (.stderrBase64 // "" | @base64d)[:300]})}' <<<"$res")")
             fi
             if [[ "$kind" == hello ]]; then
               notes+=("runner: $(jq -r '.rceResult | [(if .compile then "compile \(.compile.wallTimeMs) ms" else empty end), "run \(.run.wallTimeMs) ms \(.run.memoryKib / 1024 | floor) MiB"] | join(", ")' <<<"$res")")

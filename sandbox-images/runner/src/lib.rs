@@ -2,27 +2,45 @@
 //!
 //! It reads a [`protocol::RunRequest`], writes the submission's files into the work dir,
 //! runs the optional compile stage and then the program under limits, and prints exactly one
-//! [`protocol::ResultLine`] on its stdout. See `DESIGN.md`, "The sandbox".
+//! sealed [`protocol::ResultLine`] on its stdout. See `DESIGN.md`, "The sandbox", and the
+//! threat model in `operator/README.md`.
+//!
+//! The program runs under the runner's uid (a Pod that passes PSS `restricted` cannot switch
+//! uids), so the runner protects itself in layers: it is non-dumpable
+//! ([`sys::make_nondumpable`]), it is PID 1 (signals it does not handle never reach it, and it
+//! handles only SIGCHLD), every stage runs under a seccomp filter of the runner's own
+//! ([`filter`]), and its result is sealed with a key that only it holds (taken from its
+//! environment and scrubbed from its memory before any stage starts; stages get a fresh
+//! environment).
 //!
 //! Configuration (for tests and local use; a sandbox uses the defaults):
 //! - the request: argv[1], else `RCE_REQUEST`, else [`protocol::REQUEST_PATH`];
 //! - the work dir: `RCE_WORK_DIR`, else [`protocol::WORK_DIR`];
-//! - the temporary dir given to programs as `TMPDIR`: `RCE_TMP_DIR`, else `/tmp`.
+//! - the temporary dir given to programs as `TMPDIR`: `RCE_TMP_DIR`, else `/tmp`;
+//! - how stages are measured: [`protocol::ACCOUNTING_ENV`] (see [`meter`]);
+//! - the result key: [`protocol::RESULT_KEY_ENV`] (hex).
 //!
 //! How a stage's [`protocol::StageResult::limit`] is decided (first match wins):
 //! 1. the runner killed the program: `output` (stdout or stderr passed `outputBytes`; also
 //!    when the program exited on its own after writing too much) or `wallTime`;
 //! 2. killed by SIGXCPU → `cpuTime`, by SIGXFSZ → `fileSize`; by SIGKILL when the cgroup's
 //!    OOM-kill counter went up → `memory`, or with CPU time ≥ the limit → `cpuTime`;
-//! 3. peak RSS above `memoryKib`, or the program failed while the OOM-kill counter went up
-//!    → `memory`; CPU time above `cpuTimeMs` → `cpuTime`;
+//! 3. peak memory above `memoryKib`, or the program failed while the OOM-kill counter went
+//!    up → `memory`; CPU time above `cpuTimeMs` → `cpuTime`; more tasks at once than
+//!    `processes` → `processes`;
 //! 4. the program failed and a file in the work dir or the temporary dir reached
 //!    `fileSizeKib` (a shell reporting its child's SIGXFSZ as exit status 153) → `fileSize`.
 //!
-//! `processes` is the number of tasks (processes and threads) the program may have: a fork
-//! past it fails with EAGAIN, which is not a limit verdict (the program sees the error).
+//! Memory, CPU time (of all the stage's processes together) and tasks are sampled while the
+//! stage runs and enforced then: the stage is killed as soon as one is over its limit.
+//! `processes` is the number of tasks (processes and threads) the program may have at once:
+//! `RLIMIT_NPROC` leaves room for one more, and having it is the `processes` limit (a fork
+//! bomb is stopped and says so, rather than only seeing EAGAIN).
 
 pub mod files;
+pub mod filter;
+pub mod mac;
+pub mod meter;
 pub mod output;
 pub mod protocol;
 pub mod signals;
@@ -32,7 +50,7 @@ pub mod sys;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use protocol::{Outcome, ResultLine, RunRequest, RunResult, StageResult};
+use protocol::{Outcome, RunRequest, RunResult, StageResult};
 
 /// The placeholder in commands replaced by the entry file's name.
 pub const FILE_PLACEHOLDER: &str = "{file}";
@@ -43,6 +61,7 @@ pub struct Config {
     pub request_path: PathBuf,
     pub work_dir: PathBuf,
     pub tmp_dir: PathBuf,
+    pub source: meter::Source,
 }
 
 impl Config {
@@ -57,6 +76,7 @@ impl Config {
             request_path: request_path.into(),
             work_dir: env("RCE_WORK_DIR").unwrap_or_else(|| protocol::WORK_DIR.to_string()).into(),
             tmp_dir: env("RCE_TMP_DIR").unwrap_or_else(|| "/tmp".to_string()).into(),
+            source: meter::Source::from_env(env(protocol::ACCOUNTING_ENV).as_deref()),
         }
     }
 }
@@ -64,7 +84,7 @@ impl Config {
 /// Reads the request and executes it; every failure is a result, never a panic or an exit.
 pub fn run(config: &Config) -> RunResult {
     match load_request(&config.request_path) {
-        Ok(req) => execute(&req, config),
+        Ok(req) => RunResult { run_id: req.run_id.clone(), ..execute(&req, config) },
         Err(message) => internal_error(message, None),
     }
 }
@@ -85,23 +105,37 @@ pub fn catch_panics(f: impl FnOnce() -> RunResult + std::panic::UnwindSafe) -> R
     }
 }
 
-/// The single line the runner prints: `{"rceResult":{...}}`.
-pub fn result_line(result: RunResult) -> String {
-    serde_json::to_string(&ResultLine { rce_result: result }).unwrap_or_else(|e| {
-        // Cannot really happen (plain data); still print something the operator can parse.
-        format!(
-            "{}{{\"outcome\":\"internalError\",\"compile\":null,\"run\":null,\"message\":{}}}}}",
-            protocol::RESULT_PREFIX,
-            serde_json::Value::String(format!("cannot serialise the result: {e}"))
-        )
-    })
+/// Prints the sealed result line on stdout (ignoring a closed stdout: there is nobody to
+/// tell).
+pub fn print_result(result: &RunResult, key: Option<&[u8]>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", protocol::seal(result, key));
+    let _ = out.flush();
 }
 
-/// Prints the result line on stdout (ignoring a closed stdout: there is nobody to tell).
-pub fn print_result(result: RunResult) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", result_line(result));
-    let _ = out.flush();
+/// Takes the result key from the environment: decodes it, then overwrites its text in the
+/// process's environment block (what `/proc/self/environ` shows) and removes the variable.
+/// `None` without a (valid) key.
+pub fn take_result_key() -> Option<Vec<u8>> {
+    let name = protocol::RESULT_KEY_ENV;
+    let value = std::env::var(name).ok();
+    // SAFETY: single-threaded at this point; `environ` entries are NUL-terminated strings
+    // owned by the process, overwritten in place without changing their length.
+    unsafe {
+        extern "C" {
+            static mut environ: *mut *mut libc::c_char;
+        }
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            if entry.len() > name.len() && entry.starts_with(name.as_bytes()) && entry[name.len()] == b'=' {
+                std::ptr::write_bytes((*p).add(name.len() + 1), b'0', entry.len() - name.len() - 1);
+            }
+            p = p.add(1);
+        }
+        std::env::remove_var(name);
+    }
+    value.and_then(|v| mac::unhex(v.trim())).filter(|k| !k.is_empty())
 }
 
 pub fn load_request(path: &Path) -> Result<RunRequest, String> {
@@ -160,6 +194,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         tmp_dir: &config.tmp_dir,
         stdin,
         limits,
+        source: &config.source,
     };
     let mut compile_result = None;
     if let Some(argv) = &compile {
@@ -169,6 +204,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
                 let failed = r.exit_code != Some(0) || r.limit.is_some();
                 if failed {
                     return RunResult {
+                        run_id: String::new(),
                         outcome: Outcome::CompileError,
                         compile: Some(r),
                         run: None,
@@ -181,13 +217,30 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         }
     }
     match stage::run_stage(&spec(&run, req.stdin.as_bytes(), &req.limits)) {
-        Ok(r) => RunResult { outcome: Outcome::Ran, compile: compile_result, run: Some(r), message: None },
+        Ok(r) => RunResult {
+            run_id: String::new(),
+            outcome: Outcome::Ran,
+            compile: compile_result,
+            run: Some(r),
+            message: None,
+        },
         Err(e) => internal_error(format!("run stage: {e}"), compile_result),
     }
 }
 
+/// A result saying the runner could not do its job.
+pub fn internal_error_result(message: String) -> RunResult {
+    internal_error(message, None)
+}
+
 fn internal_error(message: String, compile: Option<StageResult>) -> RunResult {
-    RunResult { outcome: Outcome::InternalError, compile, run: None, message: Some(message) }
+    RunResult {
+        run_id: String::new(),
+        outcome: Outcome::InternalError,
+        compile,
+        run: None,
+        message: Some(message),
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +286,7 @@ mod tests {
         assert_eq!(c.request_path, PathBuf::from("/arg/req.json"));
         assert_eq!(c.work_dir, PathBuf::from("/w"));
         assert_eq!(c.tmp_dir, PathBuf::from("/tmp"));
+        assert_eq!(c.source, meter::Source::Proc);
         let c = Config::from_args_and_env(&s(&["rce-runner"]), env);
         assert_eq!(c.request_path, PathBuf::from("/env/req.json"));
         let c = Config::from_args_and_env(&s(&["rce-runner"]), |_| None);
@@ -256,11 +310,11 @@ mod tests {
     }
 
     #[test]
-    fn the_result_line_has_the_prefix_and_round_trips() {
+    fn the_result_line_has_the_prefix_and_opens_with_the_key() {
         let r = internal_error("x".into(), None);
-        let line = result_line(r.clone());
+        let line = protocol::seal(&r, Some(b"k"));
         assert!(line.starts_with(protocol::RESULT_PREFIX));
         assert!(!line.contains('\n'));
-        assert_eq!(ResultLine::find_in_log(&line), Some(r));
+        assert_eq!(protocol::ResultLine::open(line.as_bytes(), b"k", ""), Ok(r));
     }
 }

@@ -40,21 +40,24 @@ impl CappedBuf {
         self.truncated
     }
 
-    /// The captured bytes as lossy UTF-8, and whether they were truncated. When truncated, a
-    /// multi-byte character cut in half by the cap is dropped rather than turned into U+FFFD
-    /// (so the text stays within the cap when the output is valid UTF-8).
-    pub fn into_text(self) -> (String, bool) {
-        let mut data = self.data;
-        if self.truncated {
-            let keep = data.len() - incomplete_utf8_tail(&data);
-            data.truncate(keep);
-        }
-        let text = match String::from_utf8(data) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        (text, self.truncated)
+    /// The captured bytes, exactly, and whether they were truncated.
+    pub fn into_bytes(self) -> (Vec<u8>, bool) {
+        (self.data, self.truncated)
     }
+
+    /// The captured bytes as text: see [`text_of`].
+    pub fn into_text(self) -> (String, bool) {
+        let truncated = self.truncated;
+        (text_of(&self.data, truncated), truncated)
+    }
+}
+
+/// Output bytes as lossy UTF-8. When they were `truncated`, a multi-byte character cut in
+/// half at the end is dropped rather than turned into U+FFFD (so the text stays within the
+/// cap when the output is valid UTF-8).
+pub fn text_of(bytes: &[u8], truncated: bool) -> String {
+    let keep = if truncated { bytes.len() - incomplete_utf8_tail(bytes) } else { bytes.len() };
+    String::from_utf8_lossy(&bytes[..keep]).into_owned()
 }
 
 /// Length of an incomplete (but so far valid) UTF-8 sequence at the end of `bytes`, 0 if the

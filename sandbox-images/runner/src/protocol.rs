@@ -2,10 +2,13 @@
 //! prints back. Both sides depend on these types; change them in one place only.
 //!
 //! The request arrives as a JSON file (the operator projects a Pod annotation into the
-//! container through a downward-API volume). The result is exactly one JSON document on
-//! the runner's own stdout, read by the operator from the Pod log.
+//! container through a downward-API volume). The result is exactly one JSON line on the
+//! runner's own stdout, read by the operator from the Pod log, and sealed with an HMAC under
+//! a per-Pod key that only the runner holds (see [`seal`] and [`ResultLine::open`]).
 
 use serde::{Deserialize, Serialize};
+
+use crate::mac;
 
 /// Pod annotation that carries the [`RunRequest`] JSON.
 pub const REQUEST_ANNOTATION: &str = "rce.dev/request";
@@ -15,6 +18,16 @@ pub const REQUEST_PATH: &str = "/etc/rce/request.json";
 pub const WORK_DIR: &str = "/work";
 /// First byte sequence of the result line, so the operator can find it in a log.
 pub const RESULT_PREFIX: &str = "{\"rceResult\":";
+/// What follows the result document on its line: the MAC field, then the MAC in hex and
+/// `"}`. The line is `{"rceResult":<document>,"mac":"<64 hex digits>"}`.
+pub const MAC_FIELD: &str = ",\"mac\":\"";
+/// Environment variable of the runner holding the per-Pod result key (hex). The runner reads
+/// it, scrubs it from its own memory and never passes it to a stage.
+pub const RESULT_KEY_ENV: &str = "RCE_RESULT_KEY";
+/// Environment variable telling the runner how to measure a stage: `cgroup` (the container's
+/// own cgroup: every byte and CPU second of the program, set by the operator) or `proc`
+/// (`/proc` and rusage; the default, for the runner outside a container of its own).
+pub const ACCOUNTING_ENV: &str = "RCE_ACCOUNTING";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -41,7 +54,8 @@ pub struct StageLimits {
     pub cpu_time_ms: u64,
     /// Peak resident memory the program may use; above it the verdict is MLE.
     pub memory_kib: u64,
-    /// Maximum processes/threads (RLIMIT_NPROC for the sandbox's unique uid).
+    /// Maximum processes and threads the program may have at once; more is the
+    /// `processes` limit (see the crate docs).
     pub processes: u64,
     /// Cap on each of stdout and stderr; more gives OutputLimitExceeded.
     pub output_bytes: u64,
@@ -52,6 +66,9 @@ pub struct StageLimits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRequest {
+    /// Echoed in the result, so that a result can only be taken for the run it belongs to.
+    #[serde(default)]
+    pub run_id: String,
     /// The first file is the entry point.
     pub files: Vec<File>,
     #[serde(default)]
@@ -82,6 +99,8 @@ pub enum LimitHit {
     Memory,
     Output,
     FileSize,
+    /// The program had more than `processes` tasks at once.
+    Processes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -92,16 +111,23 @@ pub struct StageResult {
     pub signal: Option<i32>,
     /// Its name, e.g. `SIGSEGV`.
     pub signal_name: Option<String>,
-    /// Captured stdout (lossy UTF-8), at most `outputBytes`.
-    pub stdout: String,
-    pub stderr: String,
+    /// Captured stdout, the exact bytes (base64 in the document), at most `outputBytes`.
+    #[serde(with = "base64_bytes", rename = "stdoutBase64")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "base64_bytes", rename = "stderrBase64")]
+    pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// CPU time (user + system) of the stage's processes, in milliseconds.
     pub time_ms: u64,
     pub wall_time_ms: u64,
-    /// Peak resident set size, in KiB.
+    /// Peak memory of the program, in KiB: everything charged to it (anonymous memory,
+    /// memfd, /dev/shm and its files in the tmpfs work dir and /tmp) when the runner measures
+    /// through the container's cgroup, else the peak resident set size.
     pub memory_kib: u64,
+    /// Most tasks (processes and threads) the program was seen to have at once.
+    #[serde(default)]
+    pub peak_tasks: u64,
     /// Set when a limit stopped the stage.
     pub limit: Option<LimitHit>,
 }
@@ -120,28 +146,108 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunResult {
+    /// The request's `runId`.
+    #[serde(default)]
+    pub run_id: String,
     pub outcome: Outcome,
     pub compile: Option<StageResult>,
     pub run: Option<StageResult>,
     pub message: Option<String>,
 }
 
-/// The line the runner prints: `{"rceResult": {...}}`.
+/// The document on the result line: `{"rceResult": {...}, "mac": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultLine {
     pub rce_result: RunResult,
 }
 
+/// The result line for `result`, sealed with `key`: the document's exact bytes are what the
+/// MAC covers. Without a key (the runner outside a sandbox) the MAC is empty, which no
+/// operator accepts.
+pub fn seal(result: &RunResult, key: Option<&[u8]>) -> String {
+    let doc = serde_json::to_string(result).unwrap_or_else(|e| {
+        // Plain data cannot fail to serialise; still produce a document.
+        format!("{{\"outcome\":\"internalError\",\"message\":{}}}", serde_json::Value::from(e.to_string()))
+    });
+    let tag = key.map(|k| mac::hex(&mac::hmac_sha256(k, doc.as_bytes()))).unwrap_or_default();
+    format!("{RESULT_PREFIX}{doc}{MAC_FIELD}{tag}\"}}")
+}
+
+/// Why a log holds no result that can be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultError {
+    /// No line starts with [`RESULT_PREFIX`].
+    Missing,
+    /// More than one result line: the runner prints exactly one.
+    Several(usize),
+    /// The line is not `{"rceResult":<document>,"mac":"<hex>"}`.
+    Garbled(String),
+    /// The MAC is missing or does not match the document under the Pod's key.
+    BadMac,
+    /// The document is sealed but belongs to another run.
+    WrongRun { expected: String, found: String },
+}
+
+impl std::fmt::Display for ResultError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResultError::Missing => write!(f, "no result line"),
+            ResultError::Several(n) => write!(f, "{n} result lines where the runner prints one"),
+            ResultError::Garbled(why) => write!(f, "a garbled result line ({why})"),
+            ResultError::BadMac => write!(f, "a result line whose MAC does not verify under the Pod's key"),
+            ResultError::WrongRun { expected, found } => {
+                write!(f, "a result for run {found:?} where run {expected:?} was expected")
+            }
+        }
+    }
+}
+
 impl ResultLine {
-    /// Find and parse the result line in a Pod log (the last line that starts with
-    /// [`RESULT_PREFIX`]).
-    pub fn find_in_log(log: &str) -> Option<RunResult> {
-        log.lines()
-            .rev()
-            .filter(|l| l.starts_with(RESULT_PREFIX))
-            .find_map(|l| serde_json::from_str::<ResultLine>(l).ok())
-            .map(|l| l.rce_result)
+    /// Find the result line in a Pod log and verify it: exactly one line starting with
+    /// [`RESULT_PREFIX`], its MAC valid under `key`, its run id `run_id`.
+    pub fn open(log: &[u8], key: &[u8], run_id: &str) -> Result<RunResult, ResultError> {
+        let prefix = RESULT_PREFIX.as_bytes();
+        let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').filter(|l| l.starts_with(prefix)).collect();
+        let line = match lines.as_slice() {
+            [] => return Err(ResultError::Missing),
+            [one] => *one,
+            many => return Err(ResultError::Several(many.len())),
+        };
+        let line = std::str::from_utf8(line).map_err(|_| ResultError::Garbled("not UTF-8".into()))?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let body =
+            line.strip_suffix("\"}").ok_or_else(|| ResultError::Garbled("no closing MAC field".into()))?;
+        let at = body.rfind(MAC_FIELD).ok_or_else(|| ResultError::Garbled("no MAC field".into()))?;
+        let (doc, tag) = (&body[RESULT_PREFIX.len()..at], &body[at + MAC_FIELD.len()..]);
+        let tag = mac::unhex(tag).ok_or(ResultError::BadMac)?;
+        if !mac::verify(key, doc.as_bytes(), &tag) {
+            return Err(ResultError::BadMac);
+        }
+        let result: RunResult =
+            serde_json::from_str(doc).map_err(|e| ResultError::Garbled(format!("invalid document: {e}")))?;
+        // A runner that could not read its request cannot know the run; its (sealed) failure
+        // yields no verdict, so it is taken as it is.
+        let unknown_run_failure = result.run_id.is_empty() && result.outcome == Outcome::InternalError;
+        if result.run_id != run_id && !unknown_run_failure {
+            return Err(ResultError::WrongRun { expected: run_id.to_string(), found: result.run_id });
+        }
+        Ok(result)
+    }
+}
+
+/// Bytes as standard base64 in JSON.
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -149,18 +255,54 @@ impl ResultLine {
 mod tests {
     use super::*;
 
-    #[test]
-    fn result_line_round_trips_and_is_found_after_noise() {
-        let r = RunResult {
+    fn result(run_id: &str) -> RunResult {
+        RunResult {
+            run_id: run_id.into(),
             outcome: Outcome::Ran,
             compile: None,
-            run: Some(StageResult { exit_code: Some(3), stdout: "hi\n".into(), ..Default::default() }),
+            run: Some(StageResult { exit_code: Some(3), stdout: b"hi\n\xff".to_vec(), ..Default::default() }),
             message: None,
-        };
-        let line = serde_json::to_string(&ResultLine { rce_result: r.clone() }).expect("serialises");
-        assert!(line.starts_with(RESULT_PREFIX), "{line}");
-        let log = format!("garbage\n{line}\n");
-        assert_eq!(ResultLine::find_in_log(&log), Some(r));
-        assert_eq!(ResultLine::find_in_log("no result here"), None);
+        }
+    }
+
+    #[test]
+    fn a_sealed_line_opens_with_its_key_and_run_and_keeps_exact_bytes() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let line = seal(&result("run-1"), Some(key));
+        assert!(line.starts_with(RESULT_PREFIX) && !line.contains('\n'), "{line}");
+        let log = format!("noise before\n{line}\n");
+        let opened = ResultLine::open(log.as_bytes(), key, "run-1").expect("opens");
+        assert_eq!(opened, result("run-1"));
+        assert_eq!(opened.run.expect("run").stdout, b"hi\n\xff");
+        // The document is plain JSON for people and jq: stdout is base64.
+        assert!(line.contains("\"stdoutBase64\":\"aGkK/w==\""), "{line}");
+    }
+
+    #[test]
+    fn anything_but_the_runners_one_sealed_line_is_refused() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let line = seal(&result("run-1"), Some(key));
+        let open = |log: &str| ResultLine::open(log.as_bytes(), key, "run-1");
+        assert_eq!(open("nothing here\n"), Err(ResultError::Missing));
+        assert_eq!(open(""), Err(ResultError::Missing));
+        // Another key, no key, a forged document under the right MAC, another run.
+        let other = seal(&result("run-1"), Some(b"another key of thirty-two bytes!"));
+        assert_eq!(open(&other), Err(ResultError::BadMac));
+        assert_eq!(open(&seal(&result("run-1"), None)), Err(ResultError::BadMac));
+        let forged = line.replacen("\"exitCode\":3", "\"exitCode\":0", 1);
+        assert_ne!(forged, line);
+        assert_eq!(open(&forged), Err(ResultError::BadMac));
+        assert_eq!(
+            ResultLine::open(line.as_bytes(), key, "run-2"),
+            Err(ResultError::WrongRun { expected: "run-2".into(), found: "run-1".into() })
+        );
+        // A second line, even a valid one, or a truncated one.
+        assert_eq!(open(&format!("{line}\n{line}\n")), Err(ResultError::Several(2)));
+        assert!(matches!(open(&line[..line.len() - 5]), Err(ResultError::Garbled(_) | ResultError::BadMac)));
+        assert!(matches!(open("{\"rceResult\":{}}"), Err(ResultError::Garbled(_))));
+        assert!(matches!(
+            ResultLine::open(b"{\"rceResult\":\xff", key, "run-1"),
+            Err(ResultError::Garbled(_))
+        ));
     }
 }

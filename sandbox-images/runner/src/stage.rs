@@ -2,8 +2,10 @@
 //! the wall clock, kill and reap everything, measure, and decide which limit (if any) hit.
 //!
 //! The runner is single-threaded: one `poll(2)` loop moves stdin, stdout and stderr and wakes
-//! up on SIGCHLD (through a self-pipe) and at the wall-clock deadline. No helper threads also
-//! means the runner is exactly one task of the sandbox uid, which `RLIMIT_NPROC` accounts for.
+//! up on SIGCHLD (through a self-pipe), at the wall-clock deadline and to sample the stage's
+//! usage ([`crate::meter`]): memory, CPU time and tasks are limits enforced while the stage
+//! runs, across all its processes. No helper threads also means the runner is exactly one
+//! task of the sandbox uid, which `RLIMIT_NPROC` accounts for.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::filter;
+use crate::meter::{Meter, Source};
 use crate::output::CappedBuf;
 use crate::protocol::{LimitHit, StageLimits, StageResult};
 use crate::signals::signal_name;
@@ -23,10 +27,16 @@ pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 const CHUNK: usize = 64 * 1024;
 /// Upper bound on one poll sleep (a backstop; SIGCHLD and the deadline wake the loop).
 const MAX_POLL: Duration = Duration::from_millis(100);
-/// How often the program's resident memory is sampled while it runs (the memory limit is
-/// enforced live, not only judged afterwards: the Pod's cgroup limit is larger, since it
-/// also holds the work dir, /tmp, the runner and the compile stage).
-const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
+/// How often the program's usage is sampled while it runs, at most (memory, CPU time and
+/// tasks are enforced live, not only judged afterwards: the Pod's cgroup limit is larger,
+/// since it also holds the runner and the compile stage). The first samples come sooner
+/// (1, 2, 4, 8 ms after the start), so that short programs are measured too.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// When the main process has exited but left processes running (a background job, a fork
+/// bomb whose first shell is done), they run on for at most this long, under every limit,
+/// before they are killed: what they do in that time still counts (a fork bomb reaches the
+/// process limit, a late `echo` is captured).
+const LEFTOVER_GRACE: Duration = Duration::from_millis(200);
 /// After SIGKILL, how long to wait for the program's main process before giving up on it.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the main process is gone and the rest killed: how long to wait for everything to
@@ -43,6 +53,8 @@ pub struct StageSpec<'a> {
     pub tmp_dir: &'a Path,
     pub stdin: &'a [u8],
     pub limits: &'a StageLimits,
+    /// How the stage is measured.
+    pub source: &'a Source,
 }
 
 /// Runs one stage. `Err` means the stage could not be started (not a property of the
@@ -52,6 +64,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     let (program, args) = spec.argv.split_first().ok_or_else(|| "empty command".to_string())?;
     let limits = spec.limits;
     let setup = sys::ChildSetup::for_limits(limits);
+    let seccomp = filter::program();
 
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -65,12 +78,18 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: `apply` only makes async-signal-safe system calls and does not allocate.
-    unsafe { cmd.pre_exec(move || setup.apply()) };
+    // SAFETY: `apply` and `install` only make async-signal-safe system calls and do not
+    // allocate (the filter program was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            setup.apply()?;
+            filter::install(&seccomp)
+        })
+    };
 
     let oom_before = sys::oom_kill_count();
-    let cpu_before = sys::children_cpu_us();
     sys::drain_pipe(sigchld);
+    let meter = Meter::start(spec.source);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let pid = child.id() as libc::pid_t;
@@ -100,30 +119,63 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     let mut killed: Option<(LimitHit, Instant)> = None;
     let mut main_status: Option<libc::c_int> = None;
     let mut peak_kib: u64 = 0;
+    let mut peak_tasks: u64 = 0;
+    let mut samples: u32 = 0;
+    let mut next_sample = start;
+    let mut main_done: Option<Instant> = None;
+    let mut wall = None;
     loop {
         // Reap whatever exited: the main process or orphans re-parented to the runner.
-        while let sys::Waited::Reaped { pid: p, status, rusage } = sys::wait_any_nohang() {
-            peak_kib = peak_kib.max(rusage.ru_maxrss.max(0) as u64);
-            if p == pid {
-                main_status = Some(status);
+        let mut none_left = false;
+        loop {
+            match sys::wait_any_nohang() {
+                sys::Waited::Reaped { pid: p, status, rusage } => {
+                    peak_kib = peak_kib.max(rusage.ru_maxrss.max(0) as u64);
+                    if p == pid {
+                        main_status = Some(status);
+                    }
+                }
+                sys::Waited::NoneReady => break,
+                sys::Waited::NoChildren => {
+                    none_left = true;
+                    break;
+                }
             }
         }
-        if main_status.is_some() {
-            break;
-        }
         let now = Instant::now();
+        if main_status.is_some() && main_done.is_none() {
+            main_done = Some(now);
+            wall = Some(start.elapsed());
+        }
+        if let Some(done) = main_done {
+            // Leftovers run on briefly (see LEFTOVER_GRACE), unless a limit stopped them.
+            if none_left || killed.is_some() || now >= done + LEFTOVER_GRACE || now >= deadline {
+                break;
+            }
+        }
         if killed.is_none() {
-            let rss_kib = sys::program_rss_kib(pid);
-            peak_kib = peak_kib.max(rss_kib);
-            let hit = if io.out.buf.truncated() || io.err.buf.truncated() {
-                Some(LimitHit::Output)
-            } else if limits.memory_kib > 0 && rss_kib > limits.memory_kib {
-                Some(LimitHit::Memory)
-            } else if now >= deadline {
-                Some(LimitHit::WallTime)
-            } else {
-                None
-            };
+            let mut hit = None;
+            if now >= next_sample {
+                let u = meter.sample(pid);
+                peak_kib = peak_kib.max(u.memory_kib);
+                peak_tasks = peak_tasks.max(u.tasks);
+                samples += 1;
+                next_sample = now + Duration::from_millis(1 << samples.min(4)).min(SAMPLE_EVERY);
+                hit = if limits.memory_kib > 0 && u.memory_kib > limits.memory_kib {
+                    Some(LimitHit::Memory)
+                } else if u.cpu_us / 1000 > limits.cpu_time_ms {
+                    Some(LimitHit::CpuTime)
+                } else if u.tasks > limits.processes {
+                    Some(LimitHit::Processes)
+                } else {
+                    None
+                };
+            }
+            if io.out.buf.truncated() || io.err.buf.truncated() {
+                hit = Some(LimitHit::Output);
+            } else if hit.is_none() && now >= deadline && main_done.is_none() {
+                hit = Some(LimitHit::WallTime);
+            }
             if let Some(hit) = hit {
                 sys::kill_program(pid);
                 killed = Some((hit, now));
@@ -133,11 +185,22 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
             // Unkillable (stuck in the kernel): report no exit code and no signal.
             Some((_, at)) if now >= at + KILL_GRACE => break,
             Some(_) => Duration::from_millis(10),
-            None => deadline.saturating_duration_since(now).min(MAX_POLL).min(MEMORY_SAMPLE),
+            None => deadline
+                .saturating_duration_since(now)
+                .min(next_sample.saturating_duration_since(now))
+                .min(MAX_POLL),
         };
         io.poll_once(sigchld, timeout);
     }
-    let wall = start.elapsed();
+    // The program's wall time is its main process's.
+    let wall = wall.unwrap_or_else(|| start.elapsed());
+    if killed.is_none() {
+        // What the main process left running counts too (a fork bomb whose first shell has
+        // already exited).
+        let u = meter.sample(pid);
+        peak_kib = peak_kib.max(u.memory_kib);
+        peak_tasks = peak_tasks.max(u.tasks);
+    }
 
     // The stage is over when its main process is: kill whatever it left behind, reap it all,
     // then collect what is still in the pipes.
@@ -152,7 +215,10 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         io.poll_once(sigchld, (drain_deadline - now).min(MAX_POLL));
     }
 
-    let cpu_ms = sys::children_cpu_us().saturating_sub(cpu_before) / 1000;
+    let cpu_ms = meter.final_cpu_us(pid) / 1000;
+    if let Some(p) = meter.tasks_peak() {
+        peak_tasks = peak_tasks.max(p);
+    }
     let oom_killed = match (oom_before, sys::oom_kill_count()) {
         (Some(before), Some(after)) => after > before,
         _ => false,
@@ -172,14 +238,15 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         signal,
         cpu_ms,
         peak_kib,
+        peak_tasks,
         oom_killed,
         limits,
         file_at_size_limit: &|| {
             any_file_at_least(&[spec.work_dir.to_path_buf(), spec.tmp_dir.to_path_buf()], file_size_limit)
         },
     });
-    let (stdout, stdout_truncated) = io.out.buf.into_text();
-    let (stderr, stderr_truncated) = io.err.buf.into_text();
+    let (stdout, stdout_truncated) = io.out.buf.into_bytes();
+    let (stderr, stderr_truncated) = io.err.buf.into_bytes();
     Ok(StageResult {
         exit_code,
         signal,
@@ -191,6 +258,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         time_ms: cpu_ms,
         wall_time_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
         memory_kib: peak_kib,
+        peak_tasks,
         limit,
     })
 }
@@ -224,6 +292,8 @@ pub struct Facts<'a> {
     pub signal: Option<i32>,
     pub cpu_ms: u64,
     pub peak_kib: u64,
+    /// Most tasks the program was seen to have at once.
+    pub peak_tasks: u64,
     /// The cgroup's OOM-kill counter went up during the stage.
     pub oom_killed: bool,
     pub limits: &'a StageLimits,
@@ -252,6 +322,9 @@ pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
     }
     if f.cpu_ms > f.limits.cpu_time_ms {
         return Some(LimitHit::CpuTime);
+    }
+    if f.peak_tasks > f.limits.processes {
+        return Some(LimitHit::Processes);
     }
     if failed && (f.file_at_size_limit)() {
         return Some(LimitHit::FileSize);
@@ -429,6 +502,7 @@ mod tests {
             signal: None,
             cpu_ms: 10,
             peak_kib: 1000,
+            peak_tasks: 1,
             oom_killed: false,
             limits: &LIMITS,
             file_at_size_limit: &|| false,
@@ -478,6 +552,11 @@ mod tests {
         assert_eq!(classify(&f), Some(LimitHit::Memory));
         // The counter moving while the program succeeded is someone else's business.
         assert_eq!(classify(&Facts { oom_killed: true, ..facts() }), None);
+        // More tasks at once than the limit allows (the rlimit leaves one of headroom).
+        assert_eq!(classify(&Facts { peak_tasks: 11, ..facts() }), Some(LimitHit::Processes));
+        assert_eq!(classify(&Facts { peak_tasks: 10, ..facts() }), None);
+        let bomb = Facts { killed_for: Some(LimitHit::Processes), ..killed(libc::SIGKILL) };
+        assert_eq!(classify(&bomb), Some(LimitHit::Processes));
     }
 
     #[test]

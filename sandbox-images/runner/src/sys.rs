@@ -12,6 +12,12 @@ use crate::protocol::StageLimits;
 /// single-threaded, so one. `RLIMIT_NPROC` counts every task of the uid, so the program's
 /// limit is raised by this much to mean "the program may have `processes` tasks".
 pub const RUNNER_TASKS: u64 = 1;
+/// `RLIMIT_NPROC` counts every task of the uid on the node, and a Pod's pause process may
+/// run under the sandbox's uid too (the kubelet gives it the Pod's `runAsUser`); beyond that,
+/// one task more than the limit may exist, so that going past the limit is seen (the stage
+/// is then stopped with the `processes` limit, counted in the container's own cgroup) rather
+/// than only failing inside the program.
+pub const NPROC_HEADROOM: u64 = 2;
 
 #[cfg(target_env = "gnu")]
 type Resource = libc::__rlimit_resource_t;
@@ -42,7 +48,7 @@ impl ChildSetup {
             let hard = hard.min(hard_of(r));
             (soft.min(hard), hard)
         };
-        let nproc = l.processes.saturating_add(RUNNER_TASKS);
+        let nproc = l.processes.saturating_add(RUNNER_TASKS + NPROC_HEADROOM);
         let fsize = l.file_size_kib.saturating_mul(1024);
         ChildSetup {
             cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft + 1),
@@ -54,13 +60,16 @@ impl ChildSetup {
     /// Runs in the forked child before `exec`: only async-signal-safe system calls, no
     /// allocation. New session (so the program has its own process group), rlimits, no
     /// core dumps, and `oom_score_adj` 1000 so that the cgroup's OOM killer picks the
-    /// program rather than the runner.
+    /// program rather than the runner. (The child is a copy of the non-dumpable runner: it
+    /// becomes dumpable first, or its own `/proc/self` files would be root's; nothing of the
+    /// program runs yet, and `exec` replaces the copied memory.)
     pub fn apply(&self) -> io::Result<()> {
         // SAFETY: async-signal-safe system calls with valid arguments.
         unsafe {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             set_rlimit(libc::RLIMIT_CORE, (0, 0))?;
             set_rlimit(libc::RLIMIT_CPU, self.cpu)?;
             set_rlimit(libc::RLIMIT_FSIZE, self.fsize)?;
@@ -91,6 +100,17 @@ fn current_hard_limit(r: Resource) -> u64 {
         return u64::MAX;
     }
     lim.rlim_max
+}
+
+/// Makes the runner non-dumpable: its `/proc/<pid>` files (fd, mem, environ, maps, ...)
+/// become root's, and ptrace or `process_vm_*` on it need `CAP_SYS_PTRACE`, which nothing in
+/// a sandbox has, though the program runs under the same uid.
+pub fn make_nondumpable() -> io::Result<()> {
+    // SAFETY: plain prctl.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// True when the runner is the init process of its PID namespace (as in a container).
@@ -248,17 +268,31 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Resident memory of the program right now, in KiB: the sum of the resident set sizes of
-/// every process in its process group (as PID 1: of every process in the container but the
-/// runner). Shared pages count once per process, so this errs on the high side. A cheap
-/// `/proc/<pid>/stat` read per process.
-pub fn program_rss_kib(pgid: libc::pid_t) -> u64 {
+/// What the program's processes hold and have used, from `/proc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Procs {
+    /// Sum of the resident set sizes (shared pages count once per process: errs high).
+    pub rss_kib: u64,
+    /// User + system CPU time of the live processes (not of the reaped ones).
+    pub cpu_us: u64,
+    /// Threads of the live processes.
+    pub tasks: u64,
+}
+
+/// The program's processes right now: every process in its process group (as PID 1: every
+/// process in the container but the runner). A cheap `/proc/<pid>/stat` read per process.
+pub fn program_procs(pgid: libc::pid_t) -> Procs {
     let init = is_init();
     let me = std::process::id() as i64;
     // SAFETY: sysconf has no preconditions.
-    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-    let mut total = 0u64;
+    let (page_kib, tick_us) = unsafe {
+        (
+            (libc::sysconf(libc::_SC_PAGESIZE).max(4096) / 1024) as u64,
+            1_000_000 / libc::sysconf(libc::_SC_CLK_TCK).max(1) as u64,
+        )
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Procs::default() };
+    let mut total = Procs::default();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
@@ -266,12 +300,15 @@ pub fn program_rss_kib(pgid: libc::pid_t) -> u64 {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the parenthesised command name: state ppid pgrp ... (rss is field 24).
+        // Fields after the parenthesised command name: state(3) ppid pgrp ... utime(14)
+        // stime(15) ... num_threads(20) ... rss(24).
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-        let (Some(pgrp), Some(rss)) = (fields.get(2), fields.get(21)) else { continue };
-        if init || pgrp.parse::<i64>().ok() == Some(i64::from(pgid)) {
-            total += rss.parse::<u64>().unwrap_or(0) * page_kib;
+        let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if init || f.get(2).and_then(|v| v.parse::<i64>().ok()) == Some(i64::from(pgid)) {
+            total.rss_kib += num(21) * page_kib;
+            total.cpu_us += (num(11) + num(12)) * tick_us;
+            total.tasks += num(17).max(1);
         }
     }
     total
@@ -296,7 +333,7 @@ mod tests {
     fn rlimits_from_stage_limits() {
         let s = ChildSetup::clamped(&limits(1000), |_| u64::MAX);
         assert_eq!(s.cpu, (1, 2));
-        assert_eq!(s.nproc, (11, 11), "the runner's own task is added");
+        assert_eq!(s.nproc, (13, 13), "the runner's own task, a pause's and one of headroom are added");
         assert_eq!(s.fsize, (1024 * 1024, 1024 * 1024));
         assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (2, 3));
         assert_eq!(ChildSetup::clamped(&limits(0), |_| u64::MAX).cpu, (1, 2));

@@ -7,10 +7,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rce_runner::protocol::{
-    Encoding, File, LimitHit, Outcome, RunRequest, RunResult, StageLimits, RESULT_PREFIX,
+    Encoding, File, LimitHit, Outcome, ResultLine, RunRequest, RunResult, StageLimits, RESULT_KEY_ENV,
+    RESULT_PREFIX,
 };
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_rce-runner");
+/// The result key the tests give the runner (hex), and its bytes.
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const KEY: [u8; 32] = [
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00,
+    0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+];
+const RUN_ID: &str = "run-under-test";
+
+/// Output bytes as text, for comparisons.
+fn s(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 /// A temporary directory with `work/` and `tmp/`, removed on drop.
 struct Sandbox {
@@ -50,7 +63,8 @@ impl Sandbox {
         cmd.arg(&path)
             .env("RCE_WORK_DIR", self.work())
             .env("RCE_TMP_DIR", self.root.join("tmp"))
-            .env("RCE_TEST_LEAK", "must-not-reach-the-program");
+            .env("RCE_TEST_LEAK", "must-not-reach-the-program")
+            .env(RESULT_KEY_ENV, KEY_HEX);
         cmd
     }
 
@@ -86,8 +100,8 @@ fn parse_output(out: &std::process::Output) -> RunResult {
     );
     assert_eq!(stdout.matches('\n').count(), 1, "exactly one line on stdout: {stdout:?}");
     assert!(stdout.starts_with(RESULT_PREFIX) && stdout.ends_with('\n'), "{stdout:?}");
-    let line: serde_json::Value = serde_json::from_str(&stdout).expect("the line is JSON");
-    serde_json::from_value(line["rceResult"].clone()).expect("a RunResult")
+    let _: serde_json::Value = serde_json::from_str(&stdout).expect("the line is JSON");
+    ResultLine::open(stdout.as_bytes(), &KEY, RUN_ID).expect("a result sealed with the key, for the run")
 }
 
 fn limits() -> StageLimits {
@@ -103,6 +117,7 @@ fn limits() -> StageLimits {
 
 fn sh(script: &str) -> RunRequest {
     RunRequest {
+        run_id: RUN_ID.into(),
         files: vec![],
         stdin: String::new(),
         args: vec![],
@@ -135,8 +150,8 @@ fn hello_world_exits_zero() {
     let run = ran(&r);
     assert_eq!(run.exit_code, Some(0));
     assert_eq!(run.signal, None);
-    assert_eq!(run.stdout, "hello\n");
-    assert_eq!(run.stderr, "oops\n");
+    assert_eq!(s(&run.stdout), "hello\n");
+    assert_eq!(s(&run.stderr), "oops\n");
     assert!(!run.stdout_truncated && !run.stderr_truncated);
     assert_eq!(run.limit, None);
     assert!(run.wall_time_ms < 5_000, "{run:?}");
@@ -157,7 +172,7 @@ fn files_placeholder_and_args() {
     req.args = vec!["one".into(), "two words".into()];
     let (r, _) = sb.run(&req);
     let run = ran(&r);
-    assert_eq!(run.stdout, "args: one two words\nfrom a nested file\nbinary\n", "{run:?}");
+    assert_eq!(s(&run.stdout), "args: one two words\nfrom a nested file\nbinary\n", "{run:?}");
     assert_eq!(
         std::fs::read_to_string(sb.work().join("data/in.txt")).expect("written"),
         "from a nested file\n"
@@ -170,7 +185,7 @@ fn clean_environment_plus_request_env() {
     let mut req = sh("env | sort; pwd");
     req.env = vec![("GREETING".into(), "hi there".into())];
     let (r, _) = sb.run(&req);
-    let out = &ran(&r).stdout;
+    let out = &s(&ran(&r).stdout);
     let work = sb.work();
     assert!(out.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{out}");
     assert!(out.contains(&format!("HOME={}\n", work.display())), "{out}");
@@ -187,7 +202,7 @@ fn stdin_is_fed_to_the_program() {
     let mut req = sh("cat");
     req.stdin = "line one\nline two\n".into();
     let (r, _) = sb.run(&req);
-    assert_eq!(ran(&r).stdout, "line one\nline two\n");
+    assert_eq!(s(&ran(&r).stdout), "line one\nline two\n");
 
     // More than a pipe buffer holds, in both directions.
     let mut req = sh("cat");
@@ -196,7 +211,7 @@ fn stdin_is_fed_to_the_program() {
     let (r, _) = sb.run(&req);
     let run = ran(&r);
     assert_eq!(run.stdout.len(), 1024 * 1024);
-    assert_eq!(run.stdout, req.stdin);
+    assert_eq!(s(&run.stdout), req.stdin);
 }
 
 #[test]
@@ -216,7 +231,7 @@ fn non_zero_exit_code() {
     let run = ran(&r);
     assert_eq!(run.exit_code, Some(3));
     assert_eq!(run.signal, None);
-    assert_eq!(run.stdout, "partial\n");
+    assert_eq!(s(&run.stdout), "partial\n");
     assert_eq!(run.limit, None);
 }
 
@@ -279,7 +294,7 @@ fn output_flood_is_cut_at_the_limit() {
     assert_eq!(run.limit, Some(LimitHit::Output), "{run:?}");
     assert!(run.stdout_truncated);
     assert_eq!(run.stdout.len(), 1000);
-    assert!(run.stdout.starts_with("y\ny\n"));
+    assert!(run.stdout.starts_with(b"y\ny\n"));
     assert!(!run.stderr_truncated);
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
@@ -293,7 +308,7 @@ fn too_much_output_from_a_quick_program_is_still_an_output_limit() {
     let run = ran(&r);
     assert_eq!(run.limit, Some(LimitHit::Output), "{run:?}");
     assert!(run.stderr_truncated && !run.stdout_truncated);
-    assert_eq!(run.stderr, "e".repeat(100));
+    assert_eq!(s(&run.stderr), "e".repeat(100));
 }
 
 #[test]
@@ -339,7 +354,7 @@ fn compile_failure_stops_before_running() {
     assert_eq!(r.outcome, Outcome::CompileError, "{r:#?}");
     let compile = r.compile.as_ref().expect("compile stage");
     assert_eq!(compile.exit_code, Some(1));
-    assert_eq!(compile.stderr, "bad\n");
+    assert_eq!(s(&compile.stderr), "bad\n");
     assert!(r.run.is_none());
     assert!(!sb.work().join("ran.txt").exists());
 }
@@ -353,8 +368,8 @@ fn compile_then_run_with_separate_limits() {
     // The compile stage gets its own (tighter) wall limit: a slow compiler hits it.
     let (r, _) = sb.run(&req);
     assert_eq!(r.outcome, Outcome::Ran, "{r:#?}");
-    assert_eq!(r.compile.as_ref().expect("compile").stdout, "compiling src/main.sh\n");
-    assert_eq!(ran(&r).stdout, "compiled and ran\n");
+    assert_eq!(s(&r.compile.as_ref().expect("compile").stdout), "compiling src/main.sh\n");
+    assert_eq!(s(&ran(&r).stdout), "compiled and ran\n");
 
     let sb = Sandbox::new();
     let mut req = sh("echo ran");
@@ -416,7 +431,7 @@ fn background_processes_are_killed_and_do_not_hold_the_runner() {
     let (r, elapsed) = sb.run(&sh("sleep 100 & echo $!; setsid sleep 100 > /dev/null 2>&1 & echo $!"));
     let run = ran(&r);
     assert_eq!(run.exit_code, Some(0), "{run:?}");
-    let pids: Vec<i32> = run.stdout.lines().map(|l| l.parse().expect("a pid")).collect();
+    let pids: Vec<i32> = s(&run.stdout).lines().map(|l| l.parse().expect("a pid")).collect();
     assert_eq!(pids.len(), 2, "{run:?}");
     for pid in pids {
         assert!(!alive(pid), "background process {pid} survived the runner");
@@ -434,7 +449,7 @@ fn compile_leftovers_are_gone_before_the_run() {
         "setsid sh -c 'sleep 0.5; echo leaked > leak.txt' & sleep 0.2; exit 0".into(),
     ]);
     let (r, _) = sb.run(&req);
-    assert_eq!(ran(&r).stdout, "clean\n", "{r:#?}");
+    assert_eq!(s(&ran(&r).stdout), "clean\n", "{r:#?}");
 }
 
 #[test]
@@ -443,6 +458,7 @@ fn a_missing_or_broken_request_is_an_internal_error() {
     let out = Command::new(RUNNER)
         .arg(sb.root.join("nope.json"))
         .env("RCE_WORK_DIR", sb.work())
+        .env(RESULT_KEY_ENV, KEY_HEX)
         .output()
         .expect("start rce-runner");
     let r = parse_output(&out);
@@ -453,6 +469,7 @@ fn a_missing_or_broken_request_is_an_internal_error() {
     let out = Command::new(RUNNER)
         .env("RCE_REQUEST", sb.root.join("bad.json"))
         .env("RCE_WORK_DIR", sb.work())
+        .env(RESULT_KEY_ENV, KEY_HEX)
         .output()
         .expect("start rce-runner");
     let r = parse_output(&out);
@@ -495,7 +512,8 @@ fn as_pid_1_leftovers_are_killed_and_reaped() {
     req.limits.wall_time_ms = 5_000;
     let (r, elapsed) = sb.run_as_pid_1(&req);
     let run = ran(&r);
-    let procs: Vec<&str> = run.stdout.lines().collect();
+    let text = s(&run.stdout);
+    let procs: Vec<&str> = text.lines().collect();
     // (The runner may be sleeping or running, reading this very output.)
     let runner = procs.iter().filter(|p| p.starts_with("(rce-runner) ")).count();
     assert_eq!(runner, 1, "the runner is alive in its namespace: {procs:?}");
@@ -525,7 +543,7 @@ fn extreme_limits_do_not_break_the_runner() {
         file_size_kib: u64::MAX,
     };
     let (r, _) = sb.run(&RunRequest { limits: max, ..sh("echo big") });
-    assert_eq!(ran(&r).stdout, "big\n", "{r:#?}");
+    assert_eq!(s(&ran(&r).stdout), "big\n", "{r:#?}");
     assert_eq!(ran(&r).limit, None);
 
     let zero = StageLimits { output_bytes: 0, file_size_kib: 0, ..limits() };
@@ -533,7 +551,7 @@ fn extreme_limits_do_not_break_the_runner() {
     assert_eq!(ran(&r).limit, None, "an empty file is not a file-size verdict: {r:#?}");
     let (r, _) = sb.run(&RunRequest { limits: zero, ..sh("echo x") });
     assert_eq!(ran(&r).limit, Some(LimitHit::Output), "{r:#?}");
-    assert_eq!(ran(&r).stdout, "");
+    assert_eq!(s(&ran(&r).stdout), "");
 }
 
 /// Peak RSS above `memoryKib` is a memory verdict even when the program exits normally (no
@@ -576,6 +594,109 @@ fn a_program_under_its_memory_limit_is_not_touched() {
     let (r, _) = sb.run(&req);
     let run = ran(&r);
     assert_eq!(run.limit, None, "{run:?}");
-    assert_eq!(run.stdout, "2000000\n");
+    assert_eq!(s(&run.stdout), "2000000\n");
     assert_eq!(run.exit_code, Some(0));
+}
+
+/// The runner is non-dumpable: the program, under the same uid, cannot read its memory,
+/// environment or file descriptors, nor write into its output.
+#[test]
+fn the_program_cannot_reach_the_runner_through_proc() {
+    let sb = Sandbox::new();
+    let script = r#"for f in environ mem maps; do if head -c 64 /proc/$PPID/$f >/dev/null 2>&1; then echo "$f REACHED"; else echo "$f denied"; fi; done
+if ls /proc/$PPID/fd >/dev/null 2>&1; then echo "fd REACHED"; else echo "fd denied"; fi
+if echo '{"rceResult":{}}' > /proc/$PPID/fd/1; then echo "write REACHED"; else echo "write denied"; fi"#;
+    // As a uid of its own, as in a sandbox (root could read anyone's /proc files).
+    let uid = "54321";
+    let req = sh(script);
+    let mut cmd = sb.command(&req, &["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"]);
+    let chown = Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(&sb.root).status();
+    assert!(chown.is_ok_and(|s| s.success()), "chown the sandbox dir (the test runs as root)");
+    let r = parse_output(&cmd.output().expect("start setpriv"));
+    let out = s(&ran(&r).stdout);
+    assert!(!out.contains("REACHED"), "{out}");
+    assert_eq!(out.matches("denied").count(), 5, "{out}");
+}
+
+/// As PID 1 the runner cannot be stopped or killed by the program, nor reniced.
+#[test]
+fn as_pid_1_the_runner_survives_signals_and_keeps_its_priority() {
+    assert!(can_unshare(), "this test needs `unshare --pid` (root)");
+    let sb = Sandbox::new();
+    let script =
+        "kill -STOP 1; kill -KILL 1; renice -n 19 -p 1 >/dev/null 2>&1 && echo renice REACHED; echo survived";
+    let (r, took) = sb.run_as_pid_1(&sh(script));
+    let out = s(&ran(&r).stdout);
+    assert_eq!(out, "survived\n", "{r:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// The key reaches neither the program's environment nor the runner's own environment block.
+#[test]
+fn the_result_key_is_scrubbed_and_never_passed_on() {
+    let sb = Sandbox::new();
+    let child = sb
+        .command(&sh("env; sleep 1"), &[])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rce-runner");
+    std::thread::sleep(Duration::from_millis(400));
+    // The test runs as root, so it may read the runner's environment block.
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+    let out = child.wait_with_output().expect("wait");
+    let r = parse_output(&out);
+    assert!(!environ.is_empty(), "the test could not read the runner's environment");
+    assert!(!String::from_utf8_lossy(&environ).contains(KEY_HEX), "the key is still in the runner's environ");
+    let env = s(&ran(&r).stdout);
+    assert!(!env.contains(KEY_HEX) && !env.contains(RESULT_KEY_ENV), "{env}");
+}
+
+#[test]
+fn more_processes_than_the_limit_is_the_processes_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 3 & done; wait");
+    req.limits.processes = 6;
+    let (r, took) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Processes), "{run:?}");
+    assert!(run.peak_tasks > 6, "{run:?}");
+    assert!(took < Duration::from_secs(3), "stopped when it went past the limit: {took:?}");
+    // Within the limit, nothing happens.
+    let mut req = sh("for i in 1 2 3; do sleep 0.2 & done; wait; echo ok");
+    req.limits.processes = 6;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!((run.limit, s(&run.stdout).as_str()), (None, "ok\n"), "{run:?}");
+}
+
+#[test]
+fn cpu_time_of_all_processes_together_is_enforced_while_they_run() {
+    let sb = Sandbox::new();
+    // Two spinning processes, each well under the limit on its own when it is reached.
+    let mut req = sh("(while :; do :; done) & (while :; do :; done) & wait");
+    req.limits.cpu_time_ms = 1000;
+    req.limits.wall_time_ms = 10_000;
+    let (r, took) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::CpuTime), "{run:?}");
+    assert!(run.time_ms >= 1000, "{run:?}");
+    assert!(took < Duration::from_secs(4), "the limit was judged only afterwards: {took:?}");
+}
+
+/// The canonical bash fork bomb backgrounds its pipeline and its first shell exits 0 at
+/// once: what it left behind still runs under the limits for a moment, and reaches the
+/// process limit.
+#[test]
+fn a_fork_bomb_whose_first_shell_exits_still_reaches_the_process_limit() {
+    let sb = Sandbox::new();
+    let mut req = sh("b() { b | b & }; b");
+    req.limits.processes = 16;
+    let (r, took) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Processes), "{run:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // A background job that outlives its shell by a little is waited for, and its output kept.
+    let (r, _) = sb.run(&sh("(sleep 0.05; echo late) & echo early"));
+    let run = ran(&r);
+    assert_eq!((run.limit, s(&run.stdout).as_str()), (None, "early\nlate\n"), "{run:?}");
 }

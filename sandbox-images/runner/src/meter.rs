@@ -1,0 +1,266 @@
+//! Measuring a running stage: its memory, CPU time and number of tasks, while it runs.
+//!
+//! Two ways, chosen by [`crate::protocol::ACCOUNTING_ENV`]:
+//!
+//! - **cgroup** (what the operator sets): the sandbox container's own cgroup, read-only
+//!   inside the container, holds the runner and the stage and nothing else. Memory is
+//!   anonymous memory plus shmem (tmpfs files in the work dir and /tmp, memfd, /dev/shm, SysV
+//!   shared memory) plus kernel memory (page tables, pipe and socket buffers) charged to the
+//!   cgroup; page cache of files read is not counted. CPU time is the cgroup's, so every
+//!   process counts, reaped or not. Tasks are the cgroup's pids. The runner's own share is
+//!   taken out: what the cgroup held when the stage started, and the runner's own growth and
+//!   CPU time since.
+//! - **proc** (the default: the runner outside a container of its own, as in tests): the
+//!   stage's processes found in `/proc` (its process group, or as PID 1 every process but
+//!   the runner): their resident memory, their CPU time plus that of reaped children, their
+//!   threads.
+
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// What the program holds or has used, as far as a sample can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub memory_kib: u64,
+    pub cpu_us: u64,
+    pub tasks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Cgroup(CgroupFiles),
+    Proc,
+}
+
+/// The files of the container's cgroup (v1 or v2) that the meter reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupFiles {
+    pub v2: bool,
+    pub memory_stat: PathBuf,
+    /// v1 only: `memory.kmem.usage_in_bytes` (v2 has `kernel` in memory.stat).
+    pub kmem: Option<PathBuf>,
+    pub cpu: PathBuf,
+    pub pids_current: Option<PathBuf>,
+    pub pids_peak: Option<PathBuf>,
+}
+
+impl CgroupFiles {
+    /// The cgroup mounted at `root` (normally `/sys/fs/cgroup`), if its files are readable.
+    pub fn find(root: &Path) -> Option<CgroupFiles> {
+        let readable = |p: PathBuf| std::fs::read(&p).is_ok().then_some(p);
+        if root.join("cgroup.controllers").exists() {
+            return Some(CgroupFiles {
+                v2: true,
+                memory_stat: readable(root.join("memory.stat"))?,
+                kmem: None,
+                cpu: readable(root.join("cpu.stat"))?,
+                pids_current: readable(root.join("pids.current")),
+                pids_peak: readable(root.join("pids.peak")),
+            });
+        }
+        let cpu = ["cpuacct/cpuacct.usage", "cpu,cpuacct/cpuacct.usage", "cpu/cpuacct.usage"]
+            .iter()
+            .find_map(|p| readable(root.join(p)))?;
+        Some(CgroupFiles {
+            v2: false,
+            memory_stat: readable(root.join("memory/memory.stat"))?,
+            kmem: readable(root.join("memory/memory.kmem.usage_in_bytes")),
+            cpu,
+            pids_current: readable(root.join("pids/pids.current")),
+            pids_peak: readable(root.join("pids/pids.peak")),
+        })
+    }
+
+    /// Memory charged to the cgroup that is not page cache, in bytes.
+    fn memory_bytes(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(&self.memory_stat).ok()?;
+        let field = |name: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if self.v2 {
+            Some(field("anon")? + field("shmem")? + field("kernel").unwrap_or(0))
+        } else {
+            let kmem = self.kmem.as_ref().and_then(|p| read_u64(p)).unwrap_or(0);
+            Some(field("total_rss")? + field("total_shmem")? + kmem)
+        }
+    }
+
+    fn cpu_us(&self) -> Option<u64> {
+        if self.v2 {
+            let stat = std::fs::read_to_string(&self.cpu).ok()?;
+            stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
+        } else {
+            read_u64(&self.cpu).map(|ns| ns / 1000)
+        }
+    }
+
+    pub fn tasks(&self) -> Option<u64> {
+        self.pids_current.as_deref().and_then(read_u64)
+    }
+
+    pub fn tasks_peak(&self) -> Option<u64> {
+        self.pids_peak.as_deref().and_then(read_u64)
+    }
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// The runner's own anonymous resident memory (KiB) and CPU time (µs).
+fn runner_self() -> (u64, u64) {
+    let anon = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("RssAnon:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (anon, sys::cpu_us(&ru))
+}
+
+impl Source {
+    /// From the runner's environment: `cgroup` when asked for and the cgroup is readable.
+    pub fn from_env(value: Option<&str>) -> Source {
+        match value {
+            Some("cgroup") => {
+                CgroupFiles::find(Path::new("/sys/fs/cgroup")).map_or(Source::Proc, Source::Cgroup)
+            }
+            _ => Source::Proc,
+        }
+    }
+}
+
+/// Measures one stage, from just before its start.
+pub struct Meter {
+    source: Source,
+    /// cgroup: memory (bytes) and CPU (µs) of the cgroup, and the runner's own anonymous
+    /// memory (KiB) and CPU (µs), when the stage started.
+    base: (u64, u64, u64, u64),
+    /// proc: CPU of reaped children when the stage started.
+    children_base_us: u64,
+    /// The cgroup's pids.peak when the stage started.
+    tasks_peak_base: Option<u64>,
+}
+
+impl Meter {
+    pub fn start(source: &Source) -> Meter {
+        let (anon, cpu) = runner_self();
+        let (base, tasks_peak_base) = match source {
+            Source::Cgroup(c) => {
+                ((c.memory_bytes().unwrap_or(0), c.cpu_us().unwrap_or(0), anon, cpu), c.tasks_peak())
+            }
+            Source::Proc => ((0, 0, anon, cpu), None),
+        };
+        Meter { source: source.clone(), base, children_base_us: sys::children_cpu_us(), tasks_peak_base }
+    }
+
+    pub fn is_cgroup(&self) -> bool {
+        matches!(self.source, Source::Cgroup(_))
+    }
+
+    /// The program's usage now. `pgid` is the stage's process group (for `proc`).
+    pub fn sample(&self, pgid: libc::pid_t) -> Usage {
+        match &self.source {
+            Source::Cgroup(c) => {
+                let (mem0, cpu0, anon0, self_cpu0) = self.base;
+                let (anon, self_cpu) = runner_self();
+                let runner_growth = anon.saturating_sub(anon0) * 1024;
+                let memory =
+                    c.memory_bytes().unwrap_or(mem0).saturating_sub(mem0).saturating_sub(runner_growth);
+                let cpu = c
+                    .cpu_us()
+                    .unwrap_or(cpu0)
+                    .saturating_sub(cpu0)
+                    .saturating_sub(self_cpu.saturating_sub(self_cpu0));
+                let tasks = c.tasks().unwrap_or(0).saturating_sub(sys::RUNNER_TASKS);
+                Usage { memory_kib: memory / 1024, cpu_us: cpu, tasks }
+            }
+            Source::Proc => {
+                let p = sys::program_procs(pgid);
+                let reaped = sys::children_cpu_us().saturating_sub(self.children_base_us);
+                Usage { memory_kib: p.rss_kib, cpu_us: reaped + p.cpu_us, tasks: p.tasks }
+            }
+        }
+    }
+
+    /// CPU time of the whole stage once everything of it has been reaped.
+    pub fn final_cpu_us(&self, pgid: libc::pid_t) -> u64 {
+        self.sample(pgid).cpu_us
+    }
+
+    /// The most tasks the stage had at once, if the cgroup's high-water mark shows it: only
+    /// when the mark rose during the stage (it cannot be reset).
+    pub fn tasks_peak(&self) -> Option<u64> {
+        let Source::Cgroup(c) = &self.source else { return None };
+        let (before, after) = (self.tasks_peak_base?, c.tasks_peak()?);
+        (after > before).then(|| after.saturating_sub(sys::RUNNER_TASKS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_cgroup_v1(dir: &Path, rss: u64, shmem: u64, kmem: u64, cpu_ns: u64, pids: u64) {
+        std::fs::create_dir_all(dir.join("memory")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("cpuacct")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("pids")).expect("mkdir");
+        std::fs::write(
+            dir.join("memory/memory.stat"),
+            format!("cache 999\nrss 5\nshmem 7\ntotal_cache 999999\ntotal_rss {rss}\ntotal_rss_huge 0\ntotal_shmem {shmem}\n"),
+        )
+        .expect("write");
+        std::fs::write(dir.join("memory/memory.kmem.usage_in_bytes"), format!("{kmem}\n")).expect("write");
+        std::fs::write(dir.join("cpuacct/cpuacct.usage"), format!("{cpu_ns}\n")).expect("write");
+        std::fs::write(dir.join("pids/pids.current"), format!("{pids}\n")).expect("write");
+        std::fs::write(dir.join("pids/pids.peak"), "5\n").expect("write");
+    }
+
+    #[test]
+    fn cgroup_v1_counts_anonymous_shmem_and_kernel_memory_not_page_cache() {
+        let dir = std::env::temp_dir().join(format!("rce-meter-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        fake_cgroup_v1(&dir, 1 << 20, 3 << 20, 1 << 20, 2_500_000, 4);
+        let c = CgroupFiles::find(&dir).expect("found");
+        assert!(!c.v2);
+        assert_eq!(c.memory_bytes(), Some(5 << 20));
+        assert_eq!(c.cpu_us(), Some(2500));
+        assert_eq!(c.tasks(), Some(4));
+        assert_eq!(c.tasks_peak(), Some(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cgroup_v2_reads_its_own_files() {
+        let dir = std::env::temp_dir().join(format!("rce-meter-v2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("cgroup.controllers"), "cpu memory pids\n").expect("write");
+        std::fs::write(dir.join("memory.stat"), "anon 4096\nfile 999999\nkernel 1024\nshmem 2048\n")
+            .expect("write");
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1234\nuser_usec 1000\n").expect("write");
+        std::fs::write(dir.join("pids.current"), "3\n").expect("write");
+        let c = CgroupFiles::find(&dir).expect("found");
+        assert!(c.v2);
+        assert_eq!(c.memory_bytes(), Some(4096 + 2048 + 1024));
+        assert_eq!(c.cpu_us(), Some(1234));
+        assert_eq!(c.tasks(), Some(3));
+        assert_eq!(c.tasks_peak(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_readable_cgroup_the_meter_uses_proc() {
+        assert_eq!(Source::from_env(None), Source::Proc);
+        assert_eq!(Source::from_env(Some("proc")), Source::Proc);
+        assert!(CgroupFiles::find(Path::new("/nonexistent-rce")).is_none());
+    }
+}
