@@ -51,8 +51,9 @@ pub struct Config {
     #[arg(long, env = "RCE_TTL_SECONDS", default_value_t = 3600)]
     pub ttl_seconds: u64,
 
-    /// Cap on each of stdout, stderr and compileOutput stored in the status (etcd objects
-    /// are limited to about 1.5 MiB).
+    /// Cap on each of stdout, stderr and compileOutput stored in the status, in bytes as the
+    /// API server stores them (JSON-escaped: `<` takes 6), so that a status stays well under
+    /// etcd's limit of about 1.5 MiB whatever the program printed.
     #[arg(long, env = "RCE_STATUS_OUTPUT_BYTES", default_value_t = 128 * 1024)]
     pub status_output_bytes: usize,
 
@@ -108,6 +109,11 @@ pub struct Config {
     /// Execution fails.
     #[arg(long, env = "RCE_IMAGE_ERROR_GRACE_SECONDS", default_value_t = 5)]
     pub image_error_grace_seconds: u64,
+
+    /// Seconds past a sandbox's deadline (its Pod's activeDeadlineSeconds) after which an
+    /// Execution whose result still could not be recorded fails: nothing stays Processing.
+    #[arg(long, env = "RCE_RESULT_MARGIN_SECONDS", default_value_t = 60)]
+    pub result_margin_seconds: u64,
 
     /// Seconds a sandbox Pod may take to start (scheduling, image) before the Execution fails.
     #[arg(long, env = "RCE_START_TIMEOUT_SECONDS", default_value_t = 120)]

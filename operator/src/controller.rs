@@ -21,7 +21,7 @@ use kube::{
     Client, Resource, ResourceExt,
 };
 use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Runtime};
-use rce_runner::protocol::ResultLine;
+use rce_runner::protocol::{ResultError, ResultLine};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
@@ -44,6 +44,8 @@ pub const FINALIZER: &str = "rce.dev/redis-cleanup";
 const PENDING_RECHECK: Duration = Duration::from_secs(2);
 /// How often a running sandbox is looked at without a Pod event.
 const RUNNING_RECHECK: Duration = Duration::from_secs(30);
+/// Longest wait for a sandbox's log.
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -364,7 +366,7 @@ async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
     let k = key_of(&exec);
     // A sandbox created just before a restart (its status not yet written) already holds a
     // slot: adopt it whatever the queue says.
-    let first_pod = names::pod_name(&exec.name_any(), 1);
+    let first_pod = names::pod_name(&exec.name_any(), &exec.uid().unwrap_or_default(), 1);
     let orphan =
         ctx.pods.get(&ObjectRef::new(&first_pod).within(&k.namespace)).is_some_and(|p| owned_by(&p, &exec));
     let decision = if orphan { ctx.adopt(&k) } else { ctx.admit(&k) };
@@ -397,10 +399,15 @@ async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
     }
 }
 
-/// Does `pod` belong to `exec` (and not to an earlier Execution of the same name)?
+/// Does `pod` belong to `exec` (and not to an earlier Execution of the same name)? Its
+/// controlling owner is `exec`.
 fn owned_by(pod: &Pod, exec: &Execution) -> bool {
     let uid = exec.uid();
-    pod.metadata.owner_references.iter().flatten().any(|o| Some(&o.uid) == uid.as_ref())
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true) && o.kind == "Execution")
 }
 
 /// Create (or adopt) the sandbox Pod of `attempt` and record it: phase Processing.
@@ -414,7 +421,8 @@ async fn start(
 ) -> Result<Action> {
     let ns = exec.namespace().unwrap_or_default();
     ctx.ensure_network_policy(&ns).await?;
-    let pod = sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings);
+    let key = sandbox::new_result_key();
+    let pod = sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings, &key);
     let pod_name = pod.name_any();
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
@@ -422,12 +430,15 @@ async fn start(
         Ok(_) => true,
         Err(kube::Error::Api(s)) if s.is_already_exists() => match pods.get_opt(&pod_name).await? {
             Some(p) if owned_by(&p, exec) => false,
-            Some(p) => {
-                if p.metadata.deletion_timestamp.is_none() {
-                    pods.delete(&pod_name, &DeleteParams::background()).await?;
-                }
-                return Err(Error::ForeignPod(pod_name));
+            // Someone else's Pod holds the name: never touch it.
+            Some(_) => {
+                let msg = format!(
+                    "a Pod named {pod_name} already exists in namespace {ns} and is not this Execution's sandbox; \
+                     it was left alone and the Execution did not run"
+                );
+                return fail(exec, "SandboxNameTaken", &msg, ctx).await;
             }
+            // Gone again since the create: try once more on the next reconcile.
             None => return Err(Error::ForeignPod(pod_name)),
         },
         Err(e) => return Err(e.into()),
@@ -474,7 +485,20 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
     }
     let ns = exec.namespace().unwrap_or_default();
     let attempt = st.attempts.unwrap_or(1);
-    let pod_name = st.pod_name.clone().unwrap_or_else(|| names::pod_name(&exec.name_any(), attempt));
+    let pod_name = st
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| names::pod_name(&exec.name_any(), &exec.uid().unwrap_or_default(), attempt));
+    // Whatever goes wrong below (a log that cannot be read, a status that cannot be
+    // written), the Execution ends: past the sandbox's deadline and a margin, it fails.
+    if let Some(over) = overdue(&st, pod.as_ref(), &ctx.config) {
+        let msg = format!(
+            "no result was recorded within {} s of the sandbox's start (its deadline plus {} s); giving up",
+            over.as_secs(),
+            ctx.config.result_margin_seconds
+        );
+        return fail(&exec, "ResultTimeout", &msg, ctx).await;
+    }
     let pod = match pod {
         Some(p) => p,
         None => match Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(&pod_name).await? {
@@ -520,6 +544,21 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
     }
 }
 
+/// How long after its start a Processing Execution is given up on, if that time has passed:
+/// the Pod's activeDeadlineSeconds (or the operator's largest) plus the result margin.
+fn overdue(st: &ExecutionStatus, pod: Option<&Pod>, config: &crate::config::Config) -> Option<Duration> {
+    let started = chrono::DateTime::parse_from_rfc3339(st.started_at.as_deref()?).ok()?;
+    let deadline = pod
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.active_deadline_seconds)
+        .map_or(config.cap_wall_time_ms.div_ceil(1000) * 2 + config.start_margin_seconds, |d| {
+            d.max(0) as u64
+        });
+    let limit = Duration::from_secs(deadline + config.result_margin_seconds);
+    let age = Utc::now().signed_duration_since(started.with_timezone(&Utc)).to_std().ok()?;
+    (age > limit).then_some(limit)
+}
+
 /// The sandbox Pod vanished (or is being deleted) before it reported: retry once.
 async fn lost(exec: &Execution, attempt: u32, pod_name: &str, ctx: &Context) -> Result<Action> {
     if attempt >= 2 {
@@ -550,18 +589,30 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
             limit_bytes: Some(ctx.config.max_log_bytes),
             ..Default::default()
         };
-        match pods.logs(&pod_name, &lp).await {
+        match read_log(&pods, &pod_name, &lp, ctx.config.max_log_bytes).await {
             Ok(l) => l,
             // The log is gone (or never was): decide without it.
-            Err(kube::Error::Api(s)) if s.code < 500 => String::new(),
+            Err(kube::Error::Api(s)) if s.code < 500 => Vec::new(),
             Err(e) => return Err(e.into()),
         }
     } else {
-        String::new()
+        Vec::new()
     };
-    let result = ResultLine::find_in_log(&log);
+    // Only the runner writes this log, and only the line sealed with the Pod's key counts.
     let request = outcome::pod_request(pod);
-    let tail: Vec<&str> = log
+    let opened = match sandbox::result_key(pod) {
+        Some(key) => {
+            ResultLine::open(&log, &key, &sandbox::run_id(&exec.uid().unwrap_or_default(), attempt_of(pod)))
+        }
+        None => Err(ResultError::BadMac),
+    };
+    if let Err(why) = &opened {
+        if !log.is_empty() {
+            tracing::warn!(execution = %exec.name_any(), pod = %pod_name, %why, "sandbox result refused");
+        }
+    }
+    let text = String::from_utf8_lossy(&log);
+    let tail: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with(rce_runner::protocol::RESULT_PREFIX))
         .rev()
@@ -572,7 +623,7 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
         .collect();
     let tail = tail.join("\n");
     let outcome = outcome::finish(&outcome::Finished {
-        result: result.as_ref(),
+        result: opened.as_ref(),
         termination: t,
         limits: request.as_ref().map(|r| &r.limits),
         compile_limits: request.as_ref().and_then(|r| r.compile_limits.as_ref()),
@@ -582,7 +633,24 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
     });
     let old = exec.status.clone().unwrap_or_default();
     let next = status::finished(&old, outcome, &now());
-    let exec = write_status(exec, next, ctx).await?;
+    let exec = match write_status(exec, next, ctx).await {
+        Ok(e) => e,
+        Err(e) if refused(&e) => {
+            // The API server refused the result itself (too large, invalid): record that the
+            // result could not be recorded, with the reason, rather than retry for ever.
+            tracing::warn!(execution = %exec.name_any(), error = %e, "status refused; writing a minimal one");
+            let msg = format!("the result could not be recorded: the API server refused the status ({e})");
+            let minimal = status::failed(
+                &old,
+                "StatusRefused",
+                &outcome::cap_stored(&msg, 1024).0,
+                exec.metadata.generation,
+                &now(),
+            );
+            write_status(exec, minimal, ctx).await?
+        }
+        Err(e) => return Err(e),
+    };
     let st = exec.status.clone().unwrap_or_default();
     record_finish(&exec, Some(pod), ctx);
     let verdict = st.verdict.map(|v| v.as_str()).unwrap_or("");
@@ -597,8 +665,43 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
     }
     tracing::info!(execution = %exec.name_any(), namespace = %ns, verdict, "execution finished");
     ctx.done(&key_of(&exec));
-    delete_pod(&ns, &pod_name, ctx).await?;
+    delete_pod(&ns, &pod_name, pod.uid().as_deref(), ctx).await?;
     expire(&exec, ctx).await
+}
+
+/// A write the API server refused for what it held (not a conflict, not unavailability):
+/// writing the same again would be refused again.
+fn refused(e: &Error) -> bool {
+    match e {
+        Error::Kube(kube::Error::Api(s)) => {
+            matches!(s.code, 400 | 413 | 422) || (s.code == 500 && s.message.contains("too large"))
+        }
+        _ => false,
+    }
+}
+
+/// A Pod's log as bytes (not decoded: one bad byte must not make it unreadable), at most
+/// `max` bytes, within [`LOG_READ_TIMEOUT`].
+async fn read_log(pods: &Api<Pod>, name: &str, lp: &LogParams, max: i64) -> kube::Result<Vec<u8>> {
+    use futures::AsyncReadExt as _;
+    let read = async {
+        let stream = pods.log_stream(name, lp).await?;
+        let mut buf = Vec::new();
+        stream.take(max.max(0) as u64).read_to_end(&mut buf).await.map_err(kube::Error::ReadEvents)?;
+        Ok(buf)
+    };
+    match tokio::time::timeout(LOG_READ_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(kube::Error::ReadEvents(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("reading the log of {name} took longer than {LOG_READ_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+/// The attempt a sandbox Pod belongs to, from its label.
+fn attempt_of(pod: &Pod) -> u32 {
+    pod.labels().get(sandbox::ATTEMPT_LABEL).and_then(|a| a.parse().ok()).unwrap_or(1)
 }
 
 fn record_finish(exec: &Execution, pod: Option<&Pod>, ctx: &Context) {
@@ -639,16 +742,39 @@ async fn fail(exec: &Execution, reason: &str, message: &str, ctx: &Context) -> R
     ctx.event(&exec, EventType::Warning, reason, message.to_string()).await;
     ctx.done(&key_of(&exec));
     if let Some(p) = old.pod_name.as_deref() {
-        delete_pod(&exec.namespace().unwrap_or_default(), p, ctx).await?;
+        delete_own_pod(&exec, p, ctx).await?;
     }
     expire(&exec, ctx).await
 }
 
-async fn delete_pod(ns: &str, name: &str, ctx: &Context) -> Result<()> {
-    match Api::<Pod>::namespaced(ctx.client.clone(), ns).delete(name, &DeleteParams::background()).await {
+/// Delete the Pod `name` whose uid is `uid` (a precondition: never another Pod that has
+/// taken the name since).
+async fn delete_pod(ns: &str, name: &str, uid: Option<&str>, ctx: &Context) -> Result<()> {
+    let dp = DeleteParams {
+        preconditions: uid
+            .map(|u| kube::api::Preconditions { uid: Some(u.to_string()), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match Api::<Pod>::namespaced(ctx.client.clone(), ns).delete(name, &dp).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete the Pod `name` if it is `exec`'s sandbox (the operator never deletes a Pod it does
+/// not own).
+async fn delete_own_pod(exec: &Execution, name: &str, ctx: &Context) -> Result<()> {
+    let ns = exec.namespace().unwrap_or_default();
+    let pod = match ctx.pods.get(&ObjectRef::new(name).within(&ns)) {
+        Some(p) => Some(Pod::clone(&p)),
+        None => Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?,
+    };
+    match pod {
+        Some(p) if owned_by(&p, exec) && p.metadata.deletion_timestamp.is_none() => {
+            delete_pod(&ns, name, p.uid().as_deref(), ctx).await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -657,8 +783,8 @@ async fn finished(exec: &Execution, ctx: &Context) -> Result<Action> {
     let ns = exec.namespace().unwrap_or_default();
     if let Some(pod) = exec.status.as_ref().and_then(|s| s.pod_name.as_deref()) {
         let cached = ctx.pods.get(&ObjectRef::new(pod).within(&ns));
-        if cached.is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
-            delete_pod(&ns, pod, ctx).await?;
+        if let Some(p) = cached.filter(|p| owned_by(p, exec) && p.metadata.deletion_timestamp.is_none()) {
+            delete_pod(&ns, pod, p.uid().as_deref(), ctx).await?;
         }
     }
     expire(exec, ctx).await

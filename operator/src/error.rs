@@ -10,7 +10,7 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
-    #[error("a Pod named {0} exists but belongs to something else; it is being removed")]
+    #[error("a Pod named {0} was in the way when the sandbox was created and is gone now; retrying")]
     ForeignPod(String),
 
     #[error("encoding: {0}")]

@@ -14,17 +14,15 @@ pub fn fnv1a(data: &[u8]) -> u64 {
 /// Longest DNS label (Pod names are used as host names, which are labels).
 pub const MAX_LABEL: usize = 63;
 
-/// Name of the sandbox Pod of `attempt` (1-based) of the Execution `execution`:
-/// `<execution>-<attempt>` when that is a valid DNS label; otherwise the name is lowered to
-/// a label and shortened, with a hash of the full name keeping it unique.
-pub fn pod_name(execution: &str, attempt: u32) -> String {
-    let suffix = format!("-{attempt}");
-    let simple = format!("{execution}{suffix}");
-    if is_dns_label(&simple) {
-        return simple;
-    }
-    let hash = format!("-{:08x}", fnv1a(execution.as_bytes()) as u32);
-    let room = MAX_LABEL - hash.len() - suffix.len();
+/// Name of the sandbox Pod of `attempt` (1-based) of the Execution named `execution` with
+/// metadata.uid `uid`: `<name>-<uid>-<attempt>`, the uid as 32 hex digits, the name lowered
+/// to a DNS label and shortened to fit. The uid is chosen by the API server, never by the
+/// submitter, so no two Executions (in any namespace) can arrive at the same name, whatever
+/// names they are given; the name part only makes it readable.
+pub fn pod_name(execution: &str, uid: &str, attempt: u32) -> String {
+    let uid: String = uid.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect();
+    let suffix = format!("-{uid}-{attempt}");
+    let room = MAX_LABEL.saturating_sub(suffix.len());
     let mut base: String = execution
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
@@ -34,11 +32,9 @@ pub fn pod_name(execution: &str, attempt: u32) -> String {
         base.pop();
     }
     let base = base.trim_start_matches('-');
-    if base.is_empty() {
-        format!("x{hash}{suffix}")
-    } else {
-        format!("{base}{hash}{suffix}")
-    }
+    let name = if base.is_empty() { format!("x{suffix}") } else { format!("{base}{suffix}") };
+    // A uid is 32 hex digits: the name always fits (and stays unique) when it is one.
+    name.chars().take(MAX_LABEL).collect()
 }
 
 /// A value usable as a label value: the name itself when it fits, else a shortened form
@@ -65,6 +61,7 @@ pub fn label_value(name: &str) -> String {
     }
 }
 
+#[cfg(test)]
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_LABEL
@@ -91,30 +88,29 @@ pub fn sandbox_id(execution_uid: &str) -> u32 {
 mod tests {
     use super::*;
 
+    const UID: &str = "5f2d3a1b-9c8e-4f7a-8b6c-5d4e3f2a1b0c";
+
     #[test]
-    fn short_names_stay_readable() {
-        assert_eq!(pod_name("hello", 1), "hello-1");
-        assert_eq!(pod_name("hello", 2), "hello-2");
+    fn names_carry_the_uid_and_stay_readable() {
+        assert_eq!(pod_name("hello", UID, 1), "hello-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-1");
+        assert_eq!(pod_name("hello", UID, 2), "hello-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-2");
+        assert_eq!(pod_name("My.Exec", UID, 1), "my-exec-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-1");
+        assert_eq!(pod_name("...", UID, 1), "x-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-1");
     }
 
     #[test]
-    fn long_or_dotted_names_become_unique_labels() {
+    fn names_are_valid_labels_and_differ_by_uid_whatever_the_name() {
         let long = "a".repeat(250);
-        let p1 = pod_name(&long, 1);
-        let p2 = pod_name(&long, 2);
-        assert!(p1.len() <= MAX_LABEL && is_dns_label(&p1), "{p1}");
-        assert!(p1.ends_with("-1") && p2.ends_with("-2"));
-        let other = format!("{}b", "a".repeat(249));
-        assert_ne!(pod_name(&other, 1), p1, "the hash keeps long names apart");
-        let dotted = pod_name("my.exec", 1);
-        assert!(is_dns_label(&dotted), "{dotted}");
-        assert!(dotted.starts_with("my-exec-"));
-        assert_ne!(pod_name("my.exec", 1), pod_name("my-exec", 1));
-        // 61 characters plus "-1" fit exactly; 62 do not.
-        let n61 = "b".repeat(61);
-        assert_eq!(pod_name(&n61, 1), format!("{n61}-1"));
-        let p = pod_name(&"b".repeat(62), 1);
-        assert!(p.len() <= MAX_LABEL && p.ends_with("-1"), "{p}");
+        for attempt in [1, 2, 1000] {
+            let p = pod_name(&long, UID, attempt);
+            assert!(is_dns_label(&p), "{p}");
+            assert!(p.ends_with(&format!("-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-{attempt}")), "{p}");
+        }
+        // Same name, another uid: another Pod; names that differ only past the cut: the uid
+        // keeps them apart too.
+        let other = "0b7c0000-0000-4000-8000-000000000001";
+        assert_ne!(pod_name(&long, UID, 1), pod_name(&long, other, 1));
+        assert_ne!(pod_name("my.exec", UID, 1), pod_name("my-exec", other, 1));
     }
 
     #[test]

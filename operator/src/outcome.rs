@@ -2,7 +2,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use rce_api::{output_matches, ExecutionStatus, Phase, Verdict};
-use rce_runner::protocol::{LimitHit, Outcome, RunRequest, RunResult, StageLimits, StageResult};
+use rce_runner::output::text_of;
+use rce_runner::protocol::{LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult};
 
 use crate::sandbox::CONTAINER;
 
@@ -68,9 +69,7 @@ impl Termination {
         if let Some(r) = &self.pod_reason {
             parts.push(format!("pod reason {r}"));
         }
-        if let Some(m) = self.message.as_deref().filter(|m| !m.is_empty()) {
-            parts.push(m.trim().to_string());
-        }
+        // (The container's termination message is not repeated: the program can write it.)
         parts.join(", ")
     }
 }
@@ -154,6 +153,32 @@ pub fn cap_text(s: &str, cap: usize) -> (String, bool) {
     (s[..end].to_string(), true)
 }
 
+/// Bytes a character takes in the JSON the API server stores (Go's encoding/json): `<`, `>`,
+/// `&`, U+2028, U+2029 and control characters other than `\n`, `\r`, `\t` become `\u00XX`;
+/// `"` and `\` take a backslash.
+pub fn stored_len(c: char) -> usize {
+    match c {
+        '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => 6,
+        '"' | '\\' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 || c == '\u{7f}' => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Cut `s` so that it takes at most `cap` bytes once stored (see [`stored_len`]), at a
+/// character boundary; says whether it cut. This, not the raw length, is what keeps a
+/// status under the API server's request limit whatever the program printed.
+pub fn cap_stored(s: &str, cap: usize) -> (String, bool) {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += stored_len(c);
+        if used > cap {
+            return (s[..i].to_string(), true);
+        }
+    }
+    (s.to_string(), false)
+}
+
 /// Name of a signal number, for runners that did not name it.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {
@@ -182,14 +207,14 @@ pub fn signal_name(sig: i32) -> String {
 
 /// Everything needed to turn a finished sandbox into a status.
 pub struct Finished<'a> {
-    /// The runner's result, if its line was found in the log.
-    pub result: Option<&'a RunResult>,
+    /// The runner's result, opened and verified, or why there is none to trust.
+    pub result: Result<&'a RunResult, &'a ResultError>,
     pub termination: &'a Termination,
     /// The limits the sandbox ran with (from the Pod's request annotation).
     pub limits: Option<&'a StageLimits>,
     pub compile_limits: Option<&'a StageLimits>,
     pub expected_output: Option<&'a str>,
-    /// Cap on each text field stored in the status.
+    /// Cap on each text field stored in the status, in stored (JSON-escaped) bytes.
     pub cap: usize,
     /// The last lines of the log, for the message when there is no result.
     pub log_tail: &'a str,
@@ -199,30 +224,9 @@ pub struct Finished<'a> {
 pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
     let t = f.termination;
     let mut st = ExecutionStatus::default();
-    let Some(result) = f.result else {
-        let (verdict, message) = if t.oom_killed() {
-            (
-                Verdict::MemoryLimitExceeded,
-                format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(f.limits)),
-            )
-        } else if t.deadline_exceeded() {
-            (Verdict::TimeLimitExceeded, "the sandbox exceeded its deadline and was stopped".to_string())
-        } else {
-            let tail = f.log_tail.trim();
-            let mut m = format!("the sandbox ended without a result ({})", t.describe());
-            if !tail.is_empty() {
-                m.push_str(": ");
-                m.push_str(&cap_text(tail, 512).0);
-            }
-            st.phase = Some(Phase::Failed);
-            st.verdict = Some(Verdict::InternalError);
-            st.message = Some(m);
-            return st;
-        };
-        st.phase = Some(Phase::Completed);
-        st.verdict = Some(verdict);
-        st.message = Some(message);
-        return st;
+    let result = match f.result {
+        Ok(r) => r,
+        Err(why) => return without_result(f, why),
     };
     match result.outcome {
         Outcome::InternalError => {
@@ -238,12 +242,13 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             st.phase = Some(Phase::Completed);
             st.verdict = Some(Verdict::CompilationError);
             let c = result.compile.clone().unwrap_or_default();
-            let mut out = c.stdout.clone();
-            if !out.is_empty() && !c.stderr.is_empty() && !out.ends_with('\n') {
+            let mut out = text_of(&c.stdout, c.stdout_truncated);
+            let err = text_of(&c.stderr, c.stderr_truncated);
+            if !out.is_empty() && !err.is_empty() && !out.ends_with('\n') {
                 out.push('\n');
             }
-            out.push_str(&c.stderr);
-            let (text, cut) = cap_text(&out, f.cap);
+            out.push_str(&err);
+            let (text, cut) = cap_stored(&out, f.cap);
             st.compile_output = Some(text);
             st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
             measurements(&mut st, &c);
@@ -263,17 +268,18 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             let r = result.run.clone().unwrap_or_default();
             st.phase = Some(Phase::Completed);
             measurements(&mut st, &r);
-            let (out, out_cut) = cap_text(&r.stdout, f.cap);
-            let (err, err_cut) = cap_text(&r.stderr, f.cap);
+            let stdout = text_of(&r.stdout, r.stdout_truncated);
+            let (out, out_cut) = cap_stored(&stdout, f.cap);
+            let (err, err_cut) = cap_stored(&text_of(&r.stderr, r.stderr_truncated), f.cap);
             st.stdout = Some(out);
             st.stdout_truncated = out_cut || r.stdout_truncated;
             st.stderr = Some(err);
             st.stderr_truncated = err_cut || r.stderr_truncated;
             if let Some(c) = &result.compile {
-                let mut co = c.stdout.clone();
-                co.push_str(&c.stderr);
+                let mut co = text_of(&c.stdout, c.stdout_truncated);
+                co.push_str(&text_of(&c.stderr, c.stderr_truncated));
                 if !co.is_empty() {
-                    let (text, cut) = cap_text(&co, f.cap);
+                    let (text, cut) = cap_stored(&co, f.cap);
                     st.compile_output = Some(text);
                     st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
                 }
@@ -293,6 +299,12 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
                     st.signal = Some("SIGXFSZ".into());
                     (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, f.limits)))
                 }
+                Some(LimitHit::Processes) => {
+                    // The runner stopped it; no signal or exit code of the program's own.
+                    st.signal = None;
+                    st.exit_code = None;
+                    (Verdict::RuntimeError, Some(limit_msg(LimitHit::Processes, f.limits)))
+                }
                 None if t.oom_killed() && !matches!(r.exit_code, Some(0)) => (
                     Verdict::MemoryLimitExceeded,
                     Some(format!(
@@ -305,7 +317,7 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
                         (Verdict::RuntimeError, Some(format!("the program was killed by {sig}")))
                     }
                     (None, Some(0)) | (None, None) => match f.expected_output {
-                        Some(exp) if !output_matches(&r.stdout, exp) || r.stdout_truncated => {
+                        Some(exp) if !output_matches(&stdout, exp) || r.stdout_truncated => {
                             (Verdict::WrongAnswer, Some("the output differs from expectedOutput".into()))
                         }
                         _ => (Verdict::Accepted, None),
@@ -319,6 +331,41 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             st.message = message;
         }
     }
+    st
+}
+
+/// No result to trust: the kubelet's own signals still say what happened (they come from the
+/// node, not from anything the program can write); otherwise the system failed.
+fn without_result(f: &Finished<'_>, why: &ResultError) -> ExecutionStatus {
+    let t = f.termination;
+    let mut st = ExecutionStatus::default();
+    if t.oom_killed() || t.deadline_exceeded() {
+        st.phase = Some(Phase::Completed);
+        if t.oom_killed() {
+            st.verdict = Some(Verdict::MemoryLimitExceeded);
+            st.message =
+                Some(format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(f.limits)));
+        } else {
+            st.verdict = Some(Verdict::TimeLimitExceeded);
+            st.message = Some("the sandbox exceeded its deadline and was stopped".to_string());
+        }
+        return st;
+    }
+    st.phase = Some(Phase::Failed);
+    st.verdict = Some(Verdict::InternalError);
+    let mut m = match why {
+        ResultError::Missing => format!("the sandbox ended without a result ({})", t.describe()),
+        other => format!(
+            "the sandbox's result was refused: {other} ({}); nothing from it was taken as a verdict",
+            t.describe()
+        ),
+    };
+    let tail = f.log_tail.trim();
+    if !tail.is_empty() {
+        m.push_str(": ");
+        m.push_str(&cap_stored(tail, 512).0);
+    }
+    st.message = Some(m);
     st
 }
 
@@ -346,6 +393,11 @@ fn limit_msg(hit: LimitHit, l: Option<&StageLimits>) -> String {
         (LimitHit::FileSize, Some(l)) => {
             format!("file size limit of {} KiB exceeded (SIGXFSZ)", l.file_size_kib)
         }
+        (LimitHit::Processes, Some(l)) => format!(
+            "process limit of {} reached: the program had more processes and threads at once than that, and was stopped",
+            l.processes
+        ),
+        (LimitHit::Processes, None) => "process limit reached: the program was stopped".into(),
         (LimitHit::CpuTime, None) => "CPU time limit exceeded".into(),
         (LimitHit::WallTime, None) => "wall-clock time limit exceeded".into(),
         (LimitHit::Output, None) => "output limit exceeded; the output is truncated".into(),
@@ -370,13 +422,19 @@ mod tests {
     }
 
     fn ran(run: StageResult) -> RunResult {
-        RunResult { outcome: Outcome::Ran, compile: None, run: Some(run), message: None }
+        RunResult {
+            run_id: String::new(),
+            outcome: Outcome::Ran,
+            compile: None,
+            run: Some(run),
+            message: None,
+        }
     }
 
     fn done(result: Option<&RunResult>, t: &Termination, expected: Option<&str>) -> ExecutionStatus {
         let l = limits();
         finish(&Finished {
-            result,
+            result: result.ok_or(&ResultError::Missing),
             termination: t,
             limits: Some(&l),
             compile_limits: None,
@@ -399,8 +457,8 @@ mod tests {
             exit_code: exit,
             signal,
             signal_name: None,
-            stdout: "hello\n".into(),
-            stderr: "warn\n".into(),
+            stdout: b"hello\n".to_vec(),
+            stderr: b"warn\n".to_vec(),
             time_ms: 12,
             wall_time_ms: 30,
             memory_kib: 9000,
@@ -483,11 +541,12 @@ mod tests {
     #[test]
     fn compile_errors_keep_the_compiler_output() {
         let r = RunResult {
+            run_id: String::new(),
             outcome: Outcome::CompileError,
             compile: Some(StageResult {
                 exit_code: Some(1),
-                stdout: "".into(),
-                stderr: "main.c:1: error".into(),
+                stdout: vec![],
+                stderr: b"main.c:1: error".to_vec(),
                 time_ms: 40,
                 ..Default::default()
             }),
@@ -515,7 +574,7 @@ mod tests {
         let err = Termination { exit_code: Some(127), reason: Some("Error".into()), ..Default::default() };
         let l = limits();
         let s = finish(&Finished {
-            result: None,
+            result: Err(&ResultError::Missing),
             termination: &err,
             limits: Some(&l),
             compile_limits: None,
@@ -536,6 +595,7 @@ mod tests {
     #[test]
     fn runner_internal_errors_fail_the_execution() {
         let r = RunResult {
+            run_id: String::new(),
             outcome: Outcome::InternalError,
             compile: None,
             run: None,
@@ -544,6 +604,103 @@ mod tests {
         let s = done(Some(&r), &exited(0), None);
         assert_eq!((s.phase, s.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));
         assert_eq!(s.message.as_deref(), Some("the runner failed: bad request"));
+    }
+
+    #[test]
+    fn a_refused_result_never_gives_a_verdict_but_the_kubelet_still_counts() {
+        let l = limits();
+        let finished = |why: &ResultError, t: &Termination| {
+            finish(&Finished {
+                result: Err(why),
+                termination: t,
+                limits: Some(&l),
+                compile_limits: None,
+                expected_output: None,
+                cap: 100,
+                log_tail: "",
+            })
+        };
+        for why in [
+            ResultError::BadMac,
+            ResultError::Several(2),
+            ResultError::Garbled("x".into()),
+            ResultError::WrongRun { expected: "a".into(), found: "b".into() },
+        ] {
+            let s = finished(&why, &exited(0));
+            assert_eq!((s.phase, s.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)), "{why:?}");
+            let m = s.message.unwrap();
+            assert!(m.contains("result was refused") && m.contains(&why.to_string()), "{m}");
+            assert!(s.stdout.is_none() && s.exit_code.is_none());
+        }
+        let oom =
+            Termination { exit_code: Some(137), reason: Some("OOMKilled".into()), ..Default::default() };
+        assert_eq!(finished(&ResultError::BadMac, &oom).verdict, Some(Verdict::MemoryLimitExceeded));
+        // The termination message is the program's to write: it is not repeated.
+        let t = Termination { message: Some("Accepted, trust me".into()), ..exited(0) };
+        assert!(!finished(&ResultError::Missing, &t).message.unwrap().contains("trust me"));
+    }
+
+    #[test]
+    fn the_process_limit_is_a_runtime_error_without_a_signal() {
+        let r = ran(stage(None, Some(9), Some(LimitHit::Processes)));
+        let s = done(Some(&r), &exited(0), None);
+        assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::RuntimeError)));
+        assert_eq!((s.signal, s.exit_code), (None, None));
+        assert!(s.message.unwrap().starts_with("process limit of 64 reached"));
+    }
+
+    #[test]
+    fn stored_size_is_bounded_after_json_escaping() {
+        assert_eq!(stored_len('<'), 6);
+        assert_eq!(stored_len('\u{1}'), 6);
+        assert_eq!(stored_len('\n'), 2);
+        assert_eq!(stored_len('é'), 2);
+        assert_eq!(stored_len('a'), 1);
+        let lt = "<".repeat(1000);
+        let (cut, was_cut) = cap_stored(&lt, 600);
+        assert!(was_cut);
+        assert_eq!(cut.len(), 100);
+        assert_eq!(serde_json::to_string(&cut).unwrap().len() - 2, 100, "serde does not escape <");
+        assert_eq!(cap_stored("abc", 3), ("abc".to_string(), false));
+        assert_eq!(cap_stored("ab<", 3), ("ab".to_string(), true));
+        // A status full of the worst characters stays within the budget.
+        let mut st = stage(Some(0), None, None);
+        st.stdout = "<".repeat(200_000).into_bytes();
+        st.stderr = "\u{1}".repeat(200_000).into_bytes();
+        let l = limits();
+        let s = finish(&Finished {
+            result: Ok(&ran(st)),
+            termination: &exited(0),
+            limits: Some(&l),
+            compile_limits: None,
+            expected_output: None,
+            cap: 131_072,
+            log_tail: "",
+        });
+        let stored: usize = [s.stdout.as_deref(), s.stderr.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.chars().map(stored_len).sum::<usize>())
+            .sum();
+        assert!(stored <= 2 * 131_072, "{stored}");
+        assert!(s.stdout_truncated && s.stderr_truncated);
+    }
+
+    #[test]
+    fn outputs_arrive_as_bytes_and_become_text() {
+        let mut st = stage(Some(0), None, None);
+        st.stdout = b"\xfe\xff\x00A\n".to_vec();
+        let l = limits();
+        let s = finish(&Finished {
+            result: Ok(&ran(st)),
+            termination: &exited(0),
+            limits: Some(&l),
+            compile_limits: None,
+            expected_output: None,
+            cap: 100,
+            log_tail: "",
+        });
+        assert_eq!(s.stdout.as_deref(), Some("\u{fffd}\u{fffd}\u{0}A\n"));
     }
 
     fn pod(yaml: &str) -> Pod {

@@ -6,8 +6,8 @@ use k8s_openapi::{
     api::{
         core::v1::{
             Capabilities, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-            ObjectFieldSelector, Pod, PodDNSConfig, PodSecurityContext, PodSpec, ResourceRequirements,
-            SeccompProfile, SecurityContext, Volume, VolumeMount,
+            EnvVar, ObjectFieldSelector, Pod, PodDNSConfig, PodSecurityContext, PodSpec,
+            ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
         },
         networking::v1::{NetworkPolicy, NetworkPolicySpec},
     },
@@ -15,6 +15,7 @@ use k8s_openapi::{
 };
 use kube::{api::ObjectMeta, Resource, ResourceExt};
 use rce_api::{Execution, Runtime, EXECUTION_LABEL, SANDBOX_LABEL};
+pub use rce_runner::protocol::{ACCOUNTING_ENV, RESULT_KEY_ENV};
 use rce_runner::protocol::{REQUEST_ANNOTATION, REQUEST_PATH, WORK_DIR};
 
 use crate::{config::SandboxSettings, names, validate::Plan};
@@ -25,6 +26,8 @@ pub const CONTAINER: &str = "runner";
 pub const ATTEMPT_LABEL: &str = "rce.dev/attempt";
 /// Annotation carrying the owning Execution's uid on a sandbox Pod.
 pub const EXECUTION_UID_ANNOTATION: &str = "rce.dev/execution-uid";
+/// Label carrying the owning Execution's uid on a sandbox Pod.
+pub const EXECUTION_UID_LABEL: &str = "rce.dev/execution-uid";
 /// Name of the NetworkPolicy that isolates sandbox Pods in each namespace.
 pub const NETWORK_POLICY: &str = "rce-sandbox-deny-all";
 /// The field manager of everything the operator writes.
@@ -38,7 +41,8 @@ pub struct Sizes {
     /// Memory request = limit: the program's memory, the memory-backed work dir and /tmp
     /// (tmpfs pages count against the Pod's memory) and the runner's own.
     pub memory_mib: u64,
-    /// Ephemeral storage: the container log (the result line) and the writable layer.
+    /// Ephemeral storage: the container log (the runner's one result line; nothing else can
+    /// write there) and the kubelet's files of the Pod.
     pub ephemeral_mib: u64,
     pub active_deadline_seconds: i64,
 }
@@ -52,9 +56,9 @@ pub fn sizes(plan: &Plan, runtime: &Runtime, settings: &SandboxSettings) -> Size
     let work_mib = runtime.spec.work_dir_mib.unwrap_or(settings.work_mib.max(2 * max_file_mib));
     let tmp_mib = runtime.spec.tmp_mib.unwrap_or(settings.tmp_mib);
     let program_mib = l.memory_mib.max(plan.compile_limits.map_or(0, |c| c.memory_mib));
-    let output = l.output_bytes.max(plan.compile_limits.map_or(0, |c| c.output_bytes));
-    // The result line holds stdout and stderr (and the compile output), JSON-escaped.
-    let ephemeral_mib = 32 + (output * 2 * 6).div_ceil(1024 * 1024) * 2;
+    // The result line holds stdout and stderr of the run and of the compile step, base64.
+    let outputs = 2 * (l.output_bytes + plan.compile_limits.map_or(0, |c| c.output_bytes));
+    let ephemeral_mib = 32 + (outputs * 4 / 3).div_ceil(1024 * 1024);
     let wall_ms = l.wall_time_ms + plan.compile_limits.map_or(0, |c| c.wall_time_ms);
     Sizes {
         work_mib,
@@ -69,27 +73,54 @@ fn mib(n: u64) -> Quantity {
     Quantity(format!("{n}Mi"))
 }
 
+/// The run id of `attempt` of the Execution with uid `uid`: what the runner's sealed
+/// result must name.
+pub fn run_id(uid: &str, attempt: u32) -> String {
+    format!("{uid}/{attempt}")
+}
+
+/// A fresh result key: 32 random bytes, in hex.
+pub fn new_result_key() -> String {
+    let mut key = [0u8; rce_runner::mac::KEY_BYTES];
+    // The thread RNG is a CSPRNG seeded (and reseeded) from the operating system.
+    rand::Rng::fill(&mut rand::rng(), &mut key[..]);
+    rce_runner::mac::hex(&key)
+}
+
+/// The result key a sandbox Pod was given, from its spec.
+pub fn result_key(pod: &Pod) -> Option<Vec<u8>> {
+    let env = pod.spec.as_ref()?.containers.iter().find(|c| c.name == CONTAINER)?.env.as_ref()?;
+    let hex = env.iter().find(|v| v.name == RESULT_KEY_ENV)?.value.as_deref()?;
+    rce_runner::mac::unhex(hex).filter(|k| !k.is_empty())
+}
+
 /// The labels every sandbox Pod of `execution` carries.
 pub fn labels(execution: &Execution, attempt: u32) -> BTreeMap<String, String> {
     BTreeMap::from([
         (SANDBOX_LABEL.to_string(), "true".to_string()),
         (EXECUTION_LABEL.to_string(), names::label_value(&execution.name_any())),
+        (EXECUTION_UID_LABEL.to_string(), execution.uid().unwrap_or_default()),
         (ATTEMPT_LABEL.to_string(), attempt.to_string()),
         ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
         ("app.kubernetes.io/component".to_string(), "sandbox".to_string()),
     ])
 }
 
-/// Build the sandbox Pod of `attempt` (1-based) of `execution`.
+/// Build the sandbox Pod of `attempt` (1-based) of `execution`, whose runner seals its
+/// result with `key` (hex, from [`new_result_key`]).
 pub fn build_pod(
     execution: &Execution,
     attempt: u32,
     plan: &Plan,
     runtime: &Runtime,
     settings: &SandboxSettings,
+    key: &str,
 ) -> Pod {
     let s = sizes(plan, runtime, settings);
     let uid = execution.uid().unwrap_or_default();
+    let mut request = plan.request.clone();
+    request.run_id = run_id(&uid, attempt);
+    let request_json = serde_json::to_string(&request).unwrap_or_else(|_| plan.request_json.clone());
     let id = i64::from(names::sandbox_id(&uid));
     let request_dir = REQUEST_PATH.rsplit_once('/').map_or("/etc/rce", |(d, _)| d);
     let request_file = REQUEST_PATH.rsplit_once('/').map_or("request.json", |(_, f)| f);
@@ -108,11 +139,11 @@ pub fn build_pod(
     };
     Pod {
         metadata: ObjectMeta {
-            name: Some(names::pod_name(&execution.name_any(), attempt)),
+            name: Some(names::pod_name(&execution.name_any(), &uid, attempt)),
             namespace: execution.namespace(),
             labels: Some(labels(execution, attempt)),
             annotations: Some(BTreeMap::from([
-                (REQUEST_ANNOTATION.to_string(), plan.request_json.clone()),
+                (REQUEST_ANNOTATION.to_string(), request_json),
                 (EXECUTION_UID_ANNOTATION.to_string(), uid),
             ])),
             owner_references: execution.controller_owner_ref(&()).map(|o| vec![o]),
@@ -148,6 +179,16 @@ pub fn build_pod(
                 image_pull_policy: Some(settings.image_pull_policy.clone()),
                 command: Some(vec![settings.runner_path.clone()]),
                 working_dir: Some(WORK_DIR.into()),
+                // The runner takes the key out of its environment before any stage starts,
+                // and stages get an environment of their own.
+                env: Some(vec![
+                    EnvVar { name: RESULT_KEY_ENV.into(), value: Some(key.into()), value_from: None },
+                    EnvVar { name: ACCOUNTING_ENV.into(), value: Some("cgroup".into()), value_from: None },
+                ]),
+                // The kubelet mounts this file from the node's disk, writable: the program's
+                // RLIMIT_FSIZE bounds it, and the operator treats its text as untrusted.
+                termination_message_path: Some("/dev/termination-log".into()),
+                termination_message_policy: Some("File".into()),
                 resources: Some(ResourceRequirements {
                     limits: Some(limits),
                     requests: Some(requests),
@@ -244,19 +285,22 @@ spec:
   limits: {memoryMiB: 64, wallTimeMs: 2500, outputBytes: 1000}
 "#;
 
+    const KEY: &str = "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff";
+
     fn pod() -> (Pod, Plan) {
         let e = execution(EXEC);
         let rt = runtime(PYTHON);
         let s = SandboxSettings::default();
         let p = plan(&e.spec, &rt, &s).unwrap();
-        (build_pod(&e, 1, &p, &rt, &s), p)
+        (build_pod(&e, 1, &p, &rt, &s, KEY), p)
     }
 
     #[test]
     fn pod_is_owned_named_labelled_and_carries_the_request() {
         let (pod, plan) = pod();
         let m = &pod.metadata;
-        assert_eq!(m.name.as_deref(), Some("hello-1"));
+        // The uid in the name: no other Execution can arrive at it.
+        assert_eq!(m.name.as_deref(), Some("hello-5f2dd-1"));
         assert_eq!(m.namespace.as_deref(), Some("team-a"));
         let owner = &m.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -268,14 +312,19 @@ spec:
         assert_eq!(labels[SANDBOX_LABEL], "true");
         assert_eq!(labels[EXECUTION_LABEL], "hello");
         assert_eq!(labels[ATTEMPT_LABEL], "1");
+        assert_eq!(labels[EXECUTION_UID_LABEL], "5f2d-uid");
         let ann = m.annotations.as_ref().unwrap();
-        assert_eq!(ann[REQUEST_ANNOTATION], plan.request_json);
+        let sent: rce_runner::protocol::RunRequest = serde_json::from_str(&ann[REQUEST_ANNOTATION]).unwrap();
+        assert_eq!(sent.run_id, "5f2d-uid/1", "the request names its run");
+        assert_eq!(sent.files, plan.request.files);
         assert_eq!(ann[EXECUTION_UID_ANNOTATION], "5f2d-uid");
+        assert!(!ann[REQUEST_ANNOTATION].contains(KEY), "the key is not in what the program can read");
     }
 
     #[test]
     fn pod_is_hardened() {
         let (pod, _) = pod();
+        assert_eq!(result_key(&pod).unwrap().len(), 32);
         let spec = pod.spec.unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.automount_service_account_token, Some(false));
@@ -303,6 +352,16 @@ spec:
         assert_eq!(sc.privileged, Some(false));
         assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
         assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+        // The runner's environment: the result key and cgroup accounting; nothing else.
+        let env: Vec<(String, Option<String>)> =
+            c.env.clone().unwrap().into_iter().map(|v| (v.name, v.value)).collect();
+        assert_eq!(
+            env,
+            [
+                (RESULT_KEY_ENV.to_string(), Some(KEY.to_string())),
+                (ACCOUNTING_ENV.to_string(), Some("cgroup".into()))
+            ]
+        );
     }
 
     #[test]
@@ -317,7 +376,8 @@ spec:
         assert_eq!(req["memory"], lim["memory"]);
         assert_eq!(lim["cpu"].0, "1");
         assert_eq!(req["cpu"].0, "50m");
-        assert_eq!(lim["ephemeral-storage"].0, "34Mi");
+        // 32 MiB plus the base64 result line: 2 x 1000 bytes of output, rounded up.
+        assert_eq!(lim["ephemeral-storage"].0, "33Mi");
         assert_eq!(req["ephemeral-storage"], lim["ephemeral-storage"]);
         let vols = spec.volumes.unwrap();
         let by_name = |n: &str| vols.iter().find(|v| v.name == n).unwrap().clone();
@@ -348,8 +408,8 @@ spec:
         let rt = runtime(GCC);
         let s = SandboxSettings::default();
         let p = plan(&e.spec, &rt, &s).unwrap();
-        let pod = build_pod(&e, 2, &p, &rt, &s);
-        assert_eq!(pod.metadata.name.as_deref(), Some("hello-2"));
+        let pod = build_pod(&e, 2, &p, &rt, &s, KEY);
+        assert_eq!(pod.metadata.name.as_deref(), Some("hello-5f2dd-2"));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
         // 15 s compile + 2.5 s run, rounded up, plus the margin.
@@ -361,7 +421,18 @@ spec:
         let cfg = SandboxSettings { runtime_class_name: Some("kata".into()), ..Default::default() };
         let py = runtime(PYTHON);
         let p = plan(&e.spec, &py, &cfg).unwrap();
-        assert_eq!(build_pod(&e, 1, &p, &py, &cfg).spec.unwrap().runtime_class_name.as_deref(), Some("kata"));
+        assert_eq!(
+            build_pod(&e, 1, &p, &py, &cfg, KEY).spec.unwrap().runtime_class_name.as_deref(),
+            Some("kata")
+        );
+    }
+
+    #[test]
+    fn result_keys_are_fresh_and_long() {
+        let (a, b) = (new_result_key(), new_result_key());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(rce_runner::mac::unhex(&a).is_some());
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
     }
 
     let request = RunRequest {
+        run_id: String::new(),
         files,
         stdin: spec.stdin.clone().unwrap_or_default(),
         args: spec.args.clone(),
