@@ -18,6 +18,7 @@ REDIS_PORT="${RCE_REDIS_PORT:-16379}"
 AMQP_PORT="${RCE_AMQP_PORT:-5672}"
 CONTAINERD_SOCK="/run/containerd/containerd.sock"
 POD_CIDR="10.244.0.0/24"
+BRIDGE="rce0"
 SERVICE_CIDR="10.96.0.0/24"
 PAUSE_IMAGE="rce.dev/pause:3.2"
 # Components in start order; `down` stops them in reverse.
@@ -112,15 +113,18 @@ write_configs() {
     write_kubeconfig "$RCE_STATE/$c.kubeconfig" "    client-certificate: $PKI/$c.crt
     client-key: $PKI/$c.key"
   done
-  # No gateway and no routes: a pod's only route is its own subnet; no ipMasq.
+  # No gateway and no routes: a pod's only route is its own subnet; no ipMasq. No IPv6 on
+  # a pod's eth0 (no link-local address, so nothing to reach another sandbox or the node
+  # with over IPv6); the loopback keeps ::1.
   cat > "$RCE_STATE/cni/net.d/10-rce.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "rce-pods",
   "plugins": [
-    {"type": "bridge", "bridge": "rce0", "isGateway": false, "ipMasq": false, "hairpinMode": false,
+    {"type": "bridge", "bridge": "$BRIDGE", "isGateway": false, "ipMasq": false, "hairpinMode": false,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]],
               "dataDir": "$RCE_STATE/cni/ipam"}},
+    {"type": "tuning", "sysctl": {"net.ipv6.conf.eth0.disable_ipv6": "1"}},
     {"type": "loopback"}
   ]
 }
@@ -305,11 +309,27 @@ wait_rabbitmq() {
   wait_for rabbitmq 90 amqp_open
 }
 
-# Where the deny-all of sandbox traffic lives on a cluster without an enforcing CNI: the
-# bridge has no gateway, and anything forwarded from the pod subnet is dropped as well.
+# Where the deny-all of sandbox traffic lives on a cluster without an enforcing CNI, in
+# layers, for IPv4 and IPv6 alike:
+# - the bridge has no gateway and no address of either family (it is made here, before any
+#   Pod, with IPv6 off), and Pods have no IPv6 on eth0 (the CNI tuning plugin);
+# - bridged and forwarded traffic of the pod network is dropped (br_netfilter hands bridged
+#   frames to iptables and ip6tables), and so is anything from the bridge to the node itself.
 network_guard() {
-  iptables -C FORWARD -s "$POD_CIDR" -j DROP 2>/dev/null || iptables -I FORWARD -s "$POD_CIDR" -j DROP
-  iptables -C FORWARD -d "$POD_CIDR" -j DROP 2>/dev/null || iptables -I FORWARD -d "$POD_CIDR" -j DROP
+  modprobe br_netfilter 2>/dev/null || true
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+  sysctl -qw "net.ipv6.conf.$BRIDGE.disable_ipv6=1"
+  ip link set "$BRIDGE" up
+  local rule
+  for rule in "FORWARD -s $POD_CIDR -j DROP" "FORWARD -d $POD_CIDR -j DROP" "INPUT -i $BRIDGE -j DROP"; do
+    # shellcheck disable=SC2086
+    iptables -C $rule 2>/dev/null || iptables -I $rule
+  done
+  for rule in "FORWARD -i $BRIDGE -j DROP" "FORWARD -o $BRIDGE -j DROP" "INPUT -i $BRIDGE -j DROP"; do
+    # shellcheck disable=SC2086
+    ip6tables -C $rule 2>/dev/null || ip6tables -I $rule
+  done
 }
 
 cmd_up() {
@@ -321,7 +341,7 @@ cmd_up() {
   make_pki
   write_configs
   build_pause_and_test_images
-  network_guard || log "warning: iptables FORWARD guard not installed (pods still have no route out)"
+  network_guard || die "the pod network guard (iptables, ip6tables, the $BRIDGE bridge) could not be installed"
   start_containerd
   import_image "$RCE_CACHE/images/pause-3.2.tar" "$PAUSE_IMAGE"
   import_image "$RCE_CACHE/images/busybox-$(cut -d: -f2 < "$RCE_STATE/busybox-image").tar" "$(cat "$RCE_STATE/busybox-image")"
