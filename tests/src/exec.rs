@@ -130,6 +130,32 @@ impl Engine {
         }
     }
 
+    /// Wait until every one of `names` has a terminal phase or `timeout` passes; return the
+    /// latest copy of each either way (the caller judges the ones still running).
+    pub async fn wait_settled(
+        &self,
+        names: &[String],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, Execution>> {
+        let api = self.executions();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all: BTreeMap<String, Execution> = api
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|e| names.contains(&e.name_any()))
+                .map(|e| (e.name_any(), e))
+                .collect();
+            let done = names.iter().all(|n| all.get(n).and_then(phase).is_some_and(Phase::is_terminal));
+            if done || Instant::now() > deadline {
+                return Ok(all);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Submit one and wait for it.
     pub async fn run(&self, name: &str, spec: serde_json::Value, timeout: Duration) -> Result<Execution> {
         self.submit(name, spec).await?;
