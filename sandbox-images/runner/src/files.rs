@@ -44,6 +44,11 @@ pub fn validate_name(name: &str) -> Result<Vec<&str>, String> {
     if name.starts_with('/') {
         return bad("absolute paths are not allowed");
     }
+    // A name is put on compiler command lines: `-x` would be an option, `@x` a file of
+    // options (gcc, javac, rustc, mcs) in every one of them.
+    if name.starts_with('-') || name.starts_with('@') {
+        return bad("a name may not start with '-' or '@'");
+    }
     let parts: Vec<&str> = name.split('/').collect();
     if parts.len() > MAX_DEPTH {
         return bad(&format!("more than {MAX_DEPTH} path components"));
@@ -184,6 +189,9 @@ mod tests {
         assert!(err("..").contains("\"..\""));
         assert!(err("/etc/passwd").contains("absolute"));
         assert!(err("./a").contains("\".\""));
+        assert!(err("@opts").contains("'-' or '@'"));
+        assert!(err("-toolexec=sh x").contains("'-' or '@'"));
+        assert!(validate_name("a/-b").is_ok() && validate_name("a@b").is_ok());
     }
 
     #[test]

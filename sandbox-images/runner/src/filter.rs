@@ -17,11 +17,18 @@
 //!   `sched_setscheduler`, `sched_setparam`, `sched_setattr`, `sched_setaffinity`,
 //!   `prlimit64`, `migrate_pages`, `move_pages`, `get_robust_list`;
 //! - `setpriority` and `ioprio_set` for a whole user (which would include the runner), or
-//!   naming process (group) 1.
+//!   naming process (group) 1;
+//! - `fcntl(F_SETOWN)` naming PID 1 or process group 1, `F_SETOWN_EX`, and the `FIOSETOWN`
+//!   and `SIOCSPGRP` ioctls (signals to the owner of a file reach whoever is named);
+//! - sockets of any family but `AF_UNIX` (`EAFNOSUPPORT`): a sandbox has no network, and
+//!   the kernel charges TCP buffers on loopback to no cgroup on cgroup v1;
+//! - `io_uring_*` (its operations would not pass through this filter);
+//! - `fallocate` with `FALLOC_FL_KEEP_SIZE` (it allocates disk without growing the file, so
+//!   `RLIMIT_FSIZE` never sees it).
 //!
-//! Every denial is `EPERM`, which programs handle as they would any refusal. A call from
-//! another architecture (the i386 `int 0x80` entry, x32) is denied too: its numbers differ,
-//! so the rules above would not see it.
+//! Every denial is `EPERM` unless said otherwise, which programs handle as they would any
+//! refusal. A call from another architecture (the i386 `int 0x80` entry, x32) is denied
+//! too: its numbers differ, so the rules above would not see it.
 
 /// One BPF instruction (`struct sock_filter`).
 pub type Insn = libc::sock_filter;
@@ -29,10 +36,12 @@ pub type Insn = libc::sock_filter;
 const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 const RET_ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
-const RET_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32; // SECCOMP_RET_ERRNO | EPERM
+const RET_ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+const RET_EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
 
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
@@ -50,27 +59,50 @@ const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
 #[cfg(target_arch = "x86_64")]
 const X32_BIT: u32 = 0x4000_0000;
 
-/// A condition on one argument: its low 32 bits equal a value.
+/// A condition on one argument's low 32 bits.
 #[derive(Debug, Clone, Copy)]
-struct ArgEq(u32, u32);
+enum Cond {
+    /// Equal to a value.
+    Eq(u32, u32),
+    /// Not equal to a value.
+    Ne(u32, u32),
+    /// Any of these bits set.
+    Bits(u32, u32),
+}
+use Cond::*;
 
-/// A system call and the argument conditions under which it is denied: denied when every
-/// condition of any one of the lists holds (an empty list: always).
+/// A system call and the argument conditions under which it is denied with `errno`: denied
+/// when every condition of any one of the lists holds (an empty list: always).
 struct Rule {
     nr: u32,
-    when: Vec<Vec<ArgEq>>,
+    when: Vec<Vec<Cond>>,
+    errno: u32,
 }
 
 fn nr(n: libc::c_long) -> u32 {
     n as u32
 }
 
+/// `fcntl` and `ioctl` commands that name a file's signal owner (not all in `libc`).
+const F_SETOWN_EX: u32 = 15;
+const FIOSETOWN: u32 = 0x8901;
+const SIOCSPGRP: u32 = 0x8902;
+
 fn rules() -> Vec<Rule> {
-    let always = |n| Rule { nr: nr(n), when: vec![vec![]] };
-    let arg_is_1 =
-        |n, args: &[u32]| Rule { nr: nr(n), when: args.iter().map(|&a| vec![ArgEq(a, 1)]).collect() };
+    let eperm = libc::EPERM as u32;
+    let always = |n| Rule { nr: nr(n), when: vec![vec![]], errno: eperm };
+    let arg_is_1 = |n, args: &[u32]| Rule {
+        nr: nr(n),
+        when: args.iter().map(|&a| vec![Eq(a, 1)]).collect(),
+        errno: eperm,
+    };
     const PRIO_USER: u32 = 2;
     const IOPRIO_WHO_USER: u32 = 3;
+    const AF_UNIX: u32 = libc::AF_UNIX as u32;
+    const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
+    const MINUS_ONE: u32 = u32::MAX;
+    let unix_only =
+        |n| Rule { nr: nr(n), when: vec![vec![Ne(0, AF_UNIX)]], errno: libc::EAFNOSUPPORT as u32 };
     vec![
         always(libc::SYS_ptrace),
         always(libc::SYS_process_vm_readv),
@@ -97,8 +129,36 @@ fn rules() -> Vec<Rule> {
         arg_is_1(libc::SYS_migrate_pages, &[0]),
         arg_is_1(libc::SYS_move_pages, &[0]),
         arg_is_1(libc::SYS_get_robust_list, &[0]),
-        Rule { nr: nr(libc::SYS_setpriority), when: vec![vec![ArgEq(0, PRIO_USER)], vec![ArgEq(1, 1)]] },
-        Rule { nr: nr(libc::SYS_ioprio_set), when: vec![vec![ArgEq(0, IOPRIO_WHO_USER)], vec![ArgEq(1, 1)]] },
+        Rule {
+            nr: nr(libc::SYS_setpriority),
+            when: vec![vec![Eq(0, PRIO_USER)], vec![Eq(1, 1)]],
+            errno: eperm,
+        },
+        Rule {
+            nr: nr(libc::SYS_ioprio_set),
+            when: vec![vec![Eq(0, IOPRIO_WHO_USER)], vec![Eq(1, 1)]],
+            errno: eperm,
+        },
+        Rule {
+            nr: nr(libc::SYS_fcntl),
+            when: vec![
+                vec![Eq(1, libc::F_SETOWN as u32), Eq(2, 1)],
+                vec![Eq(1, libc::F_SETOWN as u32), Eq(2, MINUS_ONE)],
+                vec![Eq(1, F_SETOWN_EX)],
+            ],
+            errno: eperm,
+        },
+        Rule {
+            nr: nr(libc::SYS_ioctl),
+            when: vec![vec![Eq(1, FIOSETOWN)], vec![Eq(1, SIOCSPGRP)]],
+            errno: eperm,
+        },
+        unix_only(libc::SYS_socket),
+        unix_only(libc::SYS_socketpair),
+        always(libc::SYS_io_uring_setup),
+        always(libc::SYS_io_uring_enter),
+        always(libc::SYS_io_uring_register),
+        Rule { nr: nr(libc::SYS_fallocate), when: vec![vec![Bits(1, FALLOC_FL_KEEP_SIZE)]], errno: eperm },
     ]
 }
 
@@ -126,12 +186,18 @@ pub fn program() -> Vec<Insn> {
         let mut block = Vec::new();
         for conj in &rule.when {
             let len = conj.len() * 2 + 1;
-            for (i, ArgEq(arg, value)) in conj.iter().enumerate() {
-                let rest = len - (i * 2 + 2); // instructions after this comparison
-                block.push(insn(LD_W_ABS, 0, 0, off_arg(*arg)));
-                block.push(insn(JEQ_K, 0, rest as u8, *value));
+            for (i, cond) in conj.iter().enumerate() {
+                let rest = (len - (i * 2 + 2)) as u8; // instructions after this comparison
+                let (arg, jump) = match *cond {
+                    // Holds: fall through to the next comparison; else skip the conjunction.
+                    Eq(arg, v) => (arg, insn(JEQ_K, 0, rest, v)),
+                    Ne(arg, v) => (arg, insn(JEQ_K, rest, 0, v)),
+                    Bits(arg, bits) => (arg, insn(JSET_K, 0, rest, bits)),
+                };
+                block.push(insn(LD_W_ABS, 0, 0, off_arg(arg)));
+                block.push(jump);
             }
-            block.push(insn(RET_K, 0, 0, RET_EPERM));
+            block.push(insn(RET_K, 0, 0, RET_ERRNO | rule.errno));
         }
         block.push(insn(RET_K, 0, 0, RET_ALLOW));
         // The accumulator still holds the number: argument loads happen only inside a block,
@@ -222,6 +288,59 @@ mod tests {
         assert!(under_filter(|| unsafe { eperm(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)) }));
     }
 
+    fn errno_is(r: libc::c_long, errno: i32) -> bool {
+        r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(errno)
+    }
+
+    #[test]
+    fn no_network_sockets_no_io_uring_no_hidden_disk() {
+        assert!(under_filter(|| unsafe {
+            errno_is(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as libc::c_long, libc::EAFNOSUPPORT)
+                && errno_is(
+                    libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0) as libc::c_long,
+                    libc::EAFNOSUPPORT,
+                )
+                && errno_is(
+                    libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) as libc::c_long,
+                    libc::EAFNOSUPPORT,
+                )
+                && errno_is(
+                    libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) as libc::c_long,
+                    libc::EAFNOSUPPORT,
+                )
+        }));
+        assert!(under_filter(|| unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            let mut pair = [0; 2];
+            fd >= 0 && libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) == 0
+        }));
+        assert!(under_filter(|| unsafe {
+            let mut params = [0u8; 120];
+            eperm(libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()))
+        }));
+        assert!(under_filter(|| unsafe {
+            let path = c"/tmp/rce-filter-fallocate";
+            let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600);
+            let keep = eperm(libc::fallocate(fd, 0x01, 0, 4096) as libc::c_long);
+            let plain = libc::fallocate(fd, 0, 0, 4096) == 0;
+            libc::unlink(path.as_ptr());
+            fd >= 0 && keep && plain
+        }));
+    }
+
+    #[test]
+    fn file_owners_cannot_name_the_runner() {
+        assert!(under_filter(|| unsafe {
+            let mut p = [0; 2];
+            libc::pipe(p.as_mut_ptr());
+            eperm(libc::fcntl(p[0], libc::F_SETOWN, 1) as libc::c_long)
+                && eperm(libc::fcntl(p[0], libc::F_SETOWN, -1) as libc::c_long)
+                && libc::fcntl(p[0], libc::F_SETOWN, libc::getpid()) == 0
+                && eperm(libc::ioctl(p[0], FIOSETOWN as _, &1i32) as libc::c_long)
+                && libc::fcntl(p[0], libc::F_GETFL) >= 0
+        }));
+    }
+
     #[test]
     fn the_program_keeps_what_it_needs_for_itself() {
         assert!(under_filter(|| unsafe { libc::syscall(libc::SYS_kill, libc::getpid(), 0) == 0 }));
@@ -253,7 +372,7 @@ mod tests {
         assert!(p.len() < 256, "{} instructions", p.len());
         assert_eq!(p.last().map(|i| (i.code, i.k)), Some((RET_K, RET_ALLOW)));
         for (i, ins) in p.iter().enumerate() {
-            if ins.code == JEQ_K || ins.code == JGE_K {
+            if ins.code == JEQ_K || ins.code == JGE_K || ins.code == JSET_K {
                 assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < p.len(), "jump out of the program at {i}");
             }
         }

@@ -82,11 +82,21 @@ impl Config {
 }
 
 /// Reads the request and executes it; every failure is a result, never a panic or an exit.
-pub fn run(config: &Config) -> RunResult {
-    match load_request(&config.request_path) {
-        Ok(req) => RunResult { run_id: req.run_id.clone(), ..execute(&req, config) },
-        Err(message) => internal_error(message, None),
+pub fn run(config: &Config, key: Option<&[u8]>) -> RunResult {
+    let mut req = match load_request(&config.request_path) {
+        Ok(req) => req,
+        Err(message) => return internal_error(message, None),
+    };
+    if let Some(sealed) = req.stdin_sealed.take() {
+        match key
+            .ok_or_else(|| "the stdin is sealed but the runner has no key".to_string())
+            .and_then(|k| sealed.open(k))
+        {
+            Ok(text) => req.stdin = text,
+            Err(message) => return RunResult { run_id: req.run_id.clone(), ..internal_error(message, None) },
+        }
     }
+    RunResult { run_id: req.run_id.clone(), ..execute(&req, config) }
 }
 
 /// Runs a closure, turning a panic into an `InternalError` result. (The panic hook still

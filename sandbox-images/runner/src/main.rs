@@ -10,7 +10,7 @@ fn main() {
     let result = match nondumpable {
         // Fail closed: without this layer the program could reach the runner.
         Err(e) => rce_runner::internal_error_result(format!("cannot make the runner non-dumpable: {e}")),
-        Ok(()) => rce_runner::catch_panics(|| rce_runner::run(&config)),
+        Ok(()) => rce_runner::catch_panics(|| rce_runner::run(&config, key.as_deref())),
     };
     rce_runner::print_result(&result, key.as_deref());
 }

@@ -31,6 +31,9 @@ pub struct Usage {
 pub enum Source {
     Cgroup(CgroupFiles),
     Proc,
+    /// cgroup accounting was asked for but the cgroup cannot be read: every stage fails
+    /// (never a silent fallback to weaker accounting).
+    Unavailable(String),
 }
 
 /// The files of the container's cgroup (v1 or v2) that the meter reads.
@@ -73,8 +76,66 @@ impl CgroupFiles {
     }
 
     /// Memory charged to the cgroup that is not page cache, in bytes.
+    #[cfg(test)]
     fn memory_bytes(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(&self.memory_stat).ok()?;
+        self.open().ok()?.memory_bytes()
+    }
+
+    #[cfg(test)]
+    fn cpu_us(&self) -> Option<u64> {
+        self.open().ok()?.cpu_us()
+    }
+
+    pub fn tasks(&self) -> Option<u64> {
+        self.open().ok()?.tasks()
+    }
+
+    pub fn tasks_peak(&self) -> Option<u64> {
+        self.open().ok()?.tasks_peak()
+    }
+
+    /// Opens the files once (for a stage): a program that lowers the runner's limits or
+    /// fills the file table cannot make a later sample fail.
+    pub fn open(&self) -> std::io::Result<Opened> {
+        let opt = |p: &Option<PathBuf>| p.as_ref().map(std::fs::File::open).transpose();
+        Ok(Opened {
+            v2: self.v2,
+            memory_stat: std::fs::File::open(&self.memory_stat)?,
+            kmem: opt(&self.kmem)?,
+            cpu: std::fs::File::open(&self.cpu)?,
+            pids_current: opt(&self.pids_current)?,
+            pids_peak: opt(&self.pids_peak)?,
+        })
+    }
+}
+
+/// A cgroup's files, open.
+#[derive(Debug)]
+pub struct Opened {
+    v2: bool,
+    memory_stat: std::fs::File,
+    kmem: Option<std::fs::File>,
+    cpu: std::fs::File,
+    pids_current: Option<std::fs::File>,
+    pids_peak: Option<std::fs::File>,
+}
+
+/// The whole content of a (small) file from its start.
+fn read_all(f: &std::fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 8192];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
+}
+
+fn read_u64_at(f: &std::fs::File) -> Option<u64> {
+    read_all(f)?.trim().parse().ok()
+}
+
+impl Opened {
+    fn memory_bytes(&self) -> Option<u64> {
+        let stat = read_all(&self.memory_stat)?;
         let field = |name: &str| {
             stat.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
@@ -83,31 +144,30 @@ impl CgroupFiles {
         if self.v2 {
             Some(field("anon")? + field("shmem")? + field("kernel").unwrap_or(0))
         } else {
-            let kmem = self.kmem.as_ref().and_then(|p| read_u64(p)).unwrap_or(0);
+            let kmem = match &self.kmem {
+                Some(f) => read_u64_at(f)?,
+                None => 0,
+            };
             Some(field("total_rss")? + field("total_shmem")? + kmem)
         }
     }
 
     fn cpu_us(&self) -> Option<u64> {
         if self.v2 {
-            let stat = std::fs::read_to_string(&self.cpu).ok()?;
+            let stat = read_all(&self.cpu)?;
             stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
         } else {
-            read_u64(&self.cpu).map(|ns| ns / 1000)
+            read_u64_at(&self.cpu).map(|ns| ns / 1000)
         }
     }
 
-    pub fn tasks(&self) -> Option<u64> {
-        self.pids_current.as_deref().and_then(read_u64)
+    fn tasks(&self) -> Option<u64> {
+        self.pids_current.as_ref().and_then(read_u64_at)
     }
 
-    pub fn tasks_peak(&self) -> Option<u64> {
-        self.pids_peak.as_deref().and_then(read_u64)
+    fn tasks_peak(&self) -> Option<u64> {
+        self.pids_peak.as_ref().and_then(read_u64_at)
     }
-}
-
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
 /// The runner's own anonymous resident memory (KiB) and CPU time (µs).
@@ -140,7 +200,7 @@ impl Source {
 
 /// Measures one stage, from just before its start.
 pub struct Meter {
-    source: Source,
+    cgroup: Option<Opened>,
     /// cgroup: memory (bytes) and CPU (µs) of the cgroup, and the runner's own anonymous
     /// memory (KiB) and CPU (µs), when the stage started.
     base: (u64, u64, u64, u64),
@@ -151,55 +211,62 @@ pub struct Meter {
 }
 
 impl Meter {
-    pub fn start(source: &Source) -> Meter {
+    /// Starts measuring; an error when the stage could not be measured honestly.
+    pub fn start(source: &Source) -> Result<Meter, String> {
         let (anon, cpu) = runner_self();
-        let (base, tasks_peak_base) = match source {
+        let cgroup = match source {
             Source::Cgroup(c) => {
-                ((c.memory_bytes().unwrap_or(0), c.cpu_us().unwrap_or(0), anon, cpu), c.tasks_peak())
+                Some(c.open().map_err(|e| format!("cannot open the container's cgroup files: {e}"))?)
             }
-            Source::Proc => ((0, 0, anon, cpu), None),
+            Source::Proc => None,
+            Source::Unavailable(why) => return Err(why.clone()),
         };
-        Meter { source: source.clone(), base, children_base_us: sys::children_cpu_us(), tasks_peak_base }
+        let (base, tasks_peak_base) = match &cgroup {
+            Some(c) => {
+                let (mem, cg_cpu) = c
+                    .memory_bytes()
+                    .zip(c.cpu_us())
+                    .ok_or_else(|| "cannot read the container's cgroup memory and CPU usage".to_string())?;
+                ((mem, cg_cpu, anon, cpu), c.tasks_peak())
+            }
+            None => ((0, 0, anon, cpu), None),
+        };
+        Ok(Meter { cgroup, base, children_base_us: sys::children_cpu_us(), tasks_peak_base })
     }
 
     pub fn is_cgroup(&self) -> bool {
-        matches!(self.source, Source::Cgroup(_))
+        self.cgroup.is_some()
     }
 
-    /// The program's usage now. `pgid` is the stage's process group (for `proc`).
-    pub fn sample(&self, pgid: libc::pid_t) -> Usage {
-        match &self.source {
-            Source::Cgroup(c) => {
+    /// The program's usage now, or `None` if the cgroup could not be read (the stage must
+    /// then be stopped: it cannot be measured). `pgid` is the stage's process group (for
+    /// `proc`).
+    pub fn sample(&self, pgid: libc::pid_t) -> Option<Usage> {
+        match &self.cgroup {
+            Some(c) => {
                 let (mem0, cpu0, anon0, self_cpu0) = self.base;
                 let (anon, self_cpu) = runner_self();
                 let runner_growth = anon.saturating_sub(anon0) * 1024;
-                let memory =
-                    c.memory_bytes().unwrap_or(mem0).saturating_sub(mem0).saturating_sub(runner_growth);
-                let cpu = c
-                    .cpu_us()
-                    .unwrap_or(cpu0)
-                    .saturating_sub(cpu0)
-                    .saturating_sub(self_cpu.saturating_sub(self_cpu0));
-                let tasks = c.tasks().unwrap_or(0).saturating_sub(sys::RUNNER_TASKS);
-                Usage { memory_kib: memory / 1024, cpu_us: cpu, tasks }
+                let memory = c.memory_bytes()?.saturating_sub(mem0).saturating_sub(runner_growth);
+                let cpu = c.cpu_us()?.saturating_sub(cpu0).saturating_sub(self_cpu.saturating_sub(self_cpu0));
+                let tasks = match &c.pids_current {
+                    Some(_) => c.tasks()?.saturating_sub(sys::RUNNER_TASKS),
+                    None => sys::program_procs(pgid).tasks,
+                };
+                Some(Usage { memory_kib: memory / 1024, cpu_us: cpu, tasks })
             }
-            Source::Proc => {
+            None => {
                 let p = sys::program_procs(pgid);
                 let reaped = sys::children_cpu_us().saturating_sub(self.children_base_us);
-                Usage { memory_kib: p.rss_kib, cpu_us: reaped + p.cpu_us, tasks: p.tasks }
+                Some(Usage { memory_kib: p.rss_kib, cpu_us: reaped + p.cpu_us, tasks: p.tasks })
             }
         }
-    }
-
-    /// CPU time of the whole stage once everything of it has been reaped.
-    pub fn final_cpu_us(&self, pgid: libc::pid_t) -> u64 {
-        self.sample(pgid).cpu_us
     }
 
     /// The most tasks the stage had at once, if the cgroup's high-water mark shows it: only
     /// when the mark rose during the stage (it cannot be reset).
     pub fn tasks_peak(&self) -> Option<u64> {
-        let Source::Cgroup(c) = &self.source else { return None };
+        let c = self.cgroup.as_ref()?;
         let (before, after) = (self.tasks_peak_base?, c.tasks_peak()?);
         (after > before).then(|| after.saturating_sub(sys::RUNNER_TASKS))
     }
@@ -262,5 +329,8 @@ mod tests {
         assert_eq!(Source::from_env(None), Source::Proc);
         assert_eq!(Source::from_env(Some("proc")), Source::Proc);
         assert!(CgroupFiles::find(Path::new("/nonexistent-rce")).is_none());
+        // Asked for but not there: no silent fallback, every stage fails.
+        let m = Meter::start(&Source::Unavailable("no cgroup".into()));
+        assert_eq!(m.err().as_deref(), Some("no cgroup"));
     }
 }

@@ -73,6 +73,11 @@ pub struct RunRequest {
     pub files: Vec<File>,
     #[serde(default)]
     pub stdin: String,
+    /// The stdin encrypted under the Pod's result key (see [`SealedText`]), in place of
+    /// `stdin`: the request is a file the program could read, and the input of a judge's test
+    /// is not the program's to see before it runs (at compile time, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_sealed: Option<SealedText>,
     /// Extra arguments appended to the run command.
     #[serde(default)]
     pub args: Vec<String>,
@@ -88,6 +93,54 @@ pub struct RunRequest {
     /// Limits for the compile stage; defaults to `limits` when absent.
     #[serde(default)]
     pub compile_limits: Option<StageLimits>,
+}
+
+/// Text encrypted with [`crate::mac::keystream_xor`] under the Pod's key and a random nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedText {
+    /// Hex.
+    pub nonce: String,
+    /// Base64 of the ciphertext.
+    pub data: String,
+    /// Hex HMAC of nonce and ciphertext (encrypt-then-MAC).
+    pub tag: String,
+}
+
+impl SealedText {
+    fn tag_of(key: &[u8], nonce: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut input = b"rce-stdin-tag".to_vec();
+        input.extend_from_slice(nonce);
+        input.extend_from_slice(data);
+        mac::hmac_sha256(key, &input)
+    }
+
+    pub fn seal(key: &[u8], nonce: &[u8], text: &str) -> SealedText {
+        use base64::Engine;
+        let mut data = text.as_bytes().to_vec();
+        mac::keystream_xor(key, nonce, &mut data);
+        SealedText {
+            nonce: mac::hex(nonce),
+            tag: mac::hex(&Self::tag_of(key, nonce, &data)),
+            data: base64::engine::general_purpose::STANDARD.encode(data),
+        }
+    }
+
+    pub fn open(&self, key: &[u8]) -> Result<String, String> {
+        use base64::Engine;
+        let nonce = mac::unhex(&self.nonce).ok_or("the sealed stdin has an invalid nonce")?;
+        let mut data = base64::engine::general_purpose::STANDARD
+            .decode(self.data.as_bytes())
+            .map_err(|e| format!("the sealed stdin is not base64: {e}"))?;
+        let tag = mac::unhex(&self.tag).unwrap_or_default();
+        let mut input = b"rce-stdin-tag".to_vec();
+        input.extend_from_slice(&nonce);
+        input.extend_from_slice(&data);
+        if !mac::verify(key, &input, &tag) {
+            return Err("the sealed stdin does not open under this Pod's key".to_string());
+        }
+        mac::keystream_xor(key, &nonce, &mut data);
+        String::from_utf8(data).map_err(|_| "the sealed stdin is not UTF-8".to_string())
+    }
 }
 
 /// Why a stage stopped, when it did not stop on its own.
@@ -276,6 +329,17 @@ mod tests {
         assert_eq!(opened.run.expect("run").stdout, b"hi\n\xff");
         // The document is plain JSON for people and jq: stdout is base64.
         assert!(line.contains("\"stdoutBase64\":\"aGkK/w==\""), "{line}");
+    }
+
+    #[test]
+    fn sealed_stdin_opens_only_with_the_key() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let s = SealedText::seal(key, b"nonce-16-bytes!!", "3 4\nsecret test input ünï\n");
+        assert!(!s.data.contains("secret"));
+        assert_eq!(s.open(key).as_deref(), Ok("3 4\nsecret test input ünï\n"));
+        assert_ne!(s.open(b"another key").as_deref(), Ok("3 4\nsecret test input ünï\n"));
+        let bad = SealedText { nonce: "xyz".into(), ..s };
+        assert!(bad.open(key).is_err());
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
 
     let oom_before = sys::oom_kill_count();
     sys::drain_pipe(sigchld);
-    let meter = Meter::start(spec.source);
+    let meter = Meter::start(spec.source)?;
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let pid = child.id() as libc::pid_t;
@@ -156,17 +156,23 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         if killed.is_none() {
             let mut hit = None;
             if now >= next_sample {
-                let u = meter.sample(pid);
+                let Some(u) = meter.sample(pid) else {
+                    sys::kill_program(pid);
+                    cleanup(pid, &mut 0);
+                    return Err("the stage could not be measured: its cgroup could not be read".into());
+                };
                 peak_kib = peak_kib.max(u.memory_kib);
                 peak_tasks = peak_tasks.max(u.tasks);
                 samples += 1;
                 next_sample = now + Duration::from_millis(1 << samples.min(4)).min(SAMPLE_EVERY);
-                hit = if limits.memory_kib > 0 && u.memory_kib > limits.memory_kib {
+                // (Processes first: a fork bomb is over its memory and CPU too, because of
+                // its processes.)
+                hit = if u.tasks > limits.processes {
+                    Some(LimitHit::Processes)
+                } else if limits.memory_kib > 0 && u.memory_kib > limits.memory_kib {
                     Some(LimitHit::Memory)
                 } else if u.cpu_us / 1000 > limits.cpu_time_ms {
                     Some(LimitHit::CpuTime)
-                } else if u.tasks > limits.processes {
-                    Some(LimitHit::Processes)
                 } else {
                     None
                 };
@@ -197,9 +203,10 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     if killed.is_none() {
         // What the main process left running counts too (a fork bomb whose first shell has
         // already exited).
-        let u = meter.sample(pid);
-        peak_kib = peak_kib.max(u.memory_kib);
-        peak_tasks = peak_tasks.max(u.tasks);
+        if let Some(u) = meter.sample(pid) {
+            peak_kib = peak_kib.max(u.memory_kib);
+            peak_tasks = peak_tasks.max(u.tasks);
+        }
     }
 
     // The stage is over when its main process is: kill whatever it left behind, reap it all,
@@ -215,7 +222,10 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         io.poll_once(sigchld, (drain_deadline - now).min(MAX_POLL));
     }
 
-    let cpu_ms = meter.final_cpu_us(pid) / 1000;
+    let cpu_ms = match meter.sample(pid) {
+        Some(u) => u.cpu_us / 1000,
+        None => return Err("the stage could not be measured: its cgroup could not be read".into()),
+    };
     if let Some(p) = meter.tasks_peak() {
         peak_tasks = peak_tasks.max(p);
     }
@@ -237,6 +247,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         exit_code,
         signal,
         cpu_ms,
+        wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
         peak_kib,
         peak_tasks,
         oom_killed,
@@ -291,6 +302,8 @@ pub struct Facts<'a> {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub cpu_ms: u64,
+    /// Wall time of the main process.
+    pub wall_ms: u64,
     pub peak_kib: u64,
     /// Most tasks the program was seen to have at once.
     pub peak_tasks: u64,
@@ -311,7 +324,12 @@ pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
     let failed = f.signal.is_some() || f.exit_code.is_some_and(|c| c != 0);
     let cpu_over = f.cpu_ms >= f.limits.cpu_time_ms;
     match f.signal {
-        Some(libc::SIGXCPU) => return Some(LimitHit::CpuTime),
+        // The kernel sends SIGXCPU at the limit (measured CPU time may read somewhat less:
+        // ticks, rusage scaling); a program that sends it to itself early is just killed by a
+        // signal.
+        Some(libc::SIGXCPU) if f.cpu_ms.saturating_mul(2) >= f.limits.cpu_time_ms => {
+            return Some(LimitHit::CpuTime)
+        }
         Some(libc::SIGXFSZ) => return Some(LimitHit::FileSize),
         Some(libc::SIGKILL) if f.oom_killed => return Some(LimitHit::Memory),
         Some(libc::SIGKILL) if cpu_over => return Some(LimitHit::CpuTime),
@@ -328,6 +346,10 @@ pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
     }
     if failed && (f.file_at_size_limit)() {
         return Some(LimitHit::FileSize);
+    }
+    // The main process ended after its deadline (the runner saw it late): it ran too long.
+    if f.wall_ms > f.limits.wall_time_ms {
+        return Some(LimitHit::WallTime);
     }
     None
 }
@@ -501,6 +523,7 @@ mod tests {
             exit_code: Some(0),
             signal: None,
             cpu_ms: 10,
+            wall_ms: 20,
             peak_kib: 1000,
             peak_tasks: 1,
             oom_killed: false,
@@ -530,7 +553,10 @@ mod tests {
 
     #[test]
     fn kernel_signals_map_to_limits() {
-        assert_eq!(classify(&killed(libc::SIGXCPU)), Some(LimitHit::CpuTime));
+        let at_cpu_limit = Facts { cpu_ms: 991, ..killed(libc::SIGXCPU) };
+        assert_eq!(classify(&at_cpu_limit), Some(LimitHit::CpuTime));
+        // SIGXCPU sent by the program to itself, far below the limit: just a signal.
+        assert_eq!(classify(&killed(libc::SIGXCPU)), None);
         assert_eq!(classify(&killed(libc::SIGXFSZ)), Some(LimitHit::FileSize));
         let oom = Facts { oom_killed: true, ..killed(libc::SIGKILL) };
         assert_eq!(classify(&oom), Some(LimitHit::Memory));
@@ -557,6 +583,9 @@ mod tests {
         assert_eq!(classify(&Facts { peak_tasks: 10, ..facts() }), None);
         let bomb = Facts { killed_for: Some(LimitHit::Processes), ..killed(libc::SIGKILL) };
         assert_eq!(classify(&bomb), Some(LimitHit::Processes));
+        // Exited 0, but only after its wall limit (the runner was late to see it).
+        assert_eq!(classify(&Facts { wall_ms: 5001, ..facts() }), Some(LimitHit::WallTime));
+        assert_eq!(classify(&Facts { wall_ms: 5000, ..facts() }), None);
     }
 
     #[test]

@@ -31,7 +31,12 @@ pub struct ChildSetup {
     pub cpu: (u64, u64),
     pub nproc: (u64, u64),
     pub fsize: (u64, u64),
+    pub nofile: (u64, u64),
 }
+
+/// Open files per process of a stage. Files are a node-wide resource (`fs.file-max`), so a
+/// sandbox may not take an unbounded share of them.
+pub const OPEN_FILES: u64 = 1024;
 
 impl ChildSetup {
     pub fn for_limits(l: &StageLimits) -> Self {
@@ -54,6 +59,7 @@ impl ChildSetup {
             cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft + 1),
             nproc: clamp(libc::RLIMIT_NPROC, nproc, nproc),
             fsize: clamp(libc::RLIMIT_FSIZE, fsize, fsize),
+            nofile: clamp(libc::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
         }
     }
 
@@ -74,6 +80,7 @@ impl ChildSetup {
             set_rlimit(libc::RLIMIT_CPU, self.cpu)?;
             set_rlimit(libc::RLIMIT_FSIZE, self.fsize)?;
             set_rlimit(libc::RLIMIT_NPROC, self.nproc)?;
+            set_rlimit(libc::RLIMIT_NOFILE, self.nofile)?;
             let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
@@ -335,6 +342,7 @@ mod tests {
         assert_eq!(s.cpu, (1, 2));
         assert_eq!(s.nproc, (13, 13), "the runner's own task, a pause's and one of headroom are added");
         assert_eq!(s.fsize, (1024 * 1024, 1024 * 1024));
+        assert_eq!(s.nofile, (OPEN_FILES, OPEN_FILES));
         assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (2, 3));
         assert_eq!(ChildSetup::clamped(&limits(0), |_| u64::MAX).cpu, (1, 2));
     }
