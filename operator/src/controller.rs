@@ -338,8 +338,12 @@ async fn write_status(exec: &Execution, next: ExecutionStatus, ctx: &Context) ->
         "metadata": { "resourceVersion": exec.resource_version() },
         "status": next,
     });
+    // The API server reads an apply patch as YAML, which refuses some characters that JSON
+    // carries raw (DEL, C1 controls, U+FFFE/U+FFFF): send them escaped.
+    let body =
+        serde_json::value::RawValue::from_string(status::yaml_safe_json(&serde_json::to_string(&patch)?))?;
     let updated = api
-        .patch_status(&exec.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .patch_status(&exec.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
         .await?;
     ctx.mirror.update(&document(&updated));
     Ok(updated)

@@ -28,6 +28,8 @@ pub const ATTEMPT_LABEL: &str = "rce.dev/attempt";
 pub const EXECUTION_UID_ANNOTATION: &str = "rce.dev/execution-uid";
 /// Label carrying the owning Execution's uid on a sandbox Pod.
 pub const EXECUTION_UID_LABEL: &str = "rce.dev/execution-uid";
+/// Where the kubelet's termination-message file is mounted in the sandbox container.
+pub const TERMINATION_MESSAGE_PATH: &str = "/root/.rce-termination-log";
 /// Name of the NetworkPolicy that isolates sandbox Pods in each namespace.
 pub const NETWORK_POLICY: &str = "rce-sandbox-deny-all";
 /// The field manager of everything the operator writes.
@@ -120,6 +122,18 @@ pub fn build_pod(
     let uid = execution.uid().unwrap_or_default();
     let mut request = plan.request.clone();
     request.run_id = run_id(&uid, attempt);
+    // The stdin is for the program's stdin only: in the request, which the program could
+    // read (at compile time, say), it is sealed under the Pod's key.
+    if !request.stdin.is_empty() {
+        let key_bytes = rce_runner::mac::unhex(key).unwrap_or_default();
+        let mut nonce = [0u8; 16];
+        rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
+        request.stdin_sealed = Some(rce_runner::protocol::SealedText::seal(
+            &key_bytes,
+            &nonce,
+            &std::mem::take(&mut request.stdin),
+        ));
+    }
     let request_json = serde_json::to_string(&request).unwrap_or_else(|_| plan.request_json.clone());
     let id = i64::from(names::sandbox_id(&uid));
     let request_dir = REQUEST_PATH.rsplit_once('/').map_or("/etc/rce", |(d, _)| d);
@@ -185,9 +199,13 @@ pub fn build_pod(
                     EnvVar { name: RESULT_KEY_ENV.into(), value: Some(key.into()), value_from: None },
                     EnvVar { name: ACCOUNTING_ENV.into(), value: Some("cgroup".into()), value_from: None },
                 ]),
-                // The kubelet mounts this file from the node's disk, writable: the program's
-                // RLIMIT_FSIZE bounds it, and the operator treats its text as untrusted.
-                termination_message_path: Some("/dev/termination-log".into()),
+                // The kubelet mounts this file from the node's disk, writable by anyone: it goes
+                // where the sandbox's uid cannot reach; RLIMIT_FSIZE and the runner's filter
+                // (no fallocate that keeps the size) bound it where an image has no such place,
+                // and the operator never uses its text.
+                // (Not /dev/termination-log: the file is the node's, on its disk. Under /root,
+                // root's own 0700 directory in every rce image, the program cannot reach it.)
+                termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
                 termination_message_policy: Some("File".into()),
                 resources: Some(ResourceRequirements {
                     limits: Some(limits),
@@ -282,6 +300,7 @@ metadata: {name: hello, namespace: team-a, uid: 5f2d-uid}
 spec:
   language: python
   source: print('hello')
+  stdin: "some input\n"
   limits: {memoryMiB: 64, wallTimeMs: 2500, outputBytes: 1000}
 "#;
 
@@ -316,6 +335,10 @@ spec:
         let ann = m.annotations.as_ref().unwrap();
         let sent: rce_runner::protocol::RunRequest = serde_json::from_str(&ann[REQUEST_ANNOTATION]).unwrap();
         assert_eq!(sent.run_id, "5f2d-uid/1", "the request names its run");
+        assert!(sent.stdin.is_empty());
+        let key = rce_runner::mac::unhex(KEY).unwrap();
+        assert_eq!(sent.stdin_sealed.as_ref().unwrap().open(&key).unwrap(), "some input\n", "stdin sealed");
+        assert!(!ann[REQUEST_ANNOTATION].contains("some input"));
         assert_eq!(sent.files, plan.request.files);
         assert_eq!(ann[EXECUTION_UID_ANNOTATION], "5f2d-uid");
         assert!(!ann[REQUEST_ANNOTATION].contains(KEY), "the key is not in what the program can read");

@@ -5,6 +5,25 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rce_api::{Condition, ExecutionStatus, Phase, Verdict};
 
+/// `json` with every character YAML does not allow raw (DEL, C1 controls except NEL,
+/// surrogates cannot occur, U+FFFE, U+FFFF) written as a `\uXXXX` escape. Such characters
+/// can only stand inside JSON strings, where the escape means the same character.
+pub fn yaml_safe_json(json: &str) -> String {
+    let bad = |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !json.chars().any(bad) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// RFC 3339 text of a time, in UTC, to the second.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -175,6 +194,19 @@ pub fn expiry(finished_at: Option<&str>, ttl: Option<Duration>, now: DateTime<Ut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_for_an_apply_patch_escapes_what_yaml_refuses() {
+        let v = serde_json::json!({"stdout": "answer\u{7f}\u{80}\u{85}\u{9f}\u{fffe}<é\n"});
+        let raw = serde_json::to_string(&v).unwrap();
+        assert!(raw.contains('\u{7f}'), "serde_json writes DEL raw");
+        let safe = yaml_safe_json(&raw);
+        assert!(!safe.chars().any(|c| matches!(c, '\u{7f}' | '\u{80}' | '\u{9f}' | '\u{fffe}')), "{safe}");
+        assert!(safe.contains('\u{85}'), "NEL is allowed in YAML");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(yaml_safe_json("{\"a\":\"plain\"}"), "{\"a\":\"plain\"}");
+    }
 
     #[test]
     fn pending_is_stable_so_reconciling_again_writes_nothing() {

@@ -78,6 +78,9 @@ pub fn check_file_name(name: &str) -> Result<(), Invalid> {
     if name.starts_with('/') {
         return bad("it must be a relative path");
     }
+    if name.starts_with('-') || name.starts_with('@') {
+        return bad("it must not start with '-' or '@' (it would be read as an option by compilers)");
+    }
     if name.contains('\\') || name.contains('\0') || name.chars().any(char::is_control) {
         return bad("it contains a backslash or a control character");
     }
@@ -156,6 +159,7 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
 
     let request = RunRequest {
         run_id: String::new(),
+        stdin_sealed: None,
         files,
         stdin: spec.stdin.clone().unwrap_or_default(),
         args: spec.args.clone(),
@@ -167,10 +171,21 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;
-    if request_json.len() > settings.max_request_bytes {
+    // What goes into the Pod's annotation: the stdin sealed (base64, larger), a run id.
+    let mut sent = request.clone();
+    sent.run_id = format!("{}/{}", "0".repeat(36), u32::MAX);
+    if !sent.stdin.is_empty() {
+        sent.stdin_sealed = Some(rce_runner::protocol::SealedText::seal(
+            &[0; 32],
+            &[0; 16],
+            &std::mem::take(&mut sent.stdin),
+        ));
+    }
+    let sent_len = serde_json::to_string(&sent).map_or(usize::MAX, |j| j.len());
+    if sent_len.max(request_json.len()) > settings.max_request_bytes {
         return Err(Invalid(format!(
             "the submission (source files, stdin and args) is {} bytes encoded; at most {} bytes are accepted",
-            request_json.len(),
+            sent_len.max(request_json.len()),
             settings.max_request_bytes
         )));
     }
@@ -344,6 +359,10 @@ spec:
         big.source = Some("x".repeat(s.max_request_bytes + 1));
         let e = plan(&big, &rt, &s).unwrap_err();
         assert!(e.0.contains("at most 204800 bytes are accepted"), "{e}");
+        // The stdin is sealed (base64) in the Pod: counted as it will be sent.
+        let mut input = spec("{language: python, source: 'print(1)'}");
+        input.stdin = Some("x".repeat(s.max_request_bytes * 4 / 5));
+        assert!(plan(&input, &rt, &s).is_err(), "4/5 of the limit grows past it once sealed");
     }
 
     #[test]

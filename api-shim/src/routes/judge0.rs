@@ -848,6 +848,8 @@ mod tests {
         assert_eq!(status_id(&view(c, Some(RuntimeError), Some("SIGFPE"), None)), 9);
         assert_eq!(status_id(&view(c, Some(RuntimeError), Some("SIGABRT"), None)), 10);
         assert_eq!(status_id(&view(c, Some(RuntimeError), None, Some(1))), 11);
+        // The process limit: stopped by the runner, no signal or exit code of its own.
+        assert_eq!(status_id(&view(c, Some(RuntimeError), None, None)), 11);
         assert_eq!(status_id(&view(c, Some(RuntimeError), Some("SIGKILL"), None)), 12);
         assert_eq!(status_id(&view(c, Some(MemoryLimitExceeded), Some("SIGKILL"), None)), 12);
         assert_eq!(status_id(&view(Phase::Failed, Some(InternalError), None, None)), 13);
