@@ -647,8 +647,43 @@ async fn the_container_log_holds_only_what_the_runner_writes() -> Result<()> {
             largest < 256 * 1024,
             "the program wrote into the container log on the node: {largest} bytes seen (of at most {cap} read)"
         );
-        // Guard: the files on the node's disk that the kubelet mounts into the container.
-        let probe = "import json, os\nr = {}\ntry:\n    with open('/dev/termination-log', 'wb') as f:\n        for _ in range(8):\n            f.write(b'x' * (1 << 20))\nexcept OSError as e:\n    r['termination-log error'] = str(e)\nr['termination-log size'] = os.stat('/dev/termination-log').st_size\nfor p in ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf']:\n    try:\n        open(p, 'a').write('x')\n        r[p] = 'WROTE'\n    except OSError as e:\n        r[p] = str(e)\nprint(json.dumps(r))\n";
+        // Every file the kubelet mounts into the container from the node's disk (the
+        // termination-message file, /etc/hosts, ...): written to, and grown with
+        // fallocate(KEEP_SIZE), which RLIMIT_FSIZE does not see.
+        let probe = r#"import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+virtual = {'tmpfs', 'proc', 'sysfs', 'cgroup', 'cgroup2', 'devpts', 'mqueue', 'overlay', 'devtmpfs', 'shm'}
+report = {}
+for line in open('/proc/self/mountinfo'):
+    left, right = line.split(' - ')
+    point, fstype = left.split()[4], right.split()[0]
+    if fstype in virtual or not os.path.isfile(point):
+        continue
+    r = {}
+    try:
+        with open(point, 'ab') as f:
+            for _ in range(8):
+                f.write(b'x' * (1 << 20))
+        r['write'] = 'WROTE'
+    except OSError as e:
+        r['write'] = e.strerror
+    try:
+        fd = os.open(point, os.O_WRONLY)
+        rc = libc.fallocate(fd, 1, ctypes.c_long(0), ctypes.c_long(300 << 20))
+        r['fallocate'] = 'ALLOCATED' if rc == 0 else os.strerror(ctypes.get_errno())
+        os.close(fd)
+    except OSError as e:
+        r['fallocate'] = e.strerror
+    try:
+        st = os.stat(point)
+        r['size'], r['blocks'] = st.st_size, st.st_blocks * 512
+    except OSError as e:
+        r['size'] = e.strerror
+    report[point] = r
+for p in ['/dev/termination-log']:
+    report.setdefault(p, {'exists': os.path.exists(p)})
+print(json.dumps(report))
+"#;
         let e = eng
             .run(
                 "node-files",
@@ -658,12 +693,13 @@ async fn the_container_log_holds_only_what_the_runner_writes() -> Result<()> {
             .await?;
         ensure!(verdict(&e) == Some(Accepted), "the probe did not run: {}", describe(&e));
         let r: serde_json::Value = serde_json::from_str(stdout(&e).trim()).context("the probe's JSON")?;
-        ensure!(
-            r["termination-log size"].as_u64().is_some_and(|n| n <= 1 << 20),
-            "/dev/termination-log grew past fileSizeKiB: {r}"
-        );
-        for p in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
-            ensure!(r[p] != json!("WROTE"), "{p} on the node's disk was writable: {r}");
+        eprintln!("files from the node's disk: {r}");
+        let files = r.as_object().context("a JSON object")?;
+        ensure!(files.keys().any(|k| k == "/etc/hosts"), "the probe did not find /etc/hosts: {r}");
+        for (path, f) in files {
+            ensure!(f["fallocate"] != json!("ALLOCATED"), "{path}: fallocate(KEEP_SIZE) took node disk: {r}");
+            let used = f["blocks"].as_u64().unwrap_or(0).max(f["size"].as_u64().unwrap_or(0));
+            ensure!(used <= 1 << 20, "{path}: {used} bytes on the node's disk, past fileSizeKiB: {r}");
         }
         Ok(())
     })
@@ -974,31 +1010,63 @@ async fn no_traffic_between_sandboxes_or_to_the_node_over_ipv4_or_ipv6() -> Resu
     let node = NodeListeners::start(bridge, port)?;
     let result: Result<()> = async {
         with_engine!("integrity-net", |eng| {
-            let seconds = 20;
-            let spec = |args: Vec<String>| {
-                json!({"language": "python", "source": PEER, "args": args, "limits": {"wallTimeMs": (seconds + 5) * 1000}})
+            // 1. Programs get no network sockets at all (the runner's filter).
+            let probe = "import socket\nfor fam in (socket.AF_INET, socket.AF_INET6):\n    try:\n        socket.socket(fam, socket.SOCK_DGRAM)\n        print(fam.name, 'OPENED')\n    except OSError as e:\n        print(fam.name, 'refused', e.errno)\nsocket.socketpair()\nprint('unix ok')\n";
+            let e = eng.run("sockets", json!({"language": "python", "source": probe}), WAIT).await?;
+            ensure!(verdict(&e) == Some(Accepted), "the socket probe did not run: {}", describe(&e));
+            ensure!(
+                !stdout(&e).contains("OPENED") && stdout(&e).matches("refused 97").count() == 2 && stdout(&e).contains("unix ok"),
+                "a program opened a network socket: {}",
+                stdout(&e)
+            );
+            // 2. The pod network itself, below that filter: two Pods of the python image on
+            // the pod network, running the peer program directly (no runner, no filter).
+            let image = eng
+                .runtimes()
+                .await?
+                .into_iter()
+                .find(|r| r.name_any() == "python")
+                .map(|r| r.spec.image)
+                .context("the python Runtime")?;
+            let seconds = 20u64;
+            let peer = |name: &str, args: Vec<String>| -> Result<Pod> {
+                let mut command = vec!["python3".to_string(), "-c".to_string(), PEER.to_string()];
+                command.extend(args);
+                Ok(serde_json::from_value(json!({
+                    "metadata": {"name": name, "labels": {"rce.dev/sandbox": "true", "purpose": "network-probe"}},
+                    "spec": {
+                        "restartPolicy": "Never", "automountServiceAccountToken": false, "enableServiceLinks": false,
+                        "terminationGracePeriodSeconds": 1, "activeDeadlineSeconds": 120,
+                        "securityContext": {"runAsNonRoot": true, "runAsUser": 123459, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{"name": "peer", "image": image, "imagePullPolicy": "IfNotPresent", "command": command,
+                            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                            "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}}}]
+                    }
+                }))?)
             };
-            eng.submit("peer-a", spec(vec![port.to_string(), seconds.to_string()])).await?;
-            // Peer A's IPv4 address, once its Pod has one, for B to try directly.
+            let pods = eng.pods();
+            pods.create(&PostParams::default(), &peer("peer-a", vec![port.to_string(), seconds.to_string()])?).await?;
+            // Peer A's IPv4 address, once it has one, for B to try directly.
             let deadline = Instant::now() + Duration::from_secs(60);
             let a4 = loop {
-                let p = sandbox_pod(&eng, "peer-a", Duration::from_secs(60)).await?;
+                let p = pods.get("peer-a").await?;
                 if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) {
                     break ip;
                 }
                 ensure!(Instant::now() < deadline, "peer A's Pod got no IP");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             };
-            eng.submit("peer-b", spec(vec![port.to_string(), (seconds - 6).to_string(), a4])).await?;
-            let done = eng.wait_all(&["peer-a".to_string(), "peer-b".to_string()], WAIT).await?;
+            pods.create(&PostParams::default(), &peer("peer-b", vec![port.to_string(), (seconds - 6).to_string(), a4])?)
+                .await?;
             let mut problems = Vec::new();
             for n in ["peer-a", "peer-b"] {
-                let e = &done[n];
-                eprintln!("{n}: {}", stdout(e).trim());
-                if verdict(e) != Some(Accepted) {
-                    problems.push(format!("{n} did not run: {}", describe(e)));
-                } else if !stdout(e).starts_with("reached nothing") {
-                    problems.push(format!("{n} reached something: {}", stdout(e).trim()));
+                let (code, _) = rce_tests::wait_terminated(&pods, n, WAIT).await?;
+                let log = rce_tests::pod_log(&pods, n).await?;
+                eprintln!("{n}: {}", log.trim());
+                if code != 0 {
+                    problems.push(format!("{n} did not run (exit code {code}): {log}"));
+                } else if !log.starts_with("reached nothing") {
+                    problems.push(format!("{n} reached something: {}", log.trim()));
                 }
             }
             ensure!(problems.is_empty(), "{}", problems.join("\n"));

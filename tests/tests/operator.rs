@@ -177,6 +177,11 @@ fn describe(e: &Execution) -> String {
     serde_json::to_string(&e.status).unwrap_or_default()
 }
 
+/// The name the operator gives the sandbox Pod of `attempt` of `e`.
+fn sandbox_name(e: &Execution, attempt: u32) -> String {
+    rce_operator::names::pod_name(&e.name_any(), &e.uid().unwrap_or_default(), attempt)
+}
+
 #[tokio::test]
 async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> {
     with_harness!("op-hello", |_| {}, |h| {
@@ -220,7 +225,7 @@ async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> 
             );
             ensure!(st.memory_kib.is_some_and(|m| m > 0), "{name}: {}", describe(&e));
             ensure!(st.submitted_at.is_some() && st.started_at.is_some() && st.finished_at.is_some());
-            ensure!(st.pod_name.as_deref() == Some(&format!("{name}-1")), "{name}: {}", describe(&e));
+            ensure!(st.pod_name.as_deref() == Some(&sandbox_name(&e, 1)), "{name}: {}", describe(&e));
             ensure!(st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         }
         let py = h.wait_done("py").await?.status.unwrap_or_default();
@@ -378,15 +383,17 @@ async fn hostile_programs_get_precise_verdicts_and_a_normal_one_still_completes(
 #[tokio::test]
 async fn a_running_sandbox_is_hardened() -> Result<()> {
     with_harness!("op-hardened", |_| {}, |h| {
-        h.submit(
-            "slow",
-            serde_json::json!({"language": "python", "source": "import time\ntime.sleep(4)\nprint('done')", "limits": {"wallTimeMs": 10000, "memoryMiB": 100}}),
-        )
-        .await?;
+        let slow = h
+            .submit(
+                "slow",
+                serde_json::json!({"language": "python", "source": "import time\ntime.sleep(4)\nprint('done')", "limits": {"wallTimeMs": 10000, "memoryMiB": 100}}),
+            )
+            .await?;
+        let pod_name = sandbox_name(&slow, 1);
         let pods = h.pods();
         let deadline = Instant::now() + WAIT;
         let pod = loop {
-            if let Some(p) = pods.get_opt("slow-1").await? {
+            if let Some(p) = pods.get_opt(&pod_name).await? {
                 let running = p
                     .status
                     .as_ref()
@@ -398,7 +405,7 @@ async fn a_running_sandbox_is_hardened() -> Result<()> {
                     break p;
                 }
             }
-            ensure!(Instant::now() < deadline, "slow-1 never ran");
+            ensure!(Instant::now() < deadline, "{pod_name} never ran");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let e = h.executions().get("slow").await?;
@@ -424,6 +431,10 @@ async fn a_running_sandbox_is_hardened() -> Result<()> {
         ensure!(sc.allow_privilege_escalation == Some(false));
         ensure!(sc.read_only_root_filesystem == Some(true));
         ensure!(sc.capabilities.and_then(|c| c.drop) == Some(vec!["ALL".to_string()]));
+        // The runner's key and accounting, and the termination-message file out of reach.
+        let env: Vec<String> = c.env.iter().flatten().map(|v| v.name.clone()).collect();
+        ensure!(env == ["RCE_RESULT_KEY", "RCE_ACCOUNTING"], "{env:?}");
+        ensure!(c.termination_message_path.as_deref() == Some("/root/.rce-termination-log"));
         let res = c.resources.clone().context("resources")?;
         let (lim, req) = (res.limits.unwrap_or_default(), res.requests.unwrap_or_default());
         ensure!(
@@ -451,12 +462,15 @@ async fn a_running_sandbox_is_hardened() -> Result<()> {
 #[tokio::test]
 async fn a_deleted_sandbox_is_retried_once_then_fails_with_a_message() -> Result<()> {
     with_harness!("op-lost", |_| {}, |h| {
-        h.submit(
-            "victim",
-            serde_json::json!({"language": "bash", "source": "sleep 30", "limits": {"wallTimeMs": 30000}}),
-        )
-        .await?;
-        for (attempt, pod) in [(1, "victim-1"), (2, "victim-2")] {
+        let victim = h
+            .submit(
+                "victim",
+                serde_json::json!({"language": "bash", "source": "sleep 30", "limits": {"wallTimeMs": 30000}}),
+            )
+            .await?;
+        for attempt in [1, 2] {
+            let pod = sandbox_name(&victim, attempt);
+            let pod = pod.as_str();
             h.wait_for("victim", WAIT, |e| {
                 e.status
                     .as_ref()
@@ -471,7 +485,9 @@ async fn a_deleted_sandbox_is_retried_once_then_fails_with_a_message() -> Result
         let st = e.status.clone().unwrap_or_default();
         ensure!(st.phase == Some(Phase::Failed) && st.attempts == Some(2), "{}", describe(&e));
         ensure!(
-            st.message.as_deref().is_some_and(|m| m.contains("victim-2 was deleted")),
+            st.message
+                .as_deref()
+                .is_some_and(|m| m.contains(&format!("{} was deleted", sandbox_name(&victim, 2)))),
             "{}",
             describe(&e)
         );
@@ -562,7 +578,7 @@ async fn an_operator_killed_mid_run_and_restarted_completes_all_with_one_pod_eac
             let st = e.status.clone().unwrap_or_default();
             ensure!(verdict(&e) == Some(Verdict::Accepted), "{n}: {}", describe(&e));
             ensure!(
-                st.attempts == Some(1) && st.pod_name.as_deref() == Some(&format!("{n}-1")),
+                st.attempts == Some(1) && st.pod_name.as_deref() == Some(&sandbox_name(&e, 1)),
                 "{n}: {}",
                 describe(&e)
             );

@@ -237,6 +237,25 @@ async fn shim_judge0_clients_work_unchanged() -> Result<()> {
     )
     .await?;
     assert_eq!(r.body, json!({"status_id": 4, "stdout": "2\n", "expected_output": "3"}), "{}", r.text);
+    // A program that forges a result line into the runner's output gets its own verdict
+    // (NZEC, exit 7), and a fork bomb is a Runtime Error (NZEC), not Accepted.
+    let forge = json!({
+        "language_id": 46, "expected_output": "42",
+        "source_code": "printf '{\"rceResult\":{\"outcome\":\"ran\",\"run\":{\"exitCode\":0,\"stdout\":\"42\"}}}\\n' > /proc/1/fd/1; echo wrong; exit 7",
+    });
+    let r = post(&format!("{b}/submissions?wait=true&fields=status,exit_code,stdout"), &forge.to_string())
+        .await?;
+    assert_eq!(
+        (r.body["status"]["id"].clone(), r.body["exit_code"].clone()),
+        (json!(11), json!(7)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["stdout"], "wrong\n", "{}", r.text);
+    let r =
+        post(&format!("{b}/submissions?wait=true"), r#"{"language_id":46,"source_code":":(){ :|:& };:"}"#)
+            .await?;
+    assert_eq!(r.body["status"]["id"], 11, "{}", r.text);
     // Asynchronous: token, then poll.
     let r =
         post(&format!("{b}/submissions"), r#"{"language_id":71,"source_code":"import sys; sys.exit(0)"}"#)
@@ -306,6 +325,16 @@ async fn shim_piston_clients_work_unchanged() -> Result<()> {
     .await?;
     assert_eq!(r.body["run"]["code"], 5, "{}", r.text);
     assert_eq!(r.body["run"]["status"], "RE");
+    // A forged result line in the runner's output changes nothing.
+    let forge = json!({"language": "bash", "version": "*", "files": [{"content":
+        "printf '{\"rceResult\":{\"outcome\":\"ran\",\"run\":{\"exitCode\":0,\"stdout\":\"42\"}}}\\n' > /proc/1/fd/1; echo wrong; exit 7"}]});
+    let r = post(&format!("{b}/api/v2/execute"), &forge.to_string()).await?;
+    assert_eq!(
+        (r.body["run"]["code"].clone(), r.body["run"]["stdout"].clone()),
+        (json!(7), json!("wrong\n")),
+        "{}",
+        r.text
+    );
     let r = post(
         &format!("{b}/api/v2/execute"),
         r#"{"language":"brainfudge","version":"*","files":[{"content":"+"}]}"#,
