@@ -1081,3 +1081,201 @@ async fn no_traffic_between_sandboxes_or_to_the_node_over_ipv4_or_ipv6() -> Resu
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Further attacks found by red-teaming the first fixes (numbers are the findings').
+
+/// Memory parked where the runner's RSS sampling never looked (F5): SysV shared memory
+/// detached after touching, pipe buffers, AF_UNIX datagram buffers.
+const PARKED_MEMORY: &str = r#"#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define MIB (1L << 20)
+int main(int argc, char **argv) {
+    const char *mode = argv[1];
+    long want = 200 * MIB, done = 0;
+    static char buf[65536];
+    memset(buf, 7, sizeof buf);
+    while (done < want) {
+        if (!strcmp(mode, "sysv")) {
+            int id = shmget(IPC_PRIVATE, 16 * MIB, IPC_CREAT | 0600);
+            if (id < 0) break;
+            volatile char *p = shmat(id, 0, 0);
+            for (long i = 0; i < 16 * MIB; i += 4096) p[i] = 1;
+            shmdt((void *)p);
+            done += 16 * MIB;
+        } else if (!strcmp(mode, "pipes")) {
+            int p[2];
+            if (pipe(p) < 0) break;
+            fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+            fcntl(p[1], F_SETFL, O_NONBLOCK);
+            long n, got = 0;
+            while ((n = write(p[1], buf, sizeof buf)) > 0) got += n;
+            if (got == 0) break;
+            done += got;
+        } else {
+            int sv[2], sz = 64 << 20;
+            if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0) break;
+            setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+            setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+            fcntl(sv[0], F_SETFL, O_NONBLOCK);
+            long n, got = 0;
+            while ((n = write(sv[0], buf, sizeof buf)) > 0) got += n;
+            if (got == 0) break;
+            done += got;
+        }
+    }
+    fprintf(stderr, "%s: parked %ld MiB\n", mode, done >> 20);
+    sleep(2);
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// CPU of children reaped by the kernel (SIGCHLD ignored) never reaches the parent's
+/// rusage (F2).
+const AUTO_REAPED_CPU: &str = r#"#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+static double cpu(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(void) {
+    signal(SIGCHLD, SIG_IGN);
+    for (int i = 0; i < 6; i++) {
+        pid_t p = fork();
+        if (p == 0) { volatile unsigned long x = 0; while (cpu() < 0.8) x++; _exit(0); }
+        while (kill(p, 0) == 0) usleep(20000);
+    }
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// The rest of the kernel surface a program could use against the node or the runner
+/// (F6, F7, F12, F15): each line says whether the call was refused.
+const KERNEL_SURFACE: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+static void report(const char *what, long rc) {
+    printf("%s: %s\n", what, rc < 0 ? strerror(errno) : "ALLOWED");
+}
+int main(void) {
+    report("socket inet", socket(AF_INET, SOCK_STREAM, 0));
+    report("socket inet6", socket(AF_INET6, SOCK_DGRAM, 0));
+    report("socket netlink", socket(AF_NETLINK, SOCK_RAW, 0));
+    report("socket vsock", socket(AF_VSOCK, SOCK_STREAM, 0));
+    char params[120] = {0};
+    report("io_uring_setup", syscall(SYS_io_uring_setup, 4, params));
+    int fd = open("/work/f", O_CREAT | O_RDWR, 0600);
+    report("fallocate keep-size", fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 1 << 20));
+    int p[2];
+    pipe(p);
+    report("fcntl setown 1", fcntl(p[0], F_SETOWN, 1));
+    report("fcntl setown -1", fcntl(p[0], F_SETOWN, -1));
+    return 0;
+}
+"#;
+
+#[tokio::test]
+async fn further_attacks_found_by_red_teaming_stay_closed() -> Result<()> {
+    with_engine!("integrity-more", |eng| {
+        let parked = |name: &'static str, mode: &str| {
+            let mut a = attack(name, "c", PARKED_MEMORY, json!({"memoryMiB": 64}), |e| mle_above(e, 64));
+            a.spec["args"] = json!([mode]);
+            a
+        };
+        let mut bad_names = attack("name-response-file", "c", "int main(void){return 0;}", json!(null), |e| {
+            if phase(e) == Some(Phase::Failed) && message(e).contains("'@'") {
+                Ok(())
+            } else {
+                Err("a file name starting with '@' was accepted".into())
+            }
+        });
+        bad_names.spec = json!({"language": "c", "files": [
+            {"name": "@opts", "content": "int main(void){return 0;}"},
+            {"name": "opts", "content": "-wrapper /bin/sh,-c,true"}]});
+        let mut stdin_hidden = attack(
+            "stdin-not-in-the-request",
+            "bash",
+            // (The pattern is put together at run time: the source is in the request too.)
+            "grep -c \"$(printf '%s-%s' SECRET STDIN)\" /etc/rce/request.json; cat",
+            json!(null),
+            |e| {
+                completed_with(e, Accepted)?;
+                if stdout(e) != "0\nSECRET-STDIN-1234\n" {
+                    return Err(format!("the request file showed the stdin, or stdin was lost: {:?}", stdout(e)));
+                }
+                Ok(())
+            },
+        );
+        stdin_hidden.spec["stdin"] = json!("SECRET-STDIN-1234\n");
+        run_attacks(
+            &eng,
+            vec![
+                parked("sysv-shm", "sysv"),
+                parked("pipe-buffers", "pipes"),
+                parked("unix-socket-buffers", "unix"),
+                attack("auto-reaped-children-cpu", "c", AUTO_REAPED_CPU, json!({"cpuTimeMs": 1000, "wallTimeMs": 10000}), |e| {
+                    completed_with(e, TimeLimitExceeded)?;
+                    match st(e).time_ms {
+                        Some(t) if (1000..2000).contains(&t) => Ok(()),
+                        t => Err(format!("timeMs {t:?}: not stopped at the 1000 ms limit")),
+                    }
+                }),
+                attack("kernel-surface", "c", KERNEL_SURFACE, json!(null), |e| {
+                    completed_with(e, Accepted)?;
+                    let out = stdout(e);
+                    if out.contains("ALLOWED") || out.lines().count() != 8 {
+                        return Err(format!("a call was allowed: {out}"));
+                    }
+                    Ok(())
+                }),
+                attack(
+                    "open-files",
+                    "python",
+                    "import os\nfds = []\ntry:\n    while len(fds) < 100000:\n        fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError as e:\n    print(len(fds), e.errno)\n",
+                    json!(null),
+                    |e| {
+                        completed_with(e, Accepted)?;
+                        let n: usize = stdout(e).split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+                        if n > 1024 || !stdout(e).contains(" 24") {
+                            return Err(format!("{n} files opened: no per-process limit"));
+                        }
+                        Ok(())
+                    },
+                ),
+                // A program that sends itself SIGXCPU at once (F13) did not exceed its CPU time.
+                attack("self-sigxcpu", "bash", "kill -XCPU $$", json!(null), |e| {
+                    completed_with(e, RuntimeError)?;
+                    if st(e).signal.as_deref() != Some("SIGXCPU") {
+                        return Err("expected a plain kill by SIGXCPU".into());
+                    }
+                    Ok(())
+                }),
+                // DEL and C1 controls on stdout (F9): the API server's YAML reader refused them raw.
+                attack("del-and-c1-on-stdout", "python", "print('answer\\x7f\\x80\\x9f\\ufffe')", json!(null), |e| {
+                    completed_with(e, Accepted)?;
+                    if stdout(e) != "answer\u{7f}\u{80}\u{9f}\u{fffe}\n" {
+                        return Err(format!("stdout changed: {:?}", stdout(e)));
+                    }
+                    Ok(())
+                }),
+                bad_names,
+                stdin_hidden,
+            ],
+        )
+        .await
+    })
+}
