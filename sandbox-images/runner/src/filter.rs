@@ -20,11 +20,16 @@
 //!   naming process (group) 1;
 //! - `fcntl(F_SETOWN)` naming PID 1 or process group 1, `F_SETOWN_EX`, and the `FIOSETOWN`
 //!   and `SIOCSPGRP` ioctls (signals to the owner of a file reach whoever is named);
+//! - `fcntl(F_SETPIPE_SZ)`: pipes keep their 64 KiB (pipe buffers are kernel memory, which
+//!   gVisor does not account to the sandbox);
 //! - sockets of any family but `AF_UNIX` (`EAFNOSUPPORT`): a sandbox has no network, and
 //!   the kernel charges TCP buffers on loopback to no cgroup on cgroup v1;
 //! - `io_uring_*` (its operations would not pass through this filter);
 //! - `fallocate` with `FALLOC_FL_KEEP_SIZE` (it allocates disk without growing the file, so
-//!   `RLIMIT_FSIZE` never sees it).
+//!   `RLIMIT_FSIZE` never sees it);
+//! - `clone3` with `ENOSYS`, so that the C library falls back to `clone`, whose flags
+//!   seccomp profiles can see (as containerd's default profile does; gVisor applies that
+//!   profile with `EPERM` instead, and threads could not be made at all).
 //!
 //! Every denial is `EPERM` unless said otherwise, which programs handle as they would any
 //! refusal. A call from another architecture (the i386 `int 0x80` entry, x32) is denied
@@ -145,6 +150,7 @@ fn rules() -> Vec<Rule> {
                 vec![Eq(1, libc::F_SETOWN as u32), Eq(2, 1)],
                 vec![Eq(1, libc::F_SETOWN as u32), Eq(2, MINUS_ONE)],
                 vec![Eq(1, F_SETOWN_EX)],
+                vec![Eq(1, libc::F_SETPIPE_SZ as u32)],
             ],
             errno: eperm,
         },
@@ -159,6 +165,7 @@ fn rules() -> Vec<Rule> {
         always(libc::SYS_io_uring_enter),
         always(libc::SYS_io_uring_register),
         Rule { nr: nr(libc::SYS_fallocate), when: vec![vec![Bits(1, FALLOC_FL_KEEP_SIZE)]], errno: eperm },
+        Rule { nr: nr(libc::SYS_clone3), when: vec![vec![]], errno: libc::ENOSYS as u32 },
     ]
 }
 
@@ -338,6 +345,7 @@ mod tests {
                 && libc::fcntl(p[0], libc::F_SETOWN, libc::getpid()) == 0
                 && eperm(libc::ioctl(p[0], FIOSETOWN as _, &1i32) as libc::c_long)
                 && libc::fcntl(p[0], libc::F_GETFL) >= 0
+                && eperm(libc::fcntl(p[1], libc::F_SETPIPE_SZ, 1 << 20) as libc::c_long)
         }));
     }
 
@@ -353,6 +361,12 @@ mod tests {
         assert!(under_filter(|| unsafe {
             let mut lim: libc::rlimit = std::mem::zeroed();
             libc::prlimit(0, libc::RLIMIT_NOFILE, std::ptr::null(), &mut lim) == 0
+        }));
+        // clone3 is "not implemented", so that threads and processes come from clone.
+        assert!(under_filter(|| unsafe { errno_is(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS) }));
+        assert!(under_filter(|| {
+            let t = std::thread::spawn(|| 7);
+            t.join().ok() == Some(7)
         }));
         // fork, wait, exec-like work and signals to its own children still work.
         assert!(under_filter(|| unsafe {

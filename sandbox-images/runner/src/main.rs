@@ -7,10 +7,20 @@ fn main() {
     let key = rce_runner::take_result_key();
     let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let config = rce_runner::Config::from_args_and_env(&args, |k| std::env::var(k).ok());
+    // Fail closed: without these layers the program could reach the runner or its output.
     let result = match nondumpable {
-        // Fail closed: without this layer the program could reach the runner.
         Err(e) => rce_runner::internal_error_result(format!("cannot make the runner non-dumpable: {e}")),
-        Ok(()) => rce_runner::catch_panics(|| rce_runner::run(&config, key.as_deref())),
+        Ok(()) => match rce_runner::sys::stash_stdio() {
+            Err(e) => rce_runner::internal_error_result(format!("cannot park stdout and stderr: {e}")),
+            Ok(stash) => {
+                let result = rce_runner::catch_panics(|| rce_runner::run(&config, key.as_deref()));
+                if stash.restore().is_err() {
+                    // Nowhere to print: the operator sees no result, a Failed Execution.
+                    std::process::exit(2);
+                }
+                result
+            }
+        },
     };
     rce_runner::print_result(&result, key.as_deref());
 }

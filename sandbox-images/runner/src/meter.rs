@@ -40,7 +40,10 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupFiles {
     pub v2: bool,
+    /// `memory.stat`, or (`usage_only`) `memory.usage_in_bytes` where a cgroup has no
+    /// memory.stat: gVisor's, whose usage is its own accounting of the sandbox's memory.
     pub memory_stat: PathBuf,
+    pub usage_only: bool,
     /// v1 only: `memory.kmem.usage_in_bytes` (v2 has `kernel` in memory.stat).
     pub kmem: Option<PathBuf>,
     pub cpu: PathBuf,
@@ -56,6 +59,7 @@ impl CgroupFiles {
             return Some(CgroupFiles {
                 v2: true,
                 memory_stat: readable(root.join("memory.stat"))?,
+                usage_only: false,
                 kmem: None,
                 cpu: readable(root.join("cpu.stat"))?,
                 pids_current: readable(root.join("pids.current")),
@@ -65,9 +69,14 @@ impl CgroupFiles {
         let cpu = ["cpuacct/cpuacct.usage", "cpu,cpuacct/cpuacct.usage", "cpu/cpuacct.usage"]
             .iter()
             .find_map(|p| readable(root.join(p)))?;
+        let (memory_stat, usage_only) = match readable(root.join("memory/memory.stat")) {
+            Some(p) => (p, false),
+            None => (readable(root.join("memory/memory.usage_in_bytes"))?, true),
+        };
         Some(CgroupFiles {
             v2: false,
-            memory_stat: readable(root.join("memory/memory.stat"))?,
+            memory_stat,
+            usage_only,
             kmem: readable(root.join("memory/memory.kmem.usage_in_bytes")),
             cpu,
             pids_current: readable(root.join("pids/pids.current")),
@@ -100,6 +109,7 @@ impl CgroupFiles {
         let opt = |p: &Option<PathBuf>| p.as_ref().map(std::fs::File::open).transpose();
         Ok(Opened {
             v2: self.v2,
+            usage_only: self.usage_only,
             memory_stat: std::fs::File::open(&self.memory_stat)?,
             kmem: opt(&self.kmem)?,
             cpu: std::fs::File::open(&self.cpu)?,
@@ -113,6 +123,7 @@ impl CgroupFiles {
 #[derive(Debug)]
 pub struct Opened {
     v2: bool,
+    usage_only: bool,
     memory_stat: std::fs::File,
     kmem: Option<std::fs::File>,
     cpu: std::fs::File,
@@ -135,6 +146,9 @@ fn read_u64_at(f: &std::fs::File) -> Option<u64> {
 
 impl Opened {
     fn memory_bytes(&self) -> Option<u64> {
+        if self.usage_only {
+            return read_u64_at(&self.memory_stat);
+        }
         let stat = read_all(&self.memory_stat)?;
         let field = |name: &str| {
             stat.lines()
@@ -187,20 +201,46 @@ fn runner_self() -> (u64, u64) {
 }
 
 impl Source {
-    /// From the runner's environment: `cgroup` when asked for and the cgroup is readable.
+    /// From the runner's environment: `cgroup` when asked for (and then the cgroup must be
+    /// readable: never a silent fallback), else `proc`.
     pub fn from_env(value: Option<&str>) -> Source {
         match value {
-            Some("cgroup") => {
-                CgroupFiles::find(Path::new("/sys/fs/cgroup")).map_or(Source::Proc, Source::Cgroup)
-            }
+            Some("cgroup") => CgroupFiles::find(Path::new("/sys/fs/cgroup")).map_or_else(
+                || {
+                    Source::Unavailable(
+                        "cgroup accounting was asked for, but the container's cgroup files under /sys/fs/cgroup \
+                         cannot be read"
+                            .into(),
+                    )
+                },
+                Source::Cgroup,
+            ),
             _ => Source::Proc,
         }
+    }
+}
+
+/// Bytes used on the filesystem holding `dir` (a tmpfs: its pages are memory).
+fn fs_used(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs fills the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return 0;
+        }
+        (st.f_blocks.saturating_sub(st.f_bfree) as u64).saturating_mul(st.f_frsize as u64)
     }
 }
 
 /// Measures one stage, from just before its start.
 pub struct Meter {
     cgroup: Option<Opened>,
+    /// Where the cgroup's memory does not include the work dir and /tmp (gVisor: they are
+    /// the host's tmpfs, outside the sandbox's own accounting), their use is added.
+    tmpfs: Vec<PathBuf>,
+    tmpfs_base: u64,
     /// cgroup: memory (bytes) and CPU (µs) of the cgroup, and the runner's own anonymous
     /// memory (KiB) and CPU (µs), when the stage started.
     base: (u64, u64, u64, u64),
@@ -212,8 +252,14 @@ pub struct Meter {
 
 impl Meter {
     /// Starts measuring; an error when the stage could not be measured honestly.
-    pub fn start(source: &Source) -> Result<Meter, String> {
+    /// `dirs`: the stage's work dir and /tmp.
+    pub fn start(source: &Source, dirs: &[&Path]) -> Result<Meter, String> {
         let (anon, cpu) = runner_self();
+        let tmpfs: Vec<PathBuf> = match source {
+            Source::Cgroup(c) if c.usage_only => dirs.iter().map(|d| d.to_path_buf()).collect(),
+            _ => vec![],
+        };
+        let tmpfs_base = tmpfs.iter().map(|d| fs_used(d)).sum();
         let cgroup = match source {
             Source::Cgroup(c) => {
                 Some(c.open().map_err(|e| format!("cannot open the container's cgroup files: {e}"))?)
@@ -231,7 +277,14 @@ impl Meter {
             }
             None => ((0, 0, anon, cpu), None),
         };
-        Ok(Meter { cgroup, base, children_base_us: sys::children_cpu_us(), tasks_peak_base })
+        Ok(Meter {
+            cgroup,
+            tmpfs,
+            tmpfs_base,
+            base,
+            children_base_us: sys::children_cpu_us(),
+            tasks_peak_base,
+        })
     }
 
     pub fn is_cgroup(&self) -> bool {
@@ -247,7 +300,9 @@ impl Meter {
                 let (mem0, cpu0, anon0, self_cpu0) = self.base;
                 let (anon, self_cpu) = runner_self();
                 let runner_growth = anon.saturating_sub(anon0) * 1024;
-                let memory = c.memory_bytes()?.saturating_sub(mem0).saturating_sub(runner_growth);
+                let files =
+                    self.tmpfs.iter().map(|d| fs_used(d)).sum::<u64>().saturating_sub(self.tmpfs_base);
+                let memory = (c.memory_bytes()? + files).saturating_sub(mem0).saturating_sub(runner_growth);
                 let cpu = c.cpu_us()?.saturating_sub(cpu0).saturating_sub(self_cpu.saturating_sub(self_cpu0));
                 let tasks = match &c.pids_current {
                     Some(_) => c.tasks()?.saturating_sub(sys::RUNNER_TASKS),
@@ -306,6 +361,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_without_memory_stat_counts_its_usage_as_gvisor_has_it() {
+        let dir = std::env::temp_dir().join(format!("rce-meter-gvisor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["memory", "cpuacct", "pids"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        std::fs::write(dir.join("memory/memory.usage_in_bytes"), "13201408\n").expect("write");
+        std::fs::write(dir.join("cpuacct/cpuacct.usage"), "300000000\n").expect("write");
+        std::fs::write(dir.join("pids/pids.current"), "2\n").expect("write");
+        let c = CgroupFiles::find(&dir).expect("found");
+        assert!(c.usage_only);
+        assert_eq!(c.memory_bytes(), Some(13_201_408));
+        assert_eq!(c.cpu_us(), Some(300_000));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn cgroup_v2_reads_its_own_files() {
         let dir = std::env::temp_dir().join(format!("rce-meter-v2-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -330,7 +402,7 @@ mod tests {
         assert_eq!(Source::from_env(Some("proc")), Source::Proc);
         assert!(CgroupFiles::find(Path::new("/nonexistent-rce")).is_none());
         // Asked for but not there: no silent fallback, every stage fails.
-        let m = Meter::start(&Source::Unavailable("no cgroup".into()));
+        let m = Meter::start(&Source::Unavailable("no cgroup".into()), &[]);
         assert_eq!(m.err().as_deref(), Some("no cgroup"));
     }
 }

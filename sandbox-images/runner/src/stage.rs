@@ -36,7 +36,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// bomb whose first shell is done), they run on for at most this long, under every limit,
 /// before they are killed: what they do in that time still counts (a fork bomb reaches the
 /// process limit, a late `echo` is captured).
-const LEFTOVER_GRACE: Duration = Duration::from_millis(200);
+const LEFTOVER_GRACE: Duration = Duration::from_millis(500);
 /// After SIGKILL, how long to wait for the program's main process before giving up on it.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the main process is gone and the rest killed: how long to wait for everything to
@@ -89,7 +89,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
 
     let oom_before = sys::oom_kill_count();
     sys::drain_pipe(sigchld);
-    let meter = Meter::start(spec.source)?;
+    let meter = Meter::start(spec.source, &[spec.work_dir, spec.tmp_dir])?;
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let pid = child.id() as libc::pid_t;

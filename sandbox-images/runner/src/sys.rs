@@ -120,6 +120,88 @@ pub fn make_nondumpable() -> io::Result<()> {
     Ok(())
 }
 
+/// The runner's stdout and stderr (the container log, where the result goes), parked while
+/// stages run as file descriptors in flight on a unix socket of the runner's own: in no
+/// process's file table, so not reachable through `/proc/<pid>/fd` even where a runtime
+/// does not honour non-dumpable for it (gVisor), and a socket cannot be opened through
+/// `/proc` either. Stdout and stderr are `/dev/null` meanwhile.
+pub struct StdioStash {
+    receiver: OwnedFd,
+}
+
+/// Parks fds 1 and 2 (see [`StdioStash`]).
+pub fn stash_stdio() -> io::Result<StdioStash> {
+    let mut pair = [0; 2];
+    // SAFETY: plain system calls on fds the runner owns; the message buffers are local.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (sender, receiver) = (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]));
+        let fds: [libc::c_int; 2] = [1, 2];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        let space = libc::CMSG_SPACE(std::mem::size_of_val(&fds) as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(&fds) as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), 2);
+        if libc::sendmsg(sender.as_raw_fd(), &msg, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        drop(sender);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 1) < 0 || libc::dup2(null, 2) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::close(null);
+        Ok(StdioStash { receiver })
+    }
+}
+
+impl StdioStash {
+    /// Takes stdout and stderr back, for the result.
+    pub fn restore(self) -> io::Result<()> {
+        let mut fds: [libc::c_int; 2] = [-1, -1];
+        // SAFETY: receiving into local buffers sized for two descriptors.
+        unsafe {
+            let mut byte = [0u8; 1];
+            let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+            let space = libc::CMSG_SPACE(std::mem::size_of_val(&fds) as u32) as usize;
+            let mut control = vec![0u8; space];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            if libc::recvmsg(self.receiver.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT)
+                < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+                return Err(io::Error::other("the parked stdout and stderr did not come back"));
+            }
+            std::ptr::copy_nonoverlapping(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fds.as_mut_ptr(), 2);
+            let ok = libc::dup2(fds[0], 1) >= 0 && libc::dup2(fds[1], 2) >= 0;
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            if !ok {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// True when the runner is the init process of its PID namespace (as in a container).
 pub fn is_init() -> bool {
     std::process::id() == 1

@@ -731,3 +731,17 @@ fn sealed_stdin_reaches_the_program_and_only_ciphertext_is_in_the_request() {
     let (r, _) = sb.run(&req);
     assert_eq!(r.outcome, Outcome::InternalError, "{r:?}");
 }
+
+/// While a stage runs, the runner's stdout and stderr are in no process's file table: even
+/// a program that may read the runner's /proc files (here: root) cannot write into them.
+#[test]
+fn the_runners_output_is_out_of_reach_while_the_program_runs() {
+    let sb = Sandbox::new();
+    let script = r#"for n in 1 2; do echo '{"rceResult":{}}' > /proc/$PPID/fd/$n 2>/dev/null; done
+readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2"#;
+    let (r, _) = sb.run(&sh(script));
+    let run = ran(&r);
+    // parse_output has checked that the runner printed exactly its one sealed line: the
+    // writes above went nowhere.
+    assert_eq!(s(&run.stdout), "/dev/null\n/dev/null\n", "{run:?}");
+}
