@@ -21,6 +21,8 @@ POD_CIDR="10.244.0.0/24"
 BRIDGE="rce0"
 SERVICE_CIDR="10.96.0.0/24"
 PAUSE_IMAGE="rce.dev/pause:3.2"
+# gVisor (runsc) for the `gvisor` RuntimeClass: built by hack/build-gvisor.sh into the cache.
+GVISOR_DIR="$RCE_CACHE/gvisor-20240729.0"
 # Components in start order; `down` stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet redis epmd rabbitmq)
 
@@ -151,6 +153,12 @@ state = "$RCE_STATE/containerd-state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+    # gVisor's own shim (RuntimeClass gvisor, handler runsc); see hack/build-gvisor.sh.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
+      runtime_type = "$GVISOR_DIR/bin/containerd-shim-runsc-v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
+        TypeUrl = "io.containerd.runsc.v1.options"
+        ConfigPath = "$GVISOR_DIR/runsc.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RCE_STATE/cni/net.d"
@@ -337,6 +345,7 @@ cmd_up() {
   local t0=$SECONDS
   install_deps
   "$RCE_ROOT/hack/build-k8s.sh"
+  "$RCE_ROOT/hack/build-gvisor.sh" "$GVISOR_DIR/bin"
   mkdir -p "$RCE_STATE" "$LOGS" "$PIDS"
   make_pki
   write_configs
@@ -350,6 +359,7 @@ cmd_up() {
   start_rabbitmq
   start_control_plane
   start_kubelet
+  kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f "$RCE_ROOT/hack/runtimeclass-gvisor.yaml" >/dev/null
   wait_rabbitmq
   log "cluster up in $((SECONDS - t0))s"
   cmd_env_human
@@ -368,6 +378,8 @@ cmd_down() {
       [[ -f "$f" ]] && kill -TERM "$(cat "$f")" 2>/dev/null || true
     done
   fi
+  # gVisor sandboxes (runsc-sandbox, gofers) of our runsc root.
+  pkill -KILL -f -- "--root=/run/containerd/runsc" 2>/dev/null || true
   # Unmount what the kubelet and containerd mounted under our state dir.
   grep -o " $RCE_STATE/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   log "down"
