@@ -1,6 +1,8 @@
 //! Helpers for tests that submit Executions to the engine's running operator (the one
 //! `make up` starts, serving every Execution without an `rce.dev/operator` label) and wait
-//! for their terminal status.
+//! for their terminal status; or, to run the same tests under another RuntimeClass (gVisor),
+//! to an operator of the test's own started in-process with that class, serving only the
+//! test's namespace (its Executions carry its label).
 
 use std::{
     collections::BTreeMap,
@@ -26,14 +28,61 @@ const NO_OPERATOR: &str = "no operator gave them a status: is the engine's opera
 /// An operator gives every new Execution a status (at least Pending) within this.
 const NO_STATUS_WITHIN: Duration = Duration::from_secs(30);
 
-/// A test namespace whose Executions the engine's own operator runs.
+/// A test namespace whose Executions the engine's own operator runs (or, with a runtime
+/// class, an in-process operator of the test's own).
 pub struct Engine {
     pub ns: TestNamespace,
+    /// The RuntimeClass sandboxes run under (None: the cluster's default, runc).
+    pub runtime_class: Option<String>,
+    operator: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A namespace prefix from a test's name: a DNS label.
+fn prefix_label(prefix: &str) -> String {
+    let p: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    p.chars().take(40).collect::<String>().trim_matches('-').to_string()
 }
 
 impl Engine {
     pub async fn new(prefix: &str) -> Result<Self> {
-        Ok(Self { ns: TestNamespace::new(prefix).await? })
+        Ok(Self { ns: TestNamespace::new(&prefix_label(prefix)).await?, runtime_class: None, operator: None })
+    }
+
+    /// Sandboxes under `runtime_class`: an operator of the test's own, in-process, serving
+    /// only this namespace.
+    pub async fn with_runtime_class(prefix: &str, runtime_class: &str) -> Result<Self> {
+        let ns = TestNamespace::new(&prefix_label(&format!("{runtime_class}-{prefix}"))).await?;
+        Api::<k8s_openapi::api::node::v1::RuntimeClass>::all(ns.client.clone())
+            .get_opt(runtime_class)
+            .await?
+            .with_context(|| format!("RuntimeClass {runtime_class} is not installed: run `make up`"))?;
+        let mut config = rce_operator::Config::defaults();
+        config.namespaces = vec![ns.name.clone()];
+        config.selector = format!("rce.dev/operator={}", ns.name);
+        config.metrics_addr = "127.0.0.1:0".parse()?;
+        config.ttl_seconds = 0;
+        config.runtime_class_name = Some(runtime_class.to_string());
+        // A sandboxing runtime starts slower and costs more CPU (gVisor: about 0.7 s and a
+        // kernel of its own per Pod): fewer at once, more time to start.
+        config.max_running = 3;
+        config.start_margin_seconds = 30;
+        if let Ok(url) = std::env::var("RCE_REDIS_URL") {
+            config.redis_url = url;
+        }
+        let operator = tokio::spawn(async move {
+            if let Err(e) = rce_operator::run_until(config, std::future::pending()).await {
+                eprintln!("operator stopped: {e:#}");
+            }
+        });
+        Ok(Self { ns, runtime_class: Some(runtime_class.to_string()), operator: Some(operator) })
+    }
+
+    /// Sandboxes run under gVisor.
+    pub fn gvisor(&self) -> bool {
+        self.runtime_class.as_deref() == Some("gvisor")
     }
 
     pub fn executions(&self) -> Api<Execution> {
@@ -55,10 +104,14 @@ impl Engine {
 
     /// Create an (unlabelled) Execution named `name` with `spec`.
     pub async fn submit(&self, name: &str, spec: serde_json::Value) -> Result<Execution> {
+        let mut metadata = serde_json::json!({"name": name});
+        if self.operator.is_some() {
+            metadata["labels"] = serde_json::json!({"rce.dev/operator": self.ns.name});
+        }
         let e: Execution = serde_json::from_value(serde_json::json!({
             "apiVersion": "rce.dev/v1alpha1",
             "kind": "Execution",
-            "metadata": {"name": name},
+            "metadata": metadata,
             "spec": spec,
         }))
         .with_context(|| format!("building Execution {name}"))?;
@@ -185,6 +238,9 @@ impl Engine {
         while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        if let Some(op) = &self.operator {
+            op.abort();
+        }
         for e in api.list(&ListParams::default()).await?.items {
             let patch = serde_json::json!({"metadata": {"finalizers": null}});
             let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
@@ -193,7 +249,8 @@ impl Engine {
     }
 }
 
-/// Run `body` with a fresh [`Engine`] namespace, cleaning up whatever the outcome.
+/// Run `body` with a fresh [`Engine`] namespace, cleaning up whatever the outcome;
+/// `with_engine!(runtime_class "gvisor", ...)` runs it under that RuntimeClass.
 #[macro_export]
 macro_rules! with_engine {
     ($prefix:expr, |$e:ident| $body:block) => {{
@@ -203,6 +260,41 @@ macro_rules! with_engine {
         result?;
         cleaned
     }};
+    (runtime_class $class:expr, $prefix:expr, |$e:ident| $body:block) => {{
+        let $e = $crate::exec::Engine::with_runtime_class($prefix, $class).await?;
+        let result: anyhow::Result<()> = async { $body }.await;
+        let cleaned = $e.cleanup().await;
+        result?;
+        cleaned
+    }};
+}
+
+/// For each `async fn name(eng: &Engine) -> Result<()>` listed, a test `runc::name` on the
+/// cluster's default runtime (the engine's operator) and a test `gvisor::name` under the
+/// gvisor RuntimeClass.
+#[macro_export]
+macro_rules! on_runc_and_gvisor {
+    ($($name:ident),* $(,)?) => {
+        mod runc {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    rce_tests::with_engine!(stringify!($name), |eng| { super::$name(&eng).await })
+                }
+            )*
+        }
+        mod gvisor {
+            /// One gVisor test at a time: the node has two cores.
+            static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    let _turn = TURN.lock().await;
+                    rce_tests::with_engine!(runtime_class "gvisor", stringify!($name), |eng| { super::$name(&eng).await })
+                }
+            )*
+        }
+    };
 }
 
 pub fn phase(e: &Execution) -> Option<Phase> {
