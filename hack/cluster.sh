@@ -47,7 +47,7 @@ wait_for() {
 
 install_deps() {
   need_pkgs etcd-server containerd runc containernetworking-plugins redis-server rabbitmq-server \
-    openssl iptables iproute2 busybox-static gcc libc6-dev curl ca-certificates util-linux
+    openssl iptables iproute2 busybox-static gcc libc6-dev curl ca-certificates util-linux jq
   command -v kubectl >/dev/null || die "kubectl is not on PATH (machines of this kind ship it in /usr/bin)"
   # The distribution's units may have started their own daemons; ours use their own
   # configs, ports and sockets. Stop the distribution's, if any (no systemd here: ignore).
@@ -378,8 +378,14 @@ cmd_down() {
       [[ -f "$f" ]] && kill -TERM "$(cat "$f")" 2>/dev/null || true
     done
   fi
-  # gVisor sandboxes (runsc-sandbox, gofers) of our runsc root.
-  pkill -KILL -f -- "--root=/run/containerd/runsc" 2>/dev/null || true
+  # gVisor sandboxes and their gofers outlive their shims too: their pids are recorded in
+  # the state files of our runsc root (runsc.toml).
+  for f in /run/containerd/runsc/k8s.io/*.state; do
+    [[ -f "$f" ]] || continue
+    jq -r '.. | objects | (.pid?, .goferPid?) // empty' "$f" 2>/dev/null | sort -u | while read -r pid; do
+      [[ "$pid" =~ ^[0-9]+$ && "$pid" -gt 1 ]] && kill -KILL "$pid" 2>/dev/null || true
+    done
+  done
   # Unmount what the kubelet and containerd mounted under our state dir.
   grep -o " $RCE_STATE/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   log "down"
