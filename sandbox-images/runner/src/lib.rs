@@ -197,7 +197,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         Err(message) => return internal_error(message, None),
     };
 
-    let spec = |argv, stdin, limits| stage::StageSpec {
+    let spec = |argv, stdin, limits, leftover_grace| stage::StageSpec {
         argv,
         env: &req.env,
         work_dir: &config.work_dir,
@@ -205,11 +205,12 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         stdin,
         limits,
         source: &config.source,
+        leftover_grace,
     };
     let mut compile_result = None;
     if let Some(argv) = &compile {
         let limits = req.compile_limits.as_ref().unwrap_or(&req.limits);
-        match stage::run_stage(&spec(argv, b"", limits)) {
+        match stage::run_stage(&spec(argv, b"", limits, false)) {
             Ok(r) => {
                 let failed = r.exit_code != Some(0) || r.limit.is_some();
                 if failed {
@@ -226,7 +227,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
             Err(e) => return internal_error(format!("compile stage: {e}"), None),
         }
     }
-    match stage::run_stage(&spec(&run, req.stdin.as_bytes(), &req.limits)) {
+    match stage::run_stage(&spec(&run, req.stdin.as_bytes(), &req.limits, true)) {
         Ok(r) => RunResult {
             run_id: String::new(),
             outcome: Outcome::Ran,

@@ -55,6 +55,9 @@ pub struct StageSpec<'a> {
     pub limits: &'a StageLimits,
     /// How the stage is measured.
     pub source: &'a Source,
+    /// Let what the main process leaves behind run on for [`LEFTOVER_GRACE`] (the run
+    /// stage); a compiler's leftovers are killed at once.
+    pub leftover_grace: bool,
 }
 
 /// Runs one stage. `Err` means the stage could not be started (not a property of the
@@ -149,7 +152,8 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         }
         if let Some(done) = main_done {
             // Leftovers run on briefly (see LEFTOVER_GRACE), unless a limit stopped them.
-            if none_left || killed.is_some() || now >= done + LEFTOVER_GRACE || now >= deadline {
+            let grace = if spec.leftover_grace { LEFTOVER_GRACE } else { Duration::ZERO };
+            if none_left || killed.is_some() || now >= done + grace || now >= deadline {
                 break;
             }
         }
