@@ -3,8 +3,37 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::Parser;
-use rce_api::ResolvedLimits;
+use clap::{Parser, ValueEnum};
+use rce_api::{LimitCaps, ResolvedLimits};
+
+/// imagePullPolicy of sandbox containers.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "verbatim")]
+pub enum PullPolicy {
+    IfNotPresent,
+    /// Images loaded on the nodes, nothing is ever pulled (the local cluster).
+    Never,
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+            PullPolicy::Always => "Always",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
 
 /// Reconciles rce Executions into hardened sandbox Pods and records their results.
 #[derive(Parser, Debug, Clone)]
@@ -61,50 +90,6 @@ pub struct Config {
     #[arg(long, env = "RCE_MAX_LOG_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_log_bytes: i64,
 
-    /// Largest submission (the request annotation: files, stdin, args), in bytes.
-    #[arg(long, env = "RCE_MAX_REQUEST_BYTES", default_value_t = 200 * 1024)]
-    pub max_request_bytes: usize,
-
-    /// CPU limit of a sandbox container, unless its Runtime sets one.
-    #[arg(long, env = "RCE_SANDBOX_CPU_LIMIT", default_value = "1")]
-    pub sandbox_cpu_limit: String,
-
-    /// CPU request of a sandbox container. Small, so that the scheduler places many
-    /// sandboxes on a node; the limit is what a program gets.
-    #[arg(long, env = "RCE_SANDBOX_CPU_REQUEST", default_value = "50m")]
-    pub sandbox_cpu_request: String,
-
-    /// RuntimeClass of sandbox Pods (e.g. gvisor), unless their Runtime sets one.
-    #[arg(long, env = "RCE_RUNTIME_CLASS_NAME")]
-    pub runtime_class_name: Option<String>,
-
-    /// imagePullPolicy of sandbox containers: IfNotPresent, Never (images loaded on the nodes,
-    /// nothing is ever pulled: the local cluster) or Always.
-    #[arg(long, env = "RCE_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
-          value_parser = ["IfNotPresent", "Never", "Always"])]
-    pub image_pull_policy: String,
-
-    /// Path of the runner binary inside every sandbox image.
-    #[arg(long, env = "RCE_RUNNER_PATH", default_value = "/usr/local/bin/rce-runner")]
-    pub runner_path: String,
-
-    /// Size of the memory-backed /tmp of a sandbox, in MiB.
-    #[arg(long, env = "RCE_TMP_MIB", default_value_t = 16)]
-    pub tmp_mib: u64,
-
-    /// Smallest size of the memory-backed /work of a sandbox, in MiB (it grows with the
-    /// file size limit).
-    #[arg(long, env = "RCE_WORK_MIB", default_value_t = 16)]
-    pub work_mib: u64,
-
-    /// Memory added to a sandbox's limit for the runner itself, in MiB.
-    #[arg(long, env = "RCE_RUNNER_OVERHEAD_MIB", default_value_t = 16)]
-    pub runner_overhead_mib: u64,
-
-    /// Seconds added to the compile and run wall limits for the Pod's activeDeadlineSeconds.
-    #[arg(long, env = "RCE_START_MARGIN_SECONDS", default_value_t = 10)]
-    pub start_margin_seconds: u64,
-
     /// Seconds an image problem (ErrImagePull, ErrImageNeverPull, ...) is given before the
     /// Execution fails.
     #[arg(long, env = "RCE_IMAGE_ERROR_GRACE_SECONDS", default_value_t = 5)]
@@ -123,37 +108,23 @@ pub struct Config {
     #[arg(long, env = "RCE_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
 
-    /// Operator ceiling on wall time, ms (a Runtime's maximum cannot exceed it).
-    #[arg(long, env = "RCE_CAP_WALL_TIME_MS", default_value_t = ResolvedLimits::CEILING.wall_time_ms)]
-    pub cap_wall_time_ms: u64,
-    /// Operator ceiling on CPU time, ms.
-    #[arg(long, env = "RCE_CAP_CPU_TIME_MS", default_value_t = ResolvedLimits::CEILING.cpu_time_ms)]
-    pub cap_cpu_time_ms: u64,
-    /// Operator ceiling on memory, MiB.
-    #[arg(long, env = "RCE_CAP_MEMORY_MIB", default_value_t = ResolvedLimits::CEILING.memory_mib)]
-    pub cap_memory_mib: u64,
-    /// Operator ceiling on processes.
-    #[arg(long, env = "RCE_CAP_PROCESSES", default_value_t = ResolvedLimits::CEILING.processes)]
-    pub cap_processes: u64,
-    /// Operator ceiling on output bytes (each of stdout and stderr).
-    #[arg(long, env = "RCE_CAP_OUTPUT_BYTES", default_value_t = ResolvedLimits::CEILING.output_bytes)]
-    pub cap_output_bytes: u64,
-    /// Operator ceiling on the file size limit, KiB.
-    #[arg(long, env = "RCE_CAP_FILE_SIZE_KIB", default_value_t = ResolvedLimits::CEILING.file_size_kib)]
-    pub cap_file_size_kib: u64,
+    /// What the sandbox Pods are built with, and the ceilings on every limit.
+    #[command(flatten)]
+    pub sandbox: SandboxSettings,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,rce_operator=debug`).
+    #[arg(long, env = "RCE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "RCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl Config {
     /// The operator's ceiling on every limit.
     pub fn cap(&self) -> ResolvedLimits {
-        ResolvedLimits {
-            wall_time_ms: self.cap_wall_time_ms,
-            cpu_time_ms: self.cap_cpu_time_ms,
-            memory_mib: self.cap_memory_mib,
-            processes: self.cap_processes,
-            output_bytes: self.cap_output_bytes,
-            file_size_kib: self.cap_file_size_kib,
-        }
+        self.sandbox.cap()
     }
 
     /// Watched namespaces, without empty entries; empty means all.
@@ -167,19 +138,7 @@ impl Config {
 
     /// The settings the pure builders need.
     pub fn sandbox(&self) -> SandboxSettings {
-        SandboxSettings {
-            cpu_limit: self.sandbox_cpu_limit.clone(),
-            cpu_request: self.sandbox_cpu_request.clone(),
-            runtime_class_name: self.runtime_class_name.clone(),
-            runner_path: self.runner_path.clone(),
-            image_pull_policy: self.image_pull_policy.clone(),
-            tmp_mib: self.tmp_mib,
-            work_mib: self.work_mib,
-            runner_overhead_mib: self.runner_overhead_mib,
-            start_margin_seconds: self.start_margin_seconds,
-            max_request_bytes: self.max_request_bytes,
-            cap: self.cap(),
-        }
+        self.sandbox.clone()
     }
 
     /// A configuration with every default, as the tests use it.
@@ -188,20 +147,73 @@ impl Config {
     }
 }
 
-/// What the pure Pod builder and validation need to know from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the pure Pod builder and validation need to know from the configuration: the
+/// sandbox flags and the ceilings, flattened into [`Config`].
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSettings {
+    /// CPU limit of a sandbox container, unless its Runtime sets one.
+    #[arg(
+        id = "sandbox_cpu_limit",
+        long = "sandbox-cpu-limit",
+        env = "RCE_SANDBOX_CPU_LIMIT",
+        default_value = "1"
+    )]
     pub cpu_limit: String,
+
+    /// CPU request of a sandbox container. Small, so that the scheduler places many
+    /// sandboxes on a node; the limit is what a program gets.
+    #[arg(
+        id = "sandbox_cpu_request",
+        long = "sandbox-cpu-request",
+        env = "RCE_SANDBOX_CPU_REQUEST",
+        default_value = "50m"
+    )]
     pub cpu_request: String,
+
+    /// RuntimeClass of sandbox Pods (e.g. gvisor), unless their Runtime sets one.
+    #[arg(long, env = "RCE_RUNTIME_CLASS_NAME")]
     pub runtime_class_name: Option<String>,
+
+    /// Path of the runner binary inside every sandbox image.
+    #[arg(long, env = "RCE_RUNNER_PATH", default_value = "/usr/local/bin/rce-runner")]
     pub runner_path: String,
-    pub image_pull_policy: String,
+
+    /// imagePullPolicy of sandbox containers: IfNotPresent, Never (images loaded on the nodes,
+    /// nothing is ever pulled: the local cluster) or Always.
+    #[arg(long, env = "RCE_IMAGE_PULL_POLICY", value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub image_pull_policy: PullPolicy,
+
+    /// Size of the memory-backed /tmp of a sandbox, in MiB.
+    #[arg(long, env = "RCE_TMP_MIB", default_value_t = 16)]
     pub tmp_mib: u64,
+
+    /// Smallest size of the memory-backed /work of a sandbox, in MiB (it grows with the
+    /// file size limit).
+    #[arg(long, env = "RCE_WORK_MIB", default_value_t = 16)]
     pub work_mib: u64,
+
+    /// Memory added to a sandbox's limit for the runner itself, in MiB.
+    #[arg(long, env = "RCE_RUNNER_OVERHEAD_MIB", default_value_t = 16)]
     pub runner_overhead_mib: u64,
+
+    /// Seconds added to the compile and run wall limits for the Pod's activeDeadlineSeconds.
+    #[arg(long, env = "RCE_START_MARGIN_SECONDS", default_value_t = 10)]
     pub start_margin_seconds: u64,
+
+    /// Largest submission (the request annotation: files, stdin, args), in bytes.
+    #[arg(long, env = "RCE_MAX_REQUEST_BYTES", default_value_t = 200 * 1024)]
     pub max_request_bytes: usize,
-    pub cap: ResolvedLimits,
+
+    /// The ceilings on every limit (`--cap-*`; the shim takes the same flags).
+    #[command(flatten)]
+    pub caps: LimitCaps,
+}
+
+impl SandboxSettings {
+    /// The operator's ceiling on every limit.
+    pub fn cap(&self) -> ResolvedLimits {
+        self.caps.limits()
+    }
 }
 
 impl Default for SandboxSettings {
@@ -220,15 +232,15 @@ mod tests {
         assert_eq!(c.max_running, 6);
         assert_eq!(c.redis_url, "redis://127.0.0.1:16379");
         assert_eq!(c.ttl(), Some(Duration::from_secs(3600)));
-        assert_eq!(c.sandbox_cpu_limit, "1");
-        assert_eq!(c.sandbox_cpu_request, "50m");
+        assert_eq!(c.sandbox.cpu_limit, "1");
+        assert_eq!(c.sandbox.cpu_request, "50m");
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(c.cap(), ResolvedLimits::CEILING);
         assert!(c.watched_namespaces().is_empty());
         assert_eq!(c.selector, "!rce.dev/operator");
-        assert_eq!(c.image_pull_policy, "IfNotPresent");
+        assert_eq!(c.sandbox.image_pull_policy.as_str(), "IfNotPresent");
         let never = Config::parse_from(["rce-operator", "--image-pull-policy", "Never"]);
-        assert_eq!(never.sandbox().image_pull_policy, "Never");
+        assert_eq!(never.sandbox().image_pull_policy.as_str(), "Never");
         assert!(Config::try_parse_from(["rce-operator", "--image-pull-policy", "Sometimes"]).is_err());
     }
 

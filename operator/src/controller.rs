@@ -20,8 +20,8 @@ use kube::{
     },
     Client, Resource, ResourceExt,
 };
+use rce_api::protocol::{ResultError, ResultLine};
 use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Runtime};
-use rce_runner::protocol::{ResultError, ResultLine};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
@@ -552,12 +552,11 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
 /// the Pod's activeDeadlineSeconds (or the operator's largest) plus the result margin.
 fn overdue(st: &ExecutionStatus, pod: Option<&Pod>, config: &crate::config::Config) -> Option<Duration> {
     let started = chrono::DateTime::parse_from_rfc3339(st.started_at.as_deref()?).ok()?;
-    let deadline = pod
-        .and_then(|p| p.spec.as_ref())
-        .and_then(|s| s.active_deadline_seconds)
-        .map_or(config.cap_wall_time_ms.div_ceil(1000) * 2 + config.start_margin_seconds, |d| {
-            d.max(0) as u64
-        });
+    let deadline =
+        pod.and_then(|p| p.spec.as_ref()).and_then(|s| s.active_deadline_seconds).map_or(
+            config.cap().wall_time_ms.div_ceil(1000) * 2 + config.sandbox.start_margin_seconds,
+            |d| d.max(0) as u64,
+        );
     let limit = Duration::from_secs(deadline + config.result_margin_seconds);
     let age = Utc::now().signed_duration_since(started.with_timezone(&Utc)).to_std().ok()?;
     (age > limit).then_some(limit)
@@ -618,7 +617,7 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
     let text = String::from_utf8_lossy(&log);
     let tail: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with(rce_runner::protocol::RESULT_PREFIX))
+        .filter(|l| !l.starts_with(rce_api::protocol::RESULT_PREFIX))
         .rev()
         .take(3)
         .collect::<Vec<_>>()

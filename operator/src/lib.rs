@@ -68,26 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     run_until(config, shutdown_signal()).await
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
+pub use rce_api::shutdown::shutdown_signal;
 
 /// Run the operator until `shutdown` resolves (then finish the reconciliations in flight).
 /// Dropping the returned future stops everything at once, as a crash would: every

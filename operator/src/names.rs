@@ -61,15 +61,6 @@ pub fn label_value(name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_LABEL
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Lowest uid/gid given to a sandbox (above any uid an image's /etc/passwd uses).
 pub const SANDBOX_ID_MIN: u32 = 100_000;
 /// One past the highest sandbox uid/gid.
@@ -103,7 +94,7 @@ mod tests {
         let long = "a".repeat(250);
         for attempt in [1, 2, 1000] {
             let p = pod_name(&long, UID, attempt);
-            assert!(is_dns_label(&p), "{p}");
+            assert!(rce_api::names::is_dns_label(&p), "{p}");
             assert!(p.ends_with(&format!("-5f2d3a1b9c8e4f7a8b6c5d4e3f2a1b0c-{attempt}")), "{p}");
         }
         // Same name, another uid: another Pod; names that differ only past the cut: the uid

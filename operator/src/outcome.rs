@@ -1,9 +1,10 @@
 //! What a sandbox Pod says, and the status it leads to (pure: plain values in and out).
 
 use k8s_openapi::api::core::v1::Pod;
+use rce_api::protocol::{
+    text_of, LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult,
+};
 use rce_api::{output_matches, ExecutionStatus, Phase, Verdict};
-use rce_runner::output::text_of;
-use rce_runner::protocol::{LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult};
 
 use crate::sandbox::CONTAINER;
 
@@ -137,7 +138,7 @@ pub fn view(pod: &Pod) -> PodView {
 
 /// The request a sandbox Pod was given (from its annotation), to word limit messages.
 pub fn pod_request(pod: &Pod) -> Option<RunRequest> {
-    let json = pod.metadata.annotations.as_ref()?.get(rce_runner::protocol::REQUEST_ANNOTATION)?;
+    let json = pod.metadata.annotations.as_ref()?.get(rce_api::protocol::REQUEST_ANNOTATION)?;
     serde_json::from_str(json).ok()
 }
 
@@ -177,32 +178,6 @@ pub fn cap_stored(s: &str, cap: usize) -> (String, bool) {
         }
     }
     (s.to_string(), false)
-}
-
-/// Name of a signal number, for runners that did not name it.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_string()
 }
 
 /// Everything needed to turn a finished sandbox into a status.
@@ -253,7 +228,7 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
             measurements(&mut st, &c);
             st.exit_code = c.exit_code;
-            st.signal = c.signal.map(|s| c.signal_name.clone().unwrap_or_else(|| signal_name(s)));
+            st.signal = c.signal.map(|s| rce_api::Signal(s).name().into_owned());
             let limit = f.compile_limits.or(f.limits);
             st.message = Some(match c.limit {
                 Some(hit) => format!("compilation stopped: {}", limit_msg(hit, limit)),
@@ -285,7 +260,7 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
                 }
             }
             st.exit_code = r.exit_code;
-            st.signal = r.signal.map(|s| r.signal_name.clone().unwrap_or_else(|| signal_name(s)));
+            st.signal = r.signal.map(|s| rce_api::Signal(s).name().into_owned());
             let (verdict, message) = match r.limit {
                 Some(LimitHit::CpuTime | LimitHit::WallTime) => (
                     Verdict::TimeLimitExceeded,

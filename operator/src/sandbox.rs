@@ -14,9 +14,9 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::LabelSelector},
 };
 use kube::{api::ObjectMeta, Resource, ResourceExt};
+pub use rce_api::protocol::{ACCOUNTING_ENV, RESULT_KEY_ENV};
+use rce_api::protocol::{REQUEST_ANNOTATION, REQUEST_PATH, WORK_DIR};
 use rce_api::{Execution, Runtime, EXECUTION_LABEL, SANDBOX_LABEL};
-pub use rce_runner::protocol::{ACCOUNTING_ENV, RESULT_KEY_ENV};
-use rce_runner::protocol::{REQUEST_ANNOTATION, REQUEST_PATH, WORK_DIR};
 
 use crate::{config::SandboxSettings, names, validate::Plan};
 
@@ -83,17 +83,17 @@ pub fn run_id(uid: &str, attempt: u32) -> String {
 
 /// A fresh result key: 32 random bytes, in hex.
 pub fn new_result_key() -> String {
-    let mut key = [0u8; rce_runner::mac::KEY_BYTES];
+    let mut key = [0u8; rce_api::mac::KEY_BYTES];
     // The thread RNG is a CSPRNG seeded (and reseeded) from the operating system.
     rand::Rng::fill(&mut rand::rng(), &mut key[..]);
-    rce_runner::mac::hex(&key)
+    rce_api::mac::hex(&key)
 }
 
 /// The result key a sandbox Pod was given, from its spec.
 pub fn result_key(pod: &Pod) -> Option<Vec<u8>> {
     let env = pod.spec.as_ref()?.containers.iter().find(|c| c.name == CONTAINER)?.env.as_ref()?;
     let hex = env.iter().find(|v| v.name == RESULT_KEY_ENV)?.value.as_deref()?;
-    rce_runner::mac::unhex(hex).filter(|k| !k.is_empty())
+    rce_api::mac::unhex(hex).filter(|k| !k.is_empty())
 }
 
 /// The labels every sandbox Pod of `execution` carries.
@@ -125,10 +125,10 @@ pub fn build_pod(
     // The stdin is for the program's stdin only: in the request, which the program could
     // read (at compile time, say), it is sealed under the Pod's key.
     if !request.stdin.is_empty() {
-        let key_bytes = rce_runner::mac::unhex(key).unwrap_or_default();
+        let key_bytes = rce_api::mac::unhex(key).unwrap_or_default();
         let mut nonce = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
-        request.stdin_sealed = Some(rce_runner::protocol::SealedText::seal(
+        request.stdin_sealed = Some(rce_api::protocol::SealedText::seal(
             &key_bytes,
             &nonce,
             &std::mem::take(&mut request.stdin),
@@ -190,7 +190,7 @@ pub fn build_pod(
             containers: vec![Container {
                 name: CONTAINER.into(),
                 image: Some(plan.image.clone()),
-                image_pull_policy: Some(settings.image_pull_policy.clone()),
+                image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
                 command: Some(vec![settings.runner_path.clone()]),
                 working_dir: Some(WORK_DIR.into()),
                 // The runner takes the key out of its environment before any stage starts,
@@ -333,10 +333,10 @@ spec:
         assert_eq!(labels[ATTEMPT_LABEL], "1");
         assert_eq!(labels[EXECUTION_UID_LABEL], "5f2d-uid");
         let ann = m.annotations.as_ref().unwrap();
-        let sent: rce_runner::protocol::RunRequest = serde_json::from_str(&ann[REQUEST_ANNOTATION]).unwrap();
+        let sent: rce_api::protocol::RunRequest = serde_json::from_str(&ann[REQUEST_ANNOTATION]).unwrap();
         assert_eq!(sent.run_id, "5f2d-uid/1", "the request names its run");
         assert!(sent.stdin.is_empty());
-        let key = rce_runner::mac::unhex(KEY).unwrap();
+        let key = rce_api::mac::unhex(KEY).unwrap();
         assert_eq!(sent.stdin_sealed.as_ref().unwrap().open(&key).unwrap(), "some input\n", "stdin sealed");
         assert!(!ann[REQUEST_ANNOTATION].contains("some input"));
         assert_eq!(sent.files, plan.request.files);
@@ -455,7 +455,7 @@ spec:
         let (a, b) = (new_result_key(), new_result_key());
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
-        assert!(rce_runner::mac::unhex(&a).is_some());
+        assert!(rce_api::mac::unhex(&a).is_some());
     }
 
     #[test]

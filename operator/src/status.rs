@@ -39,7 +39,7 @@ pub fn set_condition(
     generation: Option<i64>,
     now: &str,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = rce_api::ConditionStatus::from(status);
     let message = (!message.is_empty()).then(|| message.to_string());
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {

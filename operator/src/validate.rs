@@ -1,11 +1,10 @@
 //! Validation of an Execution against its Runtime and the operator's configuration, and
 //! the plan for its sandbox (pure: no cluster access).
 
-use std::{borrow::Borrow, collections::BTreeSet};
+use std::borrow::Borrow;
 
-use base64::Engine as _;
-use rce_api::{ExecutionSpec, FileEncoding, Limits, ResolvedLimits, Runtime};
-use rce_runner::protocol::{Encoding, File, RunRequest, StageLimits};
+use rce_api::protocol::{Encoding, File, RunRequest};
+use rce_api::{files, runtime::lookup, ExecutionSpec, Limits, ResolvedLimits, Runtime};
 
 use crate::config::SandboxSettings;
 
@@ -36,62 +35,20 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// The Runtime an Execution's `language` names: an exact object name wins over an alias.
-pub fn find_runtime<'a, R>(runtimes: &'a [R], language: &str) -> Option<&'a R>
-where
-    R: Borrow<Runtime>,
-{
-    let lang = language.trim();
-    let rt = |r: &&'a R| -> &'a Runtime { (*r).borrow() };
-    runtimes
-        .iter()
-        .find(|r| rt(r).metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(lang)))
-        .or_else(|| runtimes.iter().find(|r| rt(r).answers_to(lang)))
+/// The Runtime an Execution's `language` names (see [`lookup::find`]).
+pub fn find_runtime<'a, R: Borrow<Runtime>>(runtimes: &'a [R], language: &str) -> Option<&'a R> {
+    lookup::find(runtimes, language)
 }
 
 /// The message for an unknown language, listing the known ones.
 pub fn unknown_language<R: Borrow<Runtime>>(language: &str, runtimes: &[R]) -> Invalid {
-    let known: BTreeSet<&str> =
-        runtimes.iter().filter_map(|r| Borrow::<Runtime>::borrow(r).metadata.name.as_deref()).collect();
-    let known: Vec<&str> = known.into_iter().collect();
-    if known.is_empty() {
-        Invalid(format!("unknown language {language:?}: no Runtime is installed"))
-    } else {
-        Invalid(format!("unknown language {language:?}; known languages: {}", known.join(", ")))
-    }
+    Invalid(lookup::unknown_language(language, runtimes))
 }
 
-/// Longest file name (a path relative to the work dir) in a submission.
-const MAX_FILE_NAME: usize = 255;
-/// Most files in a submission.
-const MAX_FILES: usize = 64;
-
-/// Is `name` a safe relative path inside the work dir?
-pub fn check_file_name(name: &str) -> Result<(), Invalid> {
-    let bad = |why: &str| Err(Invalid(format!("file name {name:?} is not allowed: {why}")));
-    if name.is_empty() {
-        return bad("it is empty");
+impl From<files::FileError> for Invalid {
+    fn from(e: files::FileError) -> Self {
+        Invalid(e.0)
     }
-    if name.len() > MAX_FILE_NAME {
-        return bad("it is longer than 255 bytes");
-    }
-    if name.starts_with('/') {
-        return bad("it must be a relative path");
-    }
-    if name.starts_with('-') || name.starts_with('@') {
-        return bad("it must not start with '-' or '@' (it would be read as an option by compilers)");
-    }
-    if name.contains('\\') || name.contains('\0') || name.chars().any(char::is_control) {
-        return bad("it contains a backslash or a control character");
-    }
-    for part in name.split('/') {
-        match part {
-            "" => return bad("it has an empty path component"),
-            "." | ".." => return bad("it must not contain \".\" or \"..\" components"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Validate `spec` against `runtime` and decide the sandbox's plan.
@@ -103,52 +60,18 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         (Some(src), None) => {
             vec![File { name: rt.source_file.clone(), content: src.clone(), encoding: Encoding::Utf8 }]
         }
-        (None, Some(files)) => {
-            if files.is_empty() {
-                return Err(Invalid("spec.files is empty".into()));
-            }
-            if files.len() > MAX_FILES {
-                return Err(Invalid(format!(
-                    "spec.files has {} files; at most {MAX_FILES} are allowed",
-                    files.len()
-                )));
-            }
-            let mut seen = BTreeSet::new();
-            let mut out = Vec::with_capacity(files.len());
-            for f in files {
-                check_file_name(&f.name)?;
-                if !seen.insert(f.name.as_str()) {
-                    return Err(Invalid(format!("file name {:?} appears twice", f.name)));
-                }
-                let encoding = match f.encoding {
-                    FileEncoding::Utf8 => Encoding::Utf8,
-                    FileEncoding::Base64 => {
-                        base64::engine::general_purpose::STANDARD
-                            .decode(f.content.trim())
-                            .map_err(|e| Invalid(format!("file {:?} is not valid base64: {e}", f.name)))?;
-                        Encoding::Base64
-                    }
-                };
-                out.push(File { name: f.name.clone(), content: f.content.clone(), encoding });
-            }
-            out
+        (None, Some(given)) => {
+            files::check_files(given)?;
+            given.clone()
         }
     };
-    check_file_name(&files[0].name)?;
+    // The Runtime's sourceFile too.
+    files::check_file_name(&files[0].name)?;
 
-    let limits = Limits::resolve(spec.limits.as_ref(), &rt.default_limits, &rt.max_limits, &settings.cap)
+    let limits = Limits::resolve(spec.limits.as_ref(), &rt.default_limits, &rt.max_limits, &settings.cap())
         .map_err(|e| Invalid(e.to_string()))?;
     let compile_limits = rt.compile.as_ref().map(|_| {
-        let c = rt.compile_limits.unwrap_or_default();
-        let cap = &settings.cap;
-        ResolvedLimits {
-            wall_time_ms: c.wall_time_ms.unwrap_or(limits.wall_time_ms).min(cap.wall_time_ms),
-            cpu_time_ms: c.cpu_time_ms.unwrap_or(limits.cpu_time_ms).min(cap.cpu_time_ms),
-            memory_mib: c.memory_mib.unwrap_or(limits.memory_mib).min(cap.memory_mib),
-            processes: c.processes.unwrap_or(limits.processes).min(cap.processes),
-            output_bytes: c.output_bytes.unwrap_or(limits.output_bytes).min(cap.output_bytes),
-            file_size_kib: c.file_size_kib.unwrap_or(limits.file_size_kib).min(cap.file_size_kib),
-        }
+        ResolvedLimits::for_compile(&rt.compile_limits.unwrap_or_default(), &limits, &settings.cap())
     });
     if rt.run.is_empty() {
         return Err(Invalid(format!(
@@ -166,8 +89,8 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         compile: rt.compile.clone(),
         run: rt.run.clone(),
         env: rt.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
-        limits: stage_limits(&limits),
-        compile_limits: compile_limits.as_ref().map(stage_limits),
+        limits: limits.stage(),
+        compile_limits: compile_limits.as_ref().map(ResolvedLimits::stage),
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;
@@ -175,11 +98,8 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
     let mut sent = request.clone();
     sent.run_id = format!("{}/{}", "0".repeat(36), u32::MAX);
     if !sent.stdin.is_empty() {
-        sent.stdin_sealed = Some(rce_runner::protocol::SealedText::seal(
-            &[0; 32],
-            &[0; 16],
-            &std::mem::take(&mut sent.stdin),
-        ));
+        sent.stdin_sealed =
+            Some(rce_api::protocol::SealedText::seal(&[0; 32], &[0; 16], &std::mem::take(&mut sent.stdin)));
     }
     let sent_len = serde_json::to_string(&sent).map_or(usize::MAX, |j| j.len());
     if sent_len.max(request_json.len()) > settings.max_request_bytes {
@@ -199,18 +119,6 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         request,
         request_json,
     })
-}
-
-/// Limits of one stage as the runner receives them.
-pub fn stage_limits(l: &ResolvedLimits) -> StageLimits {
-    StageLimits {
-        wall_time_ms: l.wall_time_ms,
-        cpu_time_ms: l.cpu_time_ms,
-        memory_kib: l.memory_mib * 1024,
-        processes: l.processes,
-        output_bytes: l.output_bytes,
-        file_size_kib: l.file_size_kib,
-    }
 }
 
 #[cfg(test)]
@@ -307,10 +215,8 @@ spec:
         )
         .unwrap_err();
         assert_eq!(e.0, "limits.memoryMiB = 600 exceeds the maximum of 512");
-        let settings = SandboxSettings {
-            cap: ResolvedLimits { wall_time_ms: 2000, ..ResolvedLimits::CEILING },
-            ..Default::default()
-        };
+        let mut settings = SandboxSettings::default();
+        settings.caps.cap_wall_time_ms = 2000;
         let e = plan(
             &spec("{language: python, source: x, limits: {wallTimeMs: 3000}}"),
             &runtime(PYTHON),

@@ -1,14 +1,15 @@
-use std::fmt;
-
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::{Limits, SourceFile};
 
 /// One run of a program: submit source code in a language, get its output and a verdict.
 /// The operator runs each Execution once, in its own sandbox Pod, and writes the result to
 /// `status`.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "rce.dev",
     version = "v1alpha1",
     kind = "Execution",
@@ -47,186 +48,6 @@ pub struct ExecutionSpec {
     /// empty lines ignored): equal gives verdict Accepted, different gives WrongAnswer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_output: Option<String>,
-}
-
-/// A source file of a multi-file submission.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-pub struct SourceFile {
-    /// Relative path in the work directory, e.g. "main.py" or "lib/util.py".
-    pub name: String,
-    /// The file's content, as text or base64 (see `encoding`). May be empty.
-    #[serde(default, deserialize_with = "crate::quirks::null_as_empty")]
-    #[schemars(transform = crate::quirks::nullable_string)]
-    pub content: String,
-    /// How `content` is encoded: "utf8" (default) or "base64".
-    #[serde(default)]
-    pub encoding: FileEncoding,
-}
-
-/// Encoding of a file's content.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FileEncoding {
-    #[default]
-    Utf8,
-    Base64,
-}
-
-/// Resource limits of one run. Every field is optional.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Limits {
-    /// Wall-clock time limit in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wall_time_ms: Option<u64>,
-    /// CPU time limit (user + system) in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_time_ms: Option<u64>,
-    /// Memory limit in MiB (peak resident memory of the program).
-    #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
-    pub memory_mib: Option<u64>,
-    /// Maximum number of processes and threads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processes: Option<u64>,
-    /// Maximum bytes captured from each of stdout and stderr.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_bytes: Option<u64>,
-    /// Largest file the program may write, in KiB.
-    #[serde(default, rename = "fileSizeKiB", skip_serializing_if = "Option::is_none")]
-    pub file_size_kib: Option<u64>,
-}
-
-/// Limits with every value decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResolvedLimits {
-    pub wall_time_ms: u64,
-    pub cpu_time_ms: u64,
-    pub memory_mib: u64,
-    pub processes: u64,
-    pub output_bytes: u64,
-    pub file_size_kib: u64,
-}
-
-impl ResolvedLimits {
-    /// Built-in defaults: the seed executor's 128 MiB and one CPU, a 5 s wall clock.
-    pub const DEFAULT: ResolvedLimits = ResolvedLimits {
-        wall_time_ms: 5_000,
-        cpu_time_ms: 3_000,
-        memory_mib: 128,
-        processes: 64,
-        output_bytes: 64 * 1024,
-        file_size_kib: 4 * 1024,
-    };
-    /// Built-in ceiling when neither the Runtime nor the operator sets a maximum.
-    pub const CEILING: ResolvedLimits = ResolvedLimits {
-        wall_time_ms: 30_000,
-        cpu_time_ms: 20_000,
-        memory_mib: 1024,
-        processes: 256,
-        output_bytes: 1024 * 1024,
-        file_size_kib: 64 * 1024,
-    };
-}
-
-/// A limit that is above what is allowed, or zero.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitError {
-    pub field: &'static str,
-    pub requested: u64,
-    pub maximum: u64,
-}
-
-impl fmt::Display for LimitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.requested == 0 {
-            write!(f, "limits.{} must be greater than 0", self.field)
-        } else {
-            write!(f, "limits.{} = {} exceeds the maximum of {}", self.field, self.requested, self.maximum)
-        }
-    }
-}
-
-impl std::error::Error for LimitError {}
-
-impl Limits {
-    /// Resolve requested limits: each unset field takes `defaults`, then the built-in
-    /// default; the maximum is the smaller of `max` (the Runtime's) and `cap` (the
-    /// operator's). A requested value above the maximum or equal to zero is an error; a
-    /// default above the maximum is lowered to it.
-    pub fn resolve(
-        requested: Option<&Limits>,
-        defaults: &Limits,
-        max: &Limits,
-        cap: &ResolvedLimits,
-    ) -> Result<ResolvedLimits, LimitError> {
-        let req = requested.copied().unwrap_or_default();
-        let d = ResolvedLimits::DEFAULT;
-        let one = |field: &'static str,
-                   r: Option<u64>,
-                   def: Option<u64>,
-                   builtin: u64,
-                   m: Option<u64>,
-                   cap: u64|
-         -> Result<u64, LimitError> {
-            let maximum = m.unwrap_or(cap).min(cap);
-            match r {
-                Some(v) if v == 0 || v > maximum => Err(LimitError { field, requested: v, maximum }),
-                Some(v) => Ok(v),
-                None => Ok(def.unwrap_or(builtin).min(maximum)),
-            }
-        };
-        Ok(ResolvedLimits {
-            wall_time_ms: one(
-                "wallTimeMs",
-                req.wall_time_ms,
-                defaults.wall_time_ms,
-                d.wall_time_ms,
-                max.wall_time_ms,
-                cap.wall_time_ms,
-            )?,
-            cpu_time_ms: one(
-                "cpuTimeMs",
-                req.cpu_time_ms,
-                defaults.cpu_time_ms,
-                d.cpu_time_ms,
-                max.cpu_time_ms,
-                cap.cpu_time_ms,
-            )?,
-            memory_mib: one(
-                "memoryMiB",
-                req.memory_mib,
-                defaults.memory_mib,
-                d.memory_mib,
-                max.memory_mib,
-                cap.memory_mib,
-            )?,
-            processes: one(
-                "processes",
-                req.processes,
-                defaults.processes,
-                d.processes,
-                max.processes,
-                cap.processes,
-            )?,
-            output_bytes: one(
-                "outputBytes",
-                req.output_bytes,
-                defaults.output_bytes,
-                d.output_bytes,
-                max.output_bytes,
-                cap.output_bytes,
-            )?,
-            file_size_kib: one(
-                "fileSizeKiB",
-                req.file_size_kib,
-                defaults.file_size_kib,
-                d.file_size_kib,
-                max.file_size_kib,
-                cap.file_size_kib,
-            )?,
-        })
-    }
 }
 
 /// Where an Execution is in its life.
@@ -295,6 +116,34 @@ impl Verdict {
     }
 }
 
+/// The status of a [`Condition`], as Kubernetes spells it.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
 /// A condition in the Kubernetes style.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -303,7 +152,7 @@ pub struct Condition {
     #[serde(rename = "type")]
     pub type_: String,
     /// "True", "False" or "Unknown".
-    pub status: String,
+    pub status: ConditionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,26 +253,6 @@ mod tests {
         assert!(!output_matches("1  2\n", "1 2\n"));
         assert!(!output_matches(" x", "x"));
         assert!(!output_matches("x\n\ny", "x\ny"));
-    }
-
-    #[test]
-    fn limits_take_defaults_and_refuse_excess() {
-        let defaults = Limits { memory_mib: Some(256), ..Default::default() };
-        let max = Limits { memory_mib: Some(512), wall_time_ms: Some(10_000), ..Default::default() };
-        let r = Limits::resolve(None, &defaults, &max, &ResolvedLimits::CEILING).unwrap();
-        assert_eq!(r.memory_mib, 256);
-        assert_eq!(r.wall_time_ms, 5_000);
-        let req = Limits { memory_mib: Some(600), ..Default::default() };
-        let e = Limits::resolve(Some(&req), &defaults, &max, &ResolvedLimits::CEILING).unwrap_err();
-        assert_eq!(e.field, "memoryMiB");
-        assert_eq!(e.maximum, 512);
-        assert!(e.to_string().contains("exceeds the maximum of 512"), "{e}");
-        let zero = Limits { processes: Some(0), ..Default::default() };
-        assert!(Limits::resolve(Some(&zero), &defaults, &max, &ResolvedLimits::CEILING).is_err());
-        // The operator's cap wins over a larger Runtime maximum.
-        let cap = ResolvedLimits { wall_time_ms: 2_000, ..ResolvedLimits::CEILING };
-        let r = Limits::resolve(None, &defaults, &max, &cap).unwrap();
-        assert_eq!(r.wall_time_ms, 2_000);
     }
 
     #[test]

@@ -1,13 +1,47 @@
-//! rce's API: the `Execution` and `Runtime` custom resources and the Redis names shared by
-//! the operator and the shim. Pure data; no cluster access here.
+//! rce's domain core: every rule the operator, the shim and the runner share, defined once.
+//!
+//! Pure: no cluster client, no HTTP. Always here (the runner builds with
+//! `default-features = false`):
+//! - [`limits`]: the six limits, their defaults and ceilings, resolution against a Runtime and
+//!   the operator's caps, and the units of the Judge0 and Piston APIs;
+//! - [`signal`]: signal numbers and names, one table;
+//! - [`files`]: source files and the rules for their names;
+//! - [`protocol`] and [`mac`]: what the operator hands the runner and the sealed result it
+//!   gets back;
+//! - [`names`]: Kubernetes name rules.
+//!
+//! With the `crd` feature (the default): the `Execution` and `Runtime` custom resources,
+//! verdicts and phases, Runtime lookup ([`runtime::lookup`]) and the Redis names and status
+//! document shared by the operator (writer) and the shim (reader). With `clap`: the
+//! operator ceilings as flags ([`limits::LimitCaps`]), taken by the operator and the shim;
+//! with `shutdown`: the shutdown signal of both.
 
-pub mod execution;
+pub mod files;
+pub mod limits;
+pub mod mac;
+pub mod names;
+pub mod protocol;
 mod quirks;
+#[cfg(feature = "shutdown")]
+pub mod shutdown;
+pub mod signal;
+
+#[cfg(feature = "crd")]
+pub mod execution;
+#[cfg(feature = "crd")]
 pub mod redis_keys;
+#[cfg(feature = "crd")]
 pub mod runtime;
 
+#[cfg(feature = "crd")]
 pub use execution::*;
+pub use files::{FileEncoding, SourceFile};
+#[cfg(feature = "clap")]
+pub use limits::LimitCaps;
+pub use limits::{LimitError, LimitField, Limits, ResolvedLimits};
+#[cfg(feature = "crd")]
 pub use runtime::*;
+pub use signal::Signal;
 
 /// API group of every rce resource.
 pub const GROUP: &str = "rce.dev";

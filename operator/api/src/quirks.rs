@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Deserializer};
 
+#[cfg(feature = "crd")]
 /// Schema transform: the field may be `null` (and has no `default`, which the same server
 /// turns into `null` and refuses in the CRD).
 pub(crate) fn nullable_string(schema: &mut schemars::Schema) {
@@ -19,7 +20,7 @@ pub(crate) fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crd"))]
 mod tests {
     use crate::{RuntimeSpec, SourceFile};
 

@@ -1,4 +1,4 @@
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,7 @@ use crate::Limits;
 /// rebuild. An Execution names a Runtime by its object name or one of its aliases.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "rce.dev",
     version = "v1alpha1",
     kind = "Runtime",
@@ -89,5 +90,91 @@ impl Runtime {
         let l = language.trim();
         self.metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(l))
             || self.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(l))
+    }
+}
+
+/// Looking a Runtime up: the one definition, used by the operator (which runs the Execution)
+/// and the shim (which refuses an unknown language at once).
+pub mod lookup {
+    use std::{borrow::Borrow, collections::BTreeSet};
+
+    use super::Runtime;
+
+    fn rt<R: Borrow<Runtime>>(r: &R) -> &Runtime {
+        r.borrow()
+    }
+
+    /// The Runtime a `language` names: an exact object name (case-insensitive) wins over an
+    /// alias.
+    pub fn find<'a, R: Borrow<Runtime>>(runtimes: &'a [R], language: &str) -> Option<&'a R> {
+        let lang = language.trim();
+        runtimes
+            .iter()
+            .find(|r| rt(*r).metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(lang)))
+            .or_else(|| runtimes.iter().find(|r| rt(*r).answers_to(lang)))
+    }
+
+    /// The Runtime serving a Judge0 language id.
+    pub fn find_judge0<R: Borrow<Runtime>>(runtimes: &[R], id: u32) -> Option<&R> {
+        runtimes.iter().find(|r| rt(*r).spec.judge0_ids.contains(&id))
+    }
+
+    /// The Runtimes' names, sorted, each once.
+    pub fn known_names<R: Borrow<Runtime>>(runtimes: &[R]) -> Vec<String> {
+        let names: BTreeSet<&str> = runtimes.iter().filter_map(|r| rt(r).metadata.name.as_deref()).collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    /// The message for an unknown language, listing the known ones.
+    pub fn unknown_language<R: Borrow<Runtime>>(language: &str, runtimes: &[R]) -> String {
+        let known = known_names(runtimes);
+        if known.is_empty() {
+            format!("unknown language {language:?}: no Runtime is installed")
+        } else {
+            format!("unknown language {language:?}; known languages: {}", known.join(", "))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::RuntimeSpec;
+
+        fn runtime(name: &str, aliases: &[&str], ids: &[u32]) -> Runtime {
+            let mut r = Runtime::new(
+                name,
+                RuntimeSpec {
+                    aliases: aliases.iter().map(|s| s.to_string()).collect(),
+                    judge0_ids: ids.to_vec(),
+                    ..Default::default()
+                },
+            );
+            r.metadata.name = Some(name.into());
+            r
+        }
+
+        #[test]
+        fn by_name_then_alias_then_judge0_id() {
+            // "py" is one Runtime's alias and another's name: the name wins.
+            let rts = vec![
+                runtime("python", &["py", "python3"], &[71]),
+                runtime("py", &[], &[]),
+                runtime("c", &[], &[50]),
+            ];
+            let name = |r: Option<&Runtime>| r.and_then(|r| r.metadata.name.clone());
+            assert_eq!(name(find(&rts, " PY ")).as_deref(), Some("py"));
+            assert_eq!(name(find(&rts, "Python3")).as_deref(), Some("python"));
+            assert_eq!(name(find(&rts, "c")).as_deref(), Some("c"));
+            assert!(find(&rts, "cobol").is_none());
+            assert_eq!(name(find_judge0(&rts, 50)).as_deref(), Some("c"));
+            assert!(find_judge0(&rts, 1).is_none());
+            assert_eq!(known_names(&rts), ["c", "py", "python"]);
+            assert_eq!(
+                unknown_language("cobol", &rts),
+                "unknown language \"cobol\"; known languages: c, py, python"
+            );
+            let none: Vec<Runtime> = vec![];
+            assert!(unknown_language("x", &none).contains("no Runtime is installed"));
+        }
     }
 }

@@ -311,8 +311,8 @@ async fn compare_in(client: &Client, ns: &str, args: &Args, variants: &[(String,
             config.selector = format!("rce.dev/operator=bench-{name}");
             config.metrics_addr = "127.0.0.1:0".parse()?;
             config.ttl_seconds = 0;
-            config.runtime_class_name = Some(class.clone());
-            config.image_pull_policy = "IfNotPresent".into();
+            config.sandbox.runtime_class_name = Some(class.clone());
+            config.sandbox.image_pull_policy = rce_operator::config::PullPolicy::IfNotPresent;
             operators.push(tokio::spawn(async move {
                 if let Err(e) = rce_operator::run_until(config, std::future::pending()).await {
                     eprintln!("operator stopped: {e:#}");

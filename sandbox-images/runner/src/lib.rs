@@ -38,12 +38,11 @@
 //! bomb is stopped and says so, rather than only seeing EAGAIN).
 
 pub mod files;
+/// The wire protocol and its MAC live in the domain core, shared with the operator.
+pub use rce_api::{mac, protocol};
 pub mod filter;
-pub mod mac;
 pub mod meter;
 pub mod output;
-pub mod protocol;
-pub mod signals;
 pub mod stage;
 pub mod sys;
 

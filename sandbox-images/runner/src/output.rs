@@ -52,37 +52,7 @@ impl CappedBuf {
     }
 }
 
-/// Output bytes as lossy UTF-8. When they were `truncated`, a multi-byte character cut in
-/// half at the end is dropped rather than turned into U+FFFD (so the text stays within the
-/// cap when the output is valid UTF-8).
-pub fn text_of(bytes: &[u8], truncated: bool) -> String {
-    let keep = if truncated { bytes.len() - incomplete_utf8_tail(bytes) } else { bytes.len() };
-    String::from_utf8_lossy(&bytes[..keep]).into_owned()
-}
-
-/// Length of an incomplete (but so far valid) UTF-8 sequence at the end of `bytes`, 0 if the
-/// end is a complete character or invalid anyway.
-fn incomplete_utf8_tail(bytes: &[u8]) -> usize {
-    // A sequence is at most 4 bytes: look for its lead byte among the last 3.
-    for back in 1..=3.min(bytes.len()) {
-        let b = bytes[bytes.len() - back];
-        if b & 0b1100_0000 == 0b1000_0000 {
-            continue; // continuation byte: the lead is further back
-        }
-        let needed = match b {
-            0xC2..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF4 => 4,
-            _ => return 0,
-        };
-        let tail = &bytes[bytes.len() - back..];
-        return match std::str::from_utf8(tail) {
-            Err(e) if e.error_len().is_none() && back < needed => back,
-            _ => 0,
-        };
-    }
-    0
-}
+pub use rce_api::protocol::text_of;
 
 #[cfg(test)]
 mod tests {

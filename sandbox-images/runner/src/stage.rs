@@ -17,7 +17,6 @@ use crate::filter;
 use crate::meter::{Meter, Source};
 use crate::output::CappedBuf;
 use crate::protocol::{LimitHit, StageLimits, StageResult};
-use crate::signals::signal_name;
 use crate::sys;
 
 /// The environment every stage starts from (the request's `env` is added on top).
@@ -265,7 +264,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     Ok(StageResult {
         exit_code,
         signal,
-        signal_name: signal.map(signal_name),
+        signal_name: signal.map(|n| rce_api::Signal(n).name().into_owned()),
         stdout,
         stderr,
         stdout_truncated,

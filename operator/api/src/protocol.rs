@@ -29,22 +29,9 @@ pub const RESULT_KEY_ENV: &str = "RCE_RESULT_KEY";
 /// (`/proc` and rusage; the default, for the runner outside a container of its own).
 pub const ACCOUNTING_ENV: &str = "RCE_ACCOUNTING";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    #[default]
-    Utf8,
-    Base64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct File {
-    /// Relative path inside the work dir; validated by the runner (no `..`, no absolute).
-    pub name: String,
-    pub content: String,
-    #[serde(default)]
-    pub encoding: Encoding,
-}
+/// A file of the request: a submission's [`SourceFile`](crate::SourceFile) as it is (its name
+/// validated again by the runner: no `..`, no absolute path).
+pub use crate::files::{FileEncoding as Encoding, SourceFile as File};
 
 /// Limits for one stage (compile or run), already resolved by the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +274,38 @@ impl ResultLine {
         }
         Ok(result)
     }
+}
+
+/// Output bytes as lossy UTF-8. When they were `truncated`, a multi-byte character cut in
+/// half at the end is dropped rather than turned into U+FFFD (so the text stays within the
+/// cap when the output is valid UTF-8).
+pub fn text_of(bytes: &[u8], truncated: bool) -> String {
+    let keep = if truncated { bytes.len() - incomplete_utf8_tail(bytes) } else { bytes.len() };
+    String::from_utf8_lossy(&bytes[..keep]).into_owned()
+}
+
+/// Length of an incomplete (but so far valid) UTF-8 sequence at the end of `bytes`, 0 if the
+/// end is a complete character or invalid anyway.
+fn incomplete_utf8_tail(bytes: &[u8]) -> usize {
+    // A sequence is at most 4 bytes: look for its lead byte among the last 3.
+    for back in 1..=3.min(bytes.len()) {
+        let b = bytes[bytes.len() - back];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // continuation byte: the lead is further back
+        }
+        let needed = match b {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return 0,
+        };
+        let tail = &bytes[bytes.len() - back..];
+        return match std::str::from_utf8(tail) {
+            Err(e) if e.error_len().is_none() && back < needed => back,
+            _ => 0,
+        };
+    }
+    0
 }
 
 /// Bytes as standard base64 in JSON.
