@@ -64,11 +64,11 @@ impl Engine {
         config.selector = format!("rce.dev/operator={}", ns.name);
         config.metrics_addr = "127.0.0.1:0".parse()?;
         config.ttl_seconds = 0;
-        config.runtime_class_name = Some(runtime_class.to_string());
+        config.sandbox.runtime_class_name = Some(runtime_class.to_string());
         // A sandboxing runtime starts slower and costs more CPU (gVisor: about 0.7 s and a
         // kernel of its own per Pod): fewer at once, more time to start.
         config.max_running = 3;
-        config.start_margin_seconds = 30;
+        config.sandbox.start_margin_seconds = 30;
         if let Ok(url) = std::env::var("RCE_REDIS_URL") {
             config.redis_url = url;
         }

@@ -424,14 +424,8 @@ pub fn split_args(s: &str) -> Vec<String> {
 }
 
 fn limit_error(errors: &mut Map<String, Value>, e: &LimitError) {
-    let (field, max) = match e.field {
-        "cpuTimeMs" => ("cpu_time_limit", decimal_secs(e.maximum)),
-        "wallTimeMs" => ("wall_time_limit", decimal_secs(e.maximum)),
-        "memoryMiB" => ("memory_limit", (e.maximum * 1024).to_string()),
-        "processes" => ("max_processes_and_or_threads", e.maximum.to_string()),
-        "fileSizeKiB" => ("max_file_size", e.maximum.to_string()),
-        other => (other, e.maximum.to_string()),
-    };
+    let (field, max) = rce_api::limits::units::judge0::field(e.field, e.maximum)
+        .unwrap_or((e.field.name(), e.maximum.to_string()));
     if e.requested == 0 {
         add_error(errors, field, "must be greater than 0");
     } else {

@@ -75,12 +75,8 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn limit_message(e: &LimitError) -> String {
-    let (field, max) = match e.field {
-        "wallTimeMs" => ("run_timeout", e.maximum.to_string()),
-        "cpuTimeMs" => ("run_cpu_time", e.maximum.to_string()),
-        "memoryMiB" => ("run_memory_limit", (e.maximum * 1024 * 1024).to_string()),
-        other => (other, e.maximum.to_string()),
-    };
+    let (field, max) = rce_api::limits::units::piston::field(e.field, e.maximum)
+        .unwrap_or((e.field.name(), e.maximum.to_string()));
     if e.requested == 0 {
         format!("{field} must be greater than 0")
     } else {

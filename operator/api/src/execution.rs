@@ -134,6 +134,12 @@ impl ConditionStatus {
     }
 }
 
+impl PartialEq<&str> for ConditionStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl From<bool> for ConditionStatus {
     fn from(b: bool) -> Self {
         if b {
