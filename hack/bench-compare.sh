@@ -23,7 +23,7 @@ log "building $rev's operator (release)"
 kubectl get runtime "$lang" -o json \
   | jq --arg img "$image" --arg name "$lang-baseline" '.metadata = {name: $name} | .spec.image = $img | .spec.aliases = [] | del(.status)' \
   | kubectl apply -f - >/dev/null
-NO_COLOR=1 RUST_LOG=warn RCE_METRICS_ADDR=127.0.0.1:9465 RCE_SELECTOR=rce.dev/operator=baseline \
+NO_COLOR=1 RCE_LOG=warn RUST_LOG=warn RCE_METRICS_ADDR=127.0.0.1:9465 RCE_SELECTOR=rce.dev/operator=baseline \
   RCE_IMAGE_PULL_POLICY=Never RCE_REDIS_URL="redis://127.0.0.1:${RCE_REDIS_PORT:-16379}" \
   start operator-baseline "$target/release/rce-operator"
 cleanup() {

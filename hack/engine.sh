@@ -37,11 +37,11 @@ cmd_up() {
     kubectl apply --server-side --force-conflicts -f "$RCE_CACHE/images/runtimes.yaml" >/dev/null
     log "runtimes: $(kubectl get runtimes -o name | wc -l)"
   fi
-  NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
+  NO_COLOR=1 RCE_LOG="${RCE_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
     RCE_IMAGE_PULL_POLICY=Never \
     start operator "$BIN/rce-operator"
   wait_http operator "http://$OPERATOR_METRICS/healthz" 60
-  NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
+  NO_COLOR=1 RCE_LOG="${RCE_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
     start shim "$BIN/rce-api-shim"
   wait_http shim "http://$SHIM_LISTEN/health" 60
   echo "http://$SHIM_LISTEN" > "$RCE_STATE/api-url"
