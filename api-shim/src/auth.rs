@@ -17,13 +17,10 @@ use axum::{
     response::Response,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rce_api::names::is_dns_label;
 use serde::Deserialize;
 
-use crate::{
-    config::{is_dns_label, Config},
-    error::ApiError,
-    state::AppState,
-};
+use crate::{config::Config, error::ApiError, state::AppState};
 
 /// The caller, as the handlers see it.
 #[derive(Debug, Clone, PartialEq)]

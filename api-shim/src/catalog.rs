@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rce_api::{LimitError, Limits, ResolvedLimits, Runtime};
+use rce_api::{runtime::lookup, LimitError, Limits, ResolvedLimits, Runtime};
 
 pub fn name(rt: &Runtime) -> &str {
     rt.metadata.name.as_deref().unwrap_or("")
@@ -14,23 +14,18 @@ pub fn sorted(mut rts: Vec<Arc<Runtime>>) -> Vec<Arc<Runtime>> {
     rts
 }
 
-/// The Runtime answering to `language` (its name or an alias, case-insensitive).
+/// The Runtime answering to `language` (see [`lookup::find`]).
 pub fn find(rts: &[Arc<Runtime>], language: &str) -> Option<Arc<Runtime>> {
-    rts.iter()
-        .find(|r| r.metadata.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(language.trim())))
-        .or_else(|| rts.iter().find(|r| r.answers_to(language)))
-        .cloned()
+    lookup::find(rts, language).cloned()
 }
 
 /// The Runtime serving a Judge0 language id.
 pub fn find_judge0(rts: &[Arc<Runtime>], id: u32) -> Option<Arc<Runtime>> {
-    rts.iter().find(|r| r.spec.judge0_ids.contains(&id)).cloned()
+    lookup::find_judge0(rts, id).cloned()
 }
 
 pub fn known_names(rts: &[Arc<Runtime>]) -> Vec<String> {
-    let mut v: Vec<String> = rts.iter().map(|r| name(r).to_string()).collect();
-    v.sort();
-    v
+    lookup::known_names(rts)
 }
 
 /// Display name, e.g. "Python" (falls back to the object name).
@@ -49,17 +44,7 @@ pub fn resolve_limits(rt: &Runtime, requested: Option<&Limits>) -> Result<Resolv
 
 /// The Runtime's maximum limits, resolved (what a request may ask for at most).
 pub fn max_limits(rt: &Runtime) -> ResolvedLimits {
-    let c = ResolvedLimits::CEILING;
-    let m = &rt.spec.max_limits;
-    let f = |v: Option<u64>, cap: u64| v.unwrap_or(cap).min(cap);
-    ResolvedLimits {
-        wall_time_ms: f(m.wall_time_ms, c.wall_time_ms),
-        cpu_time_ms: f(m.cpu_time_ms, c.cpu_time_ms),
-        memory_mib: f(m.memory_mib, c.memory_mib),
-        processes: f(m.processes, c.processes),
-        output_bytes: f(m.output_bytes, c.output_bytes),
-        file_size_kib: f(m.file_size_kib, c.file_size_kib),
-    }
+    ResolvedLimits::maximum(&rt.spec.max_limits, &ResolvedLimits::CEILING)
 }
 
 /// Does a Piston-style version request match this Runtime's version? Accepts `*`, an empty

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 
 use clap::Parser;
+use rce_api::{cli::LogFormat, names::is_dns_label, LimitCaps};
 
 /// The dev-server origins of the seed's browser frontend (Vite, CRA, the nginx gateway).
 pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:5173,http://127.0.0.1:5173,http://localhost:3000,\
@@ -94,9 +95,18 @@ pub struct Config {
     #[arg(long = "execution-label", env = "RCE_SHIM_EXECUTION_LABELS", value_delimiter = ',')]
     pub execution_labels: Vec<String>,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "RCE_SHIM_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RCE_LOG", default_value = "info,tower_http=info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "RCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The ceilings on every limit: the operator's `--cap-*` flags, given to the shim too so
+    /// that it refuses at once what the operator would refuse.
+    #[command(flatten)]
+    pub caps: LimitCaps,
 
     /// RabbitMQ URL: when set (and built with the `amqp` feature), submissions go through a
     /// durable queue whose consumer creates the Executions.
@@ -181,15 +191,6 @@ impl FromStr for ApiKeySpec {
         }
         Ok(ApiKeySpec { key, namespace, rate, burst })
     }
-}
-
-/// RFC 1123 label, as Kubernetes requires of namespace names.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use clap::Parser;
+use rce_api::cli::LogFormat;
 use rce_api_shim::{app, kube_backend::KubeCluster, redis_store::RedisStatus, AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_tracing(&config.log_format);
+    init_tracing(&config)?;
     let client = kube::Client::try_default().await?;
     let cluster = KubeCluster::start(client);
     let status = Arc::new(RedisStatus::new(&config.redis_url)?);
@@ -22,29 +23,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .map_err(|e| anyhow::anyhow!("--log / RCE_LOG {:?} is not a log filter: {e}", config.log))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
+    Ok(())
 }
 
 async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    rce_api::shutdown::shutdown_signal().await;
     tracing::info!("shutting down");
 }

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
+pub use rce_api::cli::LogFormat;
 use rce_api::{LimitCaps, ResolvedLimits};
 
 /// imagePullPolicy of sandbox containers.
@@ -24,15 +25,6 @@ impl PullPolicy {
             PullPolicy::Always => "Always",
         }
     }
-}
-
-/// How log lines are written.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object a line.
-    Json,
 }
 
 /// Reconciles rce Executions into hardened sandbox Pods and records their results.

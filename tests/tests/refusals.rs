@@ -44,7 +44,8 @@ fn operator(body: &Value) -> Result<(), String> {
     let mut argv = vec!["rce-operator"];
     argv.extend_from_slice(&CAPS);
     let settings = rce_operator::Config::parse_from(argv).sandbox();
-    let runtime: Runtime = seed_runtimes().into_iter().find(|r| r.metadata.name.as_deref() == Some("python")).unwrap();
+    let runtime: Runtime =
+        seed_runtimes().into_iter().find(|r| r.metadata.name.as_deref() == Some("python")).unwrap();
     let spec: ExecutionSpec = serde_json::from_value(body.clone()).unwrap();
     plan(&spec, &runtime, &settings).map(|_| ()).map_err(|e| e.0)
 }
@@ -103,7 +104,8 @@ async fn file_names_are_refused_alike() {
     both_refuse(files(&many)).await;
     let empty = both_refuse(json!({"language": "python", "files": []})).await;
     assert!(empty.contains("empty"), "{empty}");
-    let b64 = json!({"language": "python", "files": [{"name": "a.py", "content": "%%%", "encoding": "base64"}]});
+    let b64 =
+        json!({"language": "python", "files": [{"name": "a.py", "content": "%%%", "encoding": "base64"}]});
     let msg = both_refuse(b64).await;
     assert!(msg.contains("not valid base64"), "{msg}");
 

@@ -16,6 +16,8 @@
 //! operator ceilings as flags ([`limits::LimitCaps`]), taken by the operator and the shim;
 //! with `shutdown`: the shutdown signal of both.
 
+#[cfg(feature = "clap")]
+pub mod cli;
 pub mod files;
 pub mod limits;
 pub mod mac;
