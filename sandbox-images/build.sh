@@ -342,8 +342,9 @@ ensure_runner() {
   if [[ -n "${RCE_RUNNER_BIN:-}" ]]; then
     bin="$RCE_RUNNER_BIN"
   elif bin="$RCE_CACHE/cargo-target/$RUNNER_TARGET/release/rce-runner" && [[ -x "$bin" ]] \
-      && [[ -z "$(find "$HERE/runner" "$HERE/../Cargo.lock" "$HERE/../Cargo.toml" -newer "$bin" -print -quit)" ]]; then
-    # Up to date: skip cargo, whose lock on the shared target dir may be held for minutes.
+      && [[ -z "$(find "$HERE/runner" "$HERE/../operator/api" "$HERE/../Cargo.lock" "$HERE/../Cargo.toml" -newer "$bin" -print -quit)" ]]; then
+    # Up to date (its sources: the runner and the domain core it builds on): skip cargo, whose
+    # lock on the shared target dir may be held for minutes.
     log "rce-runner is up to date ($bin)"
   else
     log "cargo build --release -p rce-runner (static, $RUNNER_TARGET)"
