@@ -656,3 +656,25 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
     result?;
     shim.finish(vec![ns]).await
 }
+
+/// A program killed by a signal reaches Judge0 clients as Judge0 reports it: SIGSEGV, SIGXFSZ,
+/// SIGFPE and SIGABRT have their own statuses; every other signal (SIGSTKFLT, a real-time
+/// signal) is 12 "Runtime Error (Other)", with the signal's number in `exit_signal` and the
+/// message "Exited with signal N" — never NZEC (11), which is for an exit code.
+#[tokio::test]
+async fn shim_judge0_signal_kills_have_their_status_and_number() -> Result<()> {
+    let ns = TestNamespace::new("shim-judge0-signals").await?;
+    let shim = start_shim(&[&ns.name], &[]).await?;
+    let b = &shim.base;
+    let fields = "status,exit_signal,exit_code,message";
+    // (signal to send itself, Judge0 status id, signal number)
+    for (sig, status, number) in [("STKFLT", 12, 16), ("RTMIN+2", 12, 36), ("SEGV", 7, 11), ("USR1", 12, 10)]
+    {
+        let body = json!({"language_id": 46, "source_code": format!("kill -{sig} $$; echo not killed")});
+        let r = post(&format!("{b}/submissions?wait=true&fields={fields}"), &body.to_string()).await?;
+        assert_eq!(r.status, 201, "{sig}: {}", r.text);
+        assert_eq!(r.body["status"]["id"], status, "{sig}: {}", r.text);
+        assert_eq!(r.body["exit_signal"], number, "{sig}: {}", r.text);
+    }
+    shim.finish(vec![ns]).await
+}
