@@ -26,6 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     config::{Config, SandboxSettings},
+    decide::{self, RUNNING_RECHECK},
     error::{Error, Result},
     metrics::{Metrics, PhaseVerdict},
     mirror::Mirror,
@@ -42,8 +43,6 @@ pub const FINALIZER: &str = "rce.dev/redis-cleanup";
 /// How often a waiting Execution looks again on its own (slots freed by this operator wake
 /// the next ones at once; this catches the rest).
 const PENDING_RECHECK: Duration = Duration::from_secs(2);
-/// How often a running sandbox is looked at without a Pod event.
-const RUNNING_RECHECK: Duration = Duration::from_secs(30);
 /// Longest wait for a sandbox's log.
 const LOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -493,92 +492,58 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
         .pod_name
         .clone()
         .unwrap_or_else(|| names::pod_name(&exec.name_any(), &exec.uid().unwrap_or_default(), attempt));
-    // Whatever goes wrong below (a log that cannot be read, a status that cannot be
-    // written), the Execution ends: past the sandbox's deadline and a margin, it fails.
-    if let Some(over) = overdue(&st, pod.as_ref(), &ctx.config) {
-        let msg = format!(
-            "no result was recorded within {} s of the sandbox's start (its deadline plus {} s); giving up",
-            over.as_secs(),
-            ctx.config.result_margin_seconds
-        );
-        return fail(&exec, "ResultTimeout", &msg, ctx).await;
-    }
-    let pod = match pod {
-        Some(p) => p,
-        None => match Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(&pod_name).await? {
-            Some(p) if owned_by(&p, &exec) => p,
-            _ => return lost(&exec, attempt, &pod_name, ctx).await,
-        },
+    let since_start = chrono::DateTime::parse_from_rfc3339(st.started_at.as_deref().unwrap_or_default())
+        .ok()
+        .and_then(|started| Utc::now().signed_duration_since(started.with_timezone(&Utc)).to_std().ok());
+    let timeouts = decide::Timeouts::of(&ctx.config);
+    let facts = pod.as_ref().map(pod_facts);
+    let sandbox = match &facts {
+        Some(f) => decide::Sandbox::Cached(f),
+        None => decide::Sandbox::NotCached,
     };
+    let mut pod = pod;
+    let mut decision = decide::processing(sandbox, since_start, attempt, &pod_name, &timeouts);
+    if decision == decide::Decision::LookUp {
+        pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&pod_name)
+            .await?
+            .filter(|p| owned_by(p, &exec));
+        let facts = pod.as_ref().map(pod_facts);
+        decision = decide::processing(
+            decide::Sandbox::Fetched(facts.as_ref()),
+            since_start,
+            attempt,
+            &pod_name,
+            &timeouts,
+        );
+    }
+    match (decision, pod) {
+        (decide::Decision::Requeue(after), _) => Ok(Action::requeue(after)),
+        (decide::Decision::ReadResult(t), Some(pod)) => complete(&exec, &pod, &t, ctx).await,
+        (decide::Decision::Retry { attempt, message }, _) => retry(&exec, attempt, message, ctx).await,
+        (decide::Decision::Fail { reason, message }, _) => fail(&exec, &reason, &message, ctx).await,
+        // Not decided after a look-up, nor a result without a Pod: look again soon.
+        (decide::Decision::LookUp | decide::Decision::ReadResult(_), _) => {
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
+    }
+}
+
+/// What [`decide::processing`] needs to know of a sandbox Pod.
+fn pod_facts(pod: &Pod) -> decide::PodFacts {
     let age = Duration::from_millis(age_ms(pod.metadata.creation_timestamp.as_ref()).max(0) as u64);
-    match outcome::view(&pod) {
-        outcome::PodView::Deleting => lost(&exec, attempt, &pod_name, ctx).await,
-        outcome::PodView::Evicted { message } => {
-            fail(&exec, "Evicted", &format!("the sandbox Pod {pod_name} was evicted: {message}"), ctx).await
-        }
-        outcome::PodView::Starting { problem: Some((reason, message)), .. } => {
-            let grace = Duration::from_secs(ctx.config.image_error_grace_seconds);
-            if age >= grace {
-                let image =
-                    pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
-                let msg = format!(
-                    "the sandbox could not start: {reason} for image {}: {message}",
-                    image.unwrap_or_default()
-                );
-                fail(&exec, reason.as_str(), &msg, ctx).await
-            } else {
-                Ok(Action::requeue(grace - age + Duration::from_millis(100)))
-            }
-        }
-        outcome::PodView::Starting { problem: None, waiting } => {
-            let limit = Duration::from_secs(ctx.config.start_timeout_seconds);
-            if age >= limit {
-                let msg = format!(
-                    "the sandbox Pod {pod_name} did not start within {} s ({})",
-                    limit.as_secs(),
-                    waiting.unwrap_or_else(|| "no reason given".into())
-                );
-                fail(&exec, "StartTimeout", &msg, ctx).await
-            } else {
-                Ok(Action::requeue((limit - age).min(Duration::from_secs(10))))
-            }
-        }
-        outcome::PodView::Running => Ok(Action::requeue(RUNNING_RECHECK)),
-        outcome::PodView::Terminated(t) => complete(&exec, &pod, &t, ctx).await,
-    }
+    decide::PodFacts::of(pod, age)
 }
 
-/// How long after its start a Processing Execution is given up on, if that time has passed:
-/// the Pod's activeDeadlineSeconds (or the operator's largest) plus the result margin.
-fn overdue(st: &ExecutionStatus, pod: Option<&Pod>, config: &crate::config::Config) -> Option<Duration> {
-    let started = chrono::DateTime::parse_from_rfc3339(st.started_at.as_deref()?).ok()?;
-    let deadline =
-        pod.and_then(|p| p.spec.as_ref()).and_then(|s| s.active_deadline_seconds).map_or(
-            config.cap().wall_time_ms.div_ceil(1000) * 2 + config.sandbox.start_margin_seconds,
-            |d| d.max(0) as u64,
-        );
-    let limit = Duration::from_secs(deadline + config.result_margin_seconds);
-    let age = Utc::now().signed_duration_since(started.with_timezone(&Utc)).to_std().ok()?;
-    (age > limit).then_some(limit)
-}
-
-/// The sandbox Pod vanished (or is being deleted) before it reported: retry once.
-async fn lost(exec: &Execution, attempt: u32, pod_name: &str, ctx: &Context) -> Result<Action> {
-    if attempt >= 2 {
-        let msg = format!(
-            "the sandbox Pod {pod_name} was deleted before the program finished (attempt {attempt}); giving up"
-        );
-        return fail(exec, "SandboxLost", &msg, ctx).await;
-    }
+/// The sandbox Pod vanished (or is being deleted) before it reported: start `attempt`.
+async fn retry(exec: &Execution, attempt: u32, message: String, ctx: &Context) -> Result<Action> {
     let (runtime, plan) = match ctx.plan_for(exec).await? {
         Ok(rp) => rp,
         Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
     };
-    let msg =
-        format!("the sandbox Pod {pod_name} was deleted before the program finished; retrying (attempt 2)");
-    tracing::warn!(execution = %exec.name_any(), pod = %pod_name, "sandbox lost; retrying");
-    ctx.event(exec, EventType::Warning, "SandboxLost", msg.clone()).await;
-    start(exec, &plan, &runtime, attempt + 1, Some(msg), ctx).await
+    tracing::warn!(execution = %exec.name_any(), attempt, "sandbox lost; retrying");
+    ctx.event(exec, EventType::Warning, "SandboxLost", message.clone()).await;
+    start(exec, &plan, &runtime, attempt, Some(message), ctx).await
 }
 
 /// The container has terminated: read the result, record it, remove the sandbox.

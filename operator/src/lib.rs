@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod decide;
 pub mod error;
 pub mod metrics;
 pub mod mirror;

@@ -1,8 +1,9 @@
-//! Helpers for tests that submit Executions to the engine's running operator (the one
-//! `make up` starts, serving every Execution without an `rce.dev/operator` label) and wait
-//! for their terminal status; or, to run the same tests under another RuntimeClass (gVisor),
-//! to an operator of the test's own started in-process with that class, serving only the
-//! test's namespace (its Executions carry its label).
+//! The one cluster test harness: a test namespace whose Executions run on the engine's
+//! operator (the one `make up` starts, serving every Execution without an `rce.dev/operator`
+//! label), or on an operator of the test's own started in-process
+//! ([`crate::operator::OwnOperator`]: a configuration of the test's choosing, or another
+//! RuntimeClass such as gVisor) serving only the test's namespace; submit, wait, cleanup;
+//! and the helpers that read an Execution's status.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +19,7 @@ use kube::{
 };
 use rce_api::{Execution, Phase, Runtime, Verdict};
 
-use crate::TestNamespace;
+use crate::{operator::OwnOperator, TestNamespace};
 
 /// What a timeout most likely means, for error messages.
 const NO_OPERATOR: &str = "no operator gave them a status: is the engine's operator running \
@@ -28,13 +29,19 @@ const NO_OPERATOR: &str = "no operator gave them a status: is the engine's opera
 /// An operator gives every new Execution a status (at least Pending) within this.
 const NO_STATUS_WITHIN: Duration = Duration::from_secs(30);
 
-/// A test namespace whose Executions the engine's own operator runs (or, with a runtime
-/// class, an in-process operator of the test's own).
+/// How long [`Engine::wait_done`] waits.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// How long cleanup waits for the Executions to go (their finalizer needs an operator).
+const CLEANUP_WITHIN: Duration = Duration::from_secs(30);
+
+/// A test namespace whose Executions the engine's own operator runs, or an in-process
+/// operator of the test's own.
 pub struct Engine {
     pub ns: TestNamespace,
     /// The RuntimeClass sandboxes run under (None: the cluster's default, runc).
     pub runtime_class: Option<String>,
-    operator: Option<tokio::task::JoinHandle<()>>,
+    operator: Option<OwnOperator>,
 }
 
 /// A namespace prefix from a test's name: a DNS label.
@@ -47,37 +54,67 @@ fn prefix_label(prefix: &str) -> String {
 }
 
 impl Engine {
+    /// Executions run on the engine's operator.
     pub async fn new(prefix: &str) -> Result<Self> {
         Ok(Self { ns: TestNamespace::new(&prefix_label(prefix)).await?, runtime_class: None, operator: None })
+    }
+
+    /// Executions run on an operator of the test's own, in-process, serving only this
+    /// namespace, with [`OwnOperator::config`] changed by `tweak`.
+    pub async fn with_operator(prefix: &str, tweak: impl FnOnce(&mut rce_operator::Config)) -> Result<Self> {
+        let ns = TestNamespace::new(&prefix_label(prefix)).await?;
+        let mut config = OwnOperator::config(std::slice::from_ref(&ns.name))?;
+        tweak(&mut config);
+        let runtime_class = config.sandbox.runtime_class_name.clone();
+        Ok(Self { ns, runtime_class, operator: Some(OwnOperator::start(config)) })
     }
 
     /// Sandboxes under `runtime_class`: an operator of the test's own, in-process, serving
     /// only this namespace.
     pub async fn with_runtime_class(prefix: &str, runtime_class: &str) -> Result<Self> {
-        let ns = TestNamespace::new(&prefix_label(&format!("{runtime_class}-{prefix}"))).await?;
-        Api::<k8s_openapi::api::node::v1::RuntimeClass>::all(ns.client.clone())
+        let client = crate::client().await?;
+        Api::<k8s_openapi::api::node::v1::RuntimeClass>::all(client)
             .get_opt(runtime_class)
             .await?
             .with_context(|| format!("RuntimeClass {runtime_class} is not installed: run `make up`"))?;
-        let mut config = rce_operator::Config::defaults();
-        config.namespaces = vec![ns.name.clone()];
-        config.selector = format!("rce.dev/operator={}", ns.name);
-        config.metrics_addr = "127.0.0.1:0".parse()?;
-        config.ttl_seconds = 0;
-        config.sandbox.runtime_class_name = Some(runtime_class.to_string());
-        // A sandboxing runtime starts slower and costs more CPU (gVisor: about 0.7 s and a
-        // kernel of its own per Pod): fewer at once, more time to start.
-        config.max_running = 3;
-        config.sandbox.start_margin_seconds = 30;
-        if let Ok(url) = std::env::var("RCE_REDIS_URL") {
-            config.redis_url = url;
+        Self::with_operator(&format!("{runtime_class}-{prefix}"), |config| {
+            config.sandbox.runtime_class_name = Some(runtime_class.to_string());
+            // A sandboxing runtime starts slower and costs more CPU (gVisor: about 0.7 s and
+            // a kernel of its own per Pod): fewer at once, more time to start.
+            config.max_running = 3;
+            config.sandbox.start_margin_seconds = 30;
+        })
+        .await
+    }
+
+    /// Fail unless every one of the Runtimes `names` is installed.
+    pub async fn require_runtimes(&self, names: &[&str]) -> Result<()> {
+        for rt in names {
+            Api::<Runtime>::all(self.ns.client.clone())
+                .get_opt(rt)
+                .await?
+                .with_context(|| format!("Runtime {rt} is not installed: run `make up`"))?;
         }
-        let operator = tokio::spawn(async move {
-            if let Err(e) = rce_operator::run_until(config, std::future::pending()).await {
-                eprintln!("operator stopped: {e:#}");
-            }
-        });
-        Ok(Self { ns, runtime_class: Some(runtime_class.to_string()), operator: Some(operator) })
+        Ok(())
+    }
+
+    /// The configuration of the test's own operator, if it has one.
+    pub fn operator_config(&self) -> Option<&rce_operator::Config> {
+        self.operator.as_ref().map(OwnOperator::settings)
+    }
+
+    /// Start the test's own operator again after [`Engine::kill`].
+    pub fn start(&mut self) {
+        if let Some(op) = &mut self.operator {
+            op.restart();
+        }
+    }
+
+    /// Stop the test's own operator at once, mid-flight, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(op) = &mut self.operator {
+            op.kill().await;
+        }
     }
 
     /// Sandboxes run under gVisor.
@@ -106,7 +143,7 @@ impl Engine {
     pub async fn submit(&self, name: &str, spec: serde_json::Value) -> Result<Execution> {
         let mut metadata = serde_json::json!({"name": name});
         if self.operator.is_some() {
-            metadata["labels"] = serde_json::json!({"rce.dev/operator": self.ns.name});
+            metadata["labels"] = serde_json::json!({ (crate::operator::LABEL): self.ns.name });
         }
         let e: Execution = serde_json::from_value(serde_json::json!({
             "apiVersion": "rce.dev/v1alpha1",
@@ -229,28 +266,83 @@ impl Engine {
         }
     }
 
-    /// Delete every Execution while the engine's operator still runs (its finalizer needs
-    /// it), strip the finalizers of any left, then remove the namespace.
-    pub async fn cleanup(self) -> Result<()> {
-        let api = self.executions();
-        let _ = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    /// Wait until `name` satisfies `pred`; the last seen object on timeout goes in the error.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Execution) -> bool,
+    ) -> Result<Execution> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self.executions().get(name).await?;
+            if pred(&e) {
+                return Ok(e);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} not as expected within {timeout:?}; status: {}", describe(&e));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if let Some(op) = &self.operator {
-            op.abort();
-        }
-        for e in api.list(&ListParams::default()).await?.items {
-            let patch = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
-        }
+    }
+
+    /// Wait (up to [`WAIT`]) until `name` has a terminal phase.
+    pub async fn wait_done(&self, name: &str) -> Result<Execution> {
+        self.wait_for(name, WAIT, |e| phase(e).is_some_and(Phase::is_terminal)).await
+    }
+
+    /// Delete every Execution while an operator still runs (its finalizer needs it; a
+    /// killed own operator is started again), stop the own operator, strip the finalizers
+    /// of any left, then remove the namespace.
+    pub async fn cleanup(mut self) -> Result<()> {
+        self.start();
+        remove_executions(&[&self.ns]).await?;
+        self.kill().await;
+        strip_finalizers(&self.ns).await?;
         self.ns.cleanup().await
     }
 }
 
-/// Run `body` with a fresh [`Engine`] namespace, cleaning up whatever the outcome;
-/// `with_engine!(runtime_class "gvisor", ...)` runs it under that RuntimeClass.
+/// Delete the Executions of `namespaces` and wait (up to 30 s) until they are gone; an
+/// operator must run for that (their finalizer).
+pub async fn remove_executions(namespaces: &[&TestNamespace]) -> Result<()> {
+    for ns in namespaces {
+        let _ = ns
+            .api::<Execution>()
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await;
+    }
+    let deadline = Instant::now() + CLEANUP_WITHIN;
+    while Instant::now() < deadline {
+        let mut left = 0;
+        for ns in namespaces {
+            left += ns.api::<Execution>().list(&ListParams::default()).await?.items.len();
+        }
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Remove the finalizers of the Executions left in `ns` (once no operator serves them).
+pub async fn strip_finalizers(ns: &TestNamespace) -> Result<()> {
+    let api = ns.api::<Execution>();
+    for e in api.list(&ListParams::default()).await?.items {
+        let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+    }
+    Ok(())
+}
+
+/// Run `body` with a fresh [`Engine`] namespace, cleaning up whatever the outcome:
+/// - `with_engine!(prefix, |eng| { ... })`: on the engine's operator;
+/// - `with_engine!(runtime_class "gvisor", prefix, |eng| { ... })`: under that RuntimeClass;
+/// - `with_engine!(operator prefix, |config| { ... }, needs ["python"], |eng| { ... })`: on an
+///   operator of the test's own with that configuration, once the Runtimes named exist.
+///
+/// With an operator of its own, a test waits for its turn ([`crate::operator::TURN`]).
 #[macro_export]
 macro_rules! with_engine {
     ($prefix:expr, |$e:ident| $body:block) => {{
@@ -261,8 +353,22 @@ macro_rules! with_engine {
         cleaned
     }};
     (runtime_class $class:expr, $prefix:expr, |$e:ident| $body:block) => {{
+        let _turn = $crate::operator::TURN.lock().await;
         let $e = $crate::exec::Engine::with_runtime_class($prefix, $class).await?;
         let result: anyhow::Result<()> = async { $body }.await;
+        let cleaned = $e.cleanup().await;
+        result?;
+        cleaned
+    }};
+    (operator $prefix:expr, $tweak:expr, needs $runtimes:expr, |$e:ident| $body:block) => {{
+        let _turn = $crate::operator::TURN.lock().await;
+        #[allow(unused_mut)]
+        let mut $e = $crate::exec::Engine::with_operator($prefix, $tweak).await?;
+        let result: anyhow::Result<()> = async {
+            $e.require_runtimes(&$runtimes).await?;
+            $body
+        }
+        .await;
         let cleaned = $e.cleanup().await;
         result?;
         cleaned
@@ -271,7 +377,7 @@ macro_rules! with_engine {
 
 /// For each `async fn name(eng: &Engine) -> Result<()>` listed, a test `runc::name` on the
 /// cluster's default runtime (the engine's operator) and a test `gvisor::name` under the
-/// gvisor RuntimeClass.
+/// gvisor RuntimeClass (one at a time: the node has two cores).
 #[macro_export]
 macro_rules! on_runc_and_gvisor {
     ($($name:ident),* $(,)?) => {
@@ -284,12 +390,9 @@ macro_rules! on_runc_and_gvisor {
             )*
         }
         mod gvisor {
-            /// One gVisor test at a time: the node has two cores.
-            static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
             $(
                 #[tokio::test]
                 async fn $name() -> anyhow::Result<()> {
-                    let _turn = TURN.lock().await;
                     rce_tests::with_engine!(runtime_class "gvisor", stringify!($name), |eng| { super::$name(&eng).await })
                 }
             )*
@@ -315,6 +418,28 @@ pub fn stderr(e: &Execution) -> &str {
 
 pub fn message(e: &Execution) -> &str {
     e.status.as_ref().and_then(|s| s.message.as_deref()).unwrap_or("")
+}
+
+/// The name the operator gives the sandbox Pod of `attempt` of `e`.
+pub fn sandbox_name(e: &Execution, attempt: u32) -> String {
+    rce_operator::names::pod_name(&e.name_any(), &e.uid().unwrap_or_default(), attempt)
+}
+
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac]Z`) to whole seconds since the epoch.
+pub fn epoch_secs(t: &str) -> Option<i64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut tt = time.split(':');
+    let (hh, mm) = (tt.next()?.parse::<i64>().ok()?, tt.next()?.parse::<i64>().ok()?);
+    let ss = tt.next()?.split('.').next()?.parse::<i64>().ok()?;
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// The status as compact JSON, long strings shortened, for failure messages.

@@ -3,6 +3,8 @@
 //! `KUBECONFIG` points at). They fail, never skip, when no cluster is reachable.
 
 pub mod exec;
+pub mod operator;
+pub mod redis;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{ensure, Context as _, Result};
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::Engine;
-use rce_tests::exec::{describe, message, nodes_ready, phase, stderr, stdout, verdict};
+use rce_tests::exec::{describe, epoch_secs, message, nodes_ready, phase, stderr, stdout, verdict};
 use rce_tests::on_runc_and_gvisor;
 use serde_json::json;
 
@@ -59,24 +59,6 @@ impl Case {
         self.extra = Some(extra);
         self
     }
-}
-
-/// Parse RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac]Z` into seconds since the epoch.
-fn epoch_secs(t: &str) -> Option<i64> {
-    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut tt = time.split(':');
-    let (hh, mm) = (tt.next()?.parse::<i64>().ok()?, tt.next()?.parse::<i64>().ok()?);
-    let ss = tt.next()?.split('.').next()?.parse::<i64>().ok()?;
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// Seconds from the sandbox Pod's creation to the recorded result.

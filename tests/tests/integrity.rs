@@ -28,7 +28,7 @@ use kube::{
 };
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::Engine;
-use rce_tests::exec::{describe, message, phase, stderr, stdout, verdict};
+use rce_tests::exec::{describe, epoch_secs, message, phase, sandbox_name, stderr, stdout, verdict};
 use rce_tests::{on_runc_and_gvisor, test_image};
 use serde_json::json;
 
@@ -77,22 +77,6 @@ fn completed_with(e: &Execution, v: Verdict) -> Result<(), String> {
         return Err(format!("expected Completed/{v:?}, got {:?}/{:?}", phase(e), verdict(e)));
     }
     Ok(())
-}
-
-/// RFC 3339 (`...Z`, whole seconds) to seconds since the epoch.
-fn epoch_secs(t: &str) -> Option<i64> {
-    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut tt = time.split(':');
-    let (hh, mm) = (tt.next()?.parse::<i64>().ok()?, tt.next()?.parse::<i64>().ok()?);
-    let ss = tt.next()?.split('.').next()?.parse::<i64>().ok()?;
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// The Execution reached its terminal phase within its wall limit plus the margin.
@@ -820,11 +804,6 @@ fn colliding_names() -> (String, String) {
     unreachable!()
 }
 
-/// The sandbox Pod name the operator will use for attempt 1 of `e`.
-fn first_pod_name(e: &Execution) -> String {
-    rce_operator::names::pod_name(&e.name_any(), &e.uid().unwrap_or_default(), 1)
-}
-
 async fn sandbox_names_cannot_collide(eng: &Engine) -> Result<()> {
     {
         // Two Executions whose names collide under a 32-bit hash, running at the same time.
@@ -863,7 +842,7 @@ async fn a_foreign_pod_holding_a_sandbox_name_is_never_deleted(eng: &Engine) -> 
             "spec": {"language": "bash", "source": "echo should-not-run"},
         }))?;
         let e = eng.executions().create(&PostParams::default(), &e).await?;
-        let name = first_pod_name(&e);
+        let name = sandbox_name(&e, 1);
         let foreign: Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"purpose": "foreign"}},
             "spec": {

@@ -2,189 +2,40 @@
 //! only its own randomly named namespace (`--namespaces NS --selector rce.dev/operator=NS`,
 //! its Executions carry that label, so an operator started by `make up` leaves them alone).
 //! The Runtimes `python`, `javascript` and `bash` must be installed (`make up`). Shared Redis:
-//! 127.0.0.1:16379; the Redis-outage test starts its own redis-server on another loopback port.
+//! `RCE_REDIS_URL`; the Redis-outage test starts its own redis-server on another loopback port.
 //!
 //! The tests take turns (one lock): the node has two cores.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use futures::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Event, Pod},
     networking::v1::NetworkPolicy,
 };
 use kube::{
-    api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{Api, DeleteParams, ListParams, PostParams},
     runtime::{watcher, WatchStreamExt},
     ResourceExt,
 };
-use rce_api::{Execution, Phase, Runtime, Verdict};
-use rce_tests::TestNamespace;
+use rce_api::{Phase, Runtime, Verdict};
+use rce_tests::{
+    exec::{describe, phase, sandbox_name, verdict, WAIT},
+    redis::{shared_url, status_doc, wait_terminal_doc, RedisServer},
+    with_engine,
+};
 
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const WAIT: Duration = Duration::from_secs(90);
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RCE_LOG")
-                .unwrap_or_else(|_| "warn,rce_operator=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// A test namespace with its own operator.
-struct Harness {
-    ns: TestNamespace,
-    config: rce_operator::Config,
-    operator: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Harness {
-    async fn new(prefix: &str, tweak: impl FnOnce(&mut rce_operator::Config)) -> Result<Self> {
-        init_logs();
-        let ns = TestNamespace::new(prefix).await?;
-        for rt in ["python", "javascript", "bash"] {
-            Api::<Runtime>::all(ns.client.clone())
-                .get_opt(rt)
-                .await?
-                .with_context(|| format!("Runtime {rt} is not installed: run `make up`"))?;
-        }
-        let mut config = rce_operator::Config::defaults();
-        config.namespaces = vec![ns.name.clone()];
-        config.selector = format!("rce.dev/operator={}", ns.name);
-        config.metrics_addr = "127.0.0.1:0".parse()?;
-        config.ttl_seconds = 0;
-        tweak(&mut config);
-        let mut h = Harness { ns, config, operator: None };
-        h.start();
-        Ok(h)
-    }
-
-    fn start(&mut self) {
-        let config = self.config.clone();
-        self.operator = Some(tokio::spawn(async move {
-            if let Err(e) = rce_operator::run_until(config, std::future::pending()).await {
-                eprintln!("operator stopped: {e:#}");
-            }
-        }));
-    }
-
-    /// Stop the operator at once, mid-flight, as a crash would.
-    async fn kill(&mut self) {
-        if let Some(h) = self.operator.take() {
-            h.abort();
-            let _ = h.await;
-        }
-    }
-
-    fn executions(&self) -> Api<Execution> {
-        self.ns.api()
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        self.ns.api()
-    }
-
-    async fn submit(&self, name: &str, spec: serde_json::Value) -> Result<Execution> {
-        let e: Execution = serde_json::from_value(serde_json::json!({
-            "apiVersion": "rce.dev/v1alpha1",
-            "kind": "Execution",
-            "metadata": {"name": name, "labels": {"rce.dev/operator": self.ns.name}},
-            "spec": spec,
-        }))?;
-        Ok(self.executions().create(&PostParams::default(), &e).await?)
-    }
-
-    /// Wait until `name` satisfies `pred`; the last seen object on timeout goes in the error.
-    async fn wait_for(
-        &self,
-        name: &str,
-        timeout: Duration,
-        pred: impl Fn(&Execution) -> bool,
-    ) -> Result<Execution> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let e = self.executions().get(name).await?;
-            if pred(&e) {
-                return Ok(e);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{name} not as expected within {timeout:?}; status: {}",
-                    serde_json::to_string(&e.status)?
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn wait_done(&self, name: &str) -> Result<Execution> {
-        self.wait_for(name, WAIT, |e| phase(e).is_some_and(Phase::is_terminal)).await
-    }
-
-    /// Delete every Execution while the operator still runs (its finalizer needs it), then
-    /// stop the operator and remove the namespace.
-    async fn cleanup(mut self) -> Result<()> {
-        if self.operator.is_none() {
-            self.start();
-        }
-        let api = self.executions();
-        let _ = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.kill().await;
-        for e in api.list(&ListParams::default()).await?.items {
-            let patch = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = api.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
-        }
-        self.ns.cleanup().await
-    }
-}
-
-/// Run `body` with a fresh harness, cleaning up whatever the outcome.
-macro_rules! with_harness {
-    ($prefix:expr, $tweak:expr, |$h:ident| $body:block) => {{
-        let _turn = TURN.lock().await;
-        #[allow(unused_mut)]
-        let mut $h = Harness::new($prefix, $tweak).await?;
-        let result: Result<()> = async { $body }.await;
-        let cleaned = $h.cleanup().await;
-        result?;
-        cleaned
-    }};
-}
-
-fn phase(e: &Execution) -> Option<Phase> {
-    e.status.as_ref().and_then(|s| s.phase)
-}
-
-fn verdict(e: &Execution) -> Option<Verdict> {
-    e.status.as_ref().and_then(|s| s.verdict)
-}
-
-fn describe(e: &Execution) -> String {
-    serde_json::to_string(&e.status).unwrap_or_default()
-}
-
-/// The name the operator gives the sandbox Pod of `attempt` of `e`.
-fn sandbox_name(e: &Execution, attempt: u32) -> String {
-    rce_operator::names::pod_name(&e.name_any(), &e.uid().unwrap_or_default(), attempt)
-}
+/// The Runtimes these tests submit to.
+const RUNTIMES: [&str; 3] = ["python", "javascript", "bash"];
 
 #[tokio::test]
 async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> {
-    with_harness!("op-hello", |_| {}, |h| {
+    with_engine!(operator "op-hello", |_| {}, needs RUNTIMES, |h| {
         h.submit(
             "py",
             serde_json::json!({"language": "python", "source": "import sys\nprint('hello from python')\nprint('to stderr', file=sys.stderr)\n"}),
@@ -268,7 +119,7 @@ async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> 
             .collect();
         ensure!(reasons.contains("SandboxCreated") && reasons.contains("Completed"), "events: {reasons:?}");
         let doc =
-            wait_redis_key("redis://127.0.0.1:16379", &h.ns.name, "py", Duration::from_secs(10)).await?;
+            wait_terminal_doc(&shared_url(), &h.ns.name, "py", Duration::from_secs(10)).await?;
         ensure!(doc.status.verdict == Some(Verdict::Accepted), "{doc:?}");
         Ok(())
     })
@@ -276,7 +127,7 @@ async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> 
 
 #[tokio::test]
 async fn invalid_executions_fail_with_a_precise_message() -> Result<()> {
-    with_harness!("op-invalid", |_| {}, |h| {
+    with_engine!(operator "op-invalid", |_| {}, needs RUNTIMES, |h| {
         h.submit("cobol", serde_json::json!({"language": "cobol", "source": "x"})).await?;
         h.submit(
             "greedy",
@@ -314,7 +165,7 @@ async fn invalid_executions_fail_with_a_precise_message() -> Result<()> {
 
 #[tokio::test]
 async fn hostile_programs_get_precise_verdicts_and_a_normal_one_still_completes() -> Result<()> {
-    with_harness!("op-hostile", |_| {}, |h| {
+    with_engine!(operator "op-hostile", |_| {}, needs RUNTIMES, |h| {
         let t0 = Instant::now();
         h.submit(
             "loop",
@@ -382,7 +233,7 @@ async fn hostile_programs_get_precise_verdicts_and_a_normal_one_still_completes(
 
 #[tokio::test]
 async fn a_running_sandbox_is_hardened() -> Result<()> {
-    with_harness!("op-hardened", |_| {}, |h| {
+    with_engine!(operator "op-hardened", |_| {}, needs RUNTIMES, |h| {
         let slow = h
             .submit(
                 "slow",
@@ -461,7 +312,7 @@ async fn a_running_sandbox_is_hardened() -> Result<()> {
 
 #[tokio::test]
 async fn a_deleted_sandbox_is_retried_once_then_fails_with_a_message() -> Result<()> {
-    with_harness!("op-lost", |_| {}, |h| {
+    with_engine!(operator "op-lost", |_| {}, needs RUNTIMES, |h| {
         let victim = h
             .submit(
                 "victim",
@@ -497,7 +348,7 @@ async fn a_deleted_sandbox_is_retried_once_then_fails_with_a_message() -> Result
 
 #[tokio::test]
 async fn the_queue_keeps_max_running_and_submission_order() -> Result<()> {
-    with_harness!("op-queue", |c| c.max_running = 2, |h| {
+    with_engine!(operator "op-queue", |c| c.max_running = 2, needs RUNTIMES, |h| {
         let names: Vec<String> = (0..6).map(|i| format!("q{i}")).collect();
         for n in &names {
             h.submit(n, serde_json::json!({"language": "bash", "source": "sleep 1; echo ok"})).await?;
@@ -555,7 +406,7 @@ fn watch_pods(pods: Api<Pod>) -> (PodsSeen, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn an_operator_killed_mid_run_and_restarted_completes_all_with_one_pod_each() -> Result<()> {
-    with_harness!("op-restart", |_| {}, |h| {
+    with_engine!(operator "op-restart", |_| {}, needs RUNTIMES, |h| {
         let (seen, watch) = watch_pods(h.pods());
         let names: Vec<String> = (0..20).map(|i| format!("r{i:02}")).collect();
         for n in &names {
@@ -605,90 +456,24 @@ async fn an_operator_killed_mid_run_and_restarted_completes_all_with_one_pod_eac
     })
 }
 
-/// A redis-server of this test's own on a loopback port, stopped on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Result<Self> {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (Debian package redis-server)")?;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(OwnRedis { port, child: Some(child) })
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn redis_doc(url: &str, ns: &str, name: &str) -> Result<Option<rce_api::redis_keys::StatusDocument>> {
-    let client = redis::Client::open(url)?;
-    let mut conn =
-        tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await??;
-    let v: Option<String> =
-        redis::cmd("GET").arg(rce_api::redis_keys::status_key(ns, name)).query_async(&mut conn).await?;
-    Ok(match v {
-        Some(s) => Some(serde_json::from_str(&s)?),
-        None => None,
-    })
-}
-
-async fn wait_redis_key(
-    url: &str,
-    ns: &str,
-    name: &str,
-    timeout: Duration,
-) -> Result<rce_api::redis_keys::StatusDocument> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(doc)) = redis_doc(url, ns, name).await {
-            if doc.status.phase.is_some_and(Phase::is_terminal) {
-                return Ok(doc);
-            }
-        }
-        ensure!(Instant::now() < deadline, "no terminal status for {name} in Redis within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn redis_down_mid_run_the_execution_completes_and_the_key_appears_later() -> Result<()> {
     let port = 20000 + (std::process::id() % 20000) as u16;
-    let mut redis = OwnRedis::start(port)?;
+    let mut redis = RedisServer::start_on(port).await?;
     let url = redis.url();
     let u = url.clone();
-    with_harness!("op-redis", move |c| c.redis_url = u, |h| {
+    with_engine!(operator "op-redis", move |c| c.redis_url = u, needs RUNTIMES, |h| {
         h.submit("during", serde_json::json!({"language": "bash", "source": "sleep 2; echo survived"}))
             .await?;
         h.wait_for("during", WAIT, |e| phase(e) == Some(Phase::Processing)).await?;
-        let doc = redis_doc(&url, &h.ns.name, "during").await?;
+        let doc = status_doc(&url, &h.ns.name, "during").await?;
         ensure!(doc.is_some(), "the mirror works while Redis is up");
         redis.stop();
         let e = h.wait_done("during").await?;
         ensure!(verdict(&e) == Some(Verdict::Accepted), "{}", describe(&e));
-        ensure!(redis_doc(&url, &h.ns.name, "during").await.is_err(), "Redis is down");
-        let mut back = OwnRedis::start(port)?;
-        let doc = wait_redis_key(&url, &h.ns.name, "during", Duration::from_secs(20)).await?;
+        ensure!(status_doc(&url, &h.ns.name, "during").await.is_err(), "Redis is down");
+        let mut back = RedisServer::start_on(port).await?;
+        let doc = wait_terminal_doc(&url, &h.ns.name, "during", Duration::from_secs(20)).await?;
         ensure!(doc.status.verdict == Some(Verdict::Accepted), "{doc:?}");
         ensure!(doc.status.stdout.as_deref() == Some("survived\n"), "{doc:?}");
         back.stop();
@@ -698,17 +483,17 @@ async fn redis_down_mid_run_the_execution_completes_and_the_key_appears_later() 
 
 #[tokio::test]
 async fn finished_executions_are_deleted_after_their_ttl_with_their_redis_key() -> Result<()> {
-    with_harness!("op-ttl", |c| c.ttl_seconds = 3, |h| {
+    with_engine!(operator "op-ttl", |c| c.ttl_seconds = 3, needs RUNTIMES, |h| {
         h.submit("brief", serde_json::json!({"language": "bash", "source": "echo hi"})).await?;
         h.wait_done("brief").await?;
-        wait_redis_key("redis://127.0.0.1:16379", &h.ns.name, "brief", Duration::from_secs(10)).await?;
+        wait_terminal_doc(&shared_url(), &h.ns.name, "brief", Duration::from_secs(10)).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while h.executions().get_opt("brief").await?.is_some() {
             ensure!(Instant::now() < deadline, "not deleted after its TTL");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while redis_doc("redis://127.0.0.1:16379", &h.ns.name, "brief").await?.is_some() {
+        while status_doc(&shared_url(), &h.ns.name, "brief").await?.is_some() {
             ensure!(Instant::now() < deadline, "the Redis key outlived its Execution");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -718,7 +503,7 @@ async fn finished_executions_are_deleted_after_their_ttl_with_their_redis_key() 
 
 #[tokio::test]
 async fn a_missing_image_fails_with_a_clear_message() -> Result<()> {
-    with_harness!("op-image", |c| c.image_error_grace_seconds = 2, |h| {
+    with_engine!(operator "op-image", |c| c.image_error_grace_seconds = 2, needs RUNTIMES, |h| {
         // A registry address on this machine where nothing listens: the pull is refused at
         // once, and no traffic leaves the machine.
         let name = format!("ghost-{}", h.ns.name);

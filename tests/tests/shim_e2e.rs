@@ -13,27 +13,25 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 use rce_api::Execution;
 use rce_api_shim::{app, kube_backend::KubeCluster, redis_store::RedisStatus, AppState, Config};
-use rce_tests::TestNamespace;
+use rce_tests::{
+    exec::{remove_executions, strip_finalizers},
+    operator::{OwnOperator, TURN},
+    redis::shared_url as redis_url,
+    TestNamespace,
+};
 use serde_json::{json, Value};
 
-fn redis_url() -> String {
-    std::env::var("RCE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into())
-}
-
-/// The tests take turns: the node has two cores.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
+/// The tests take turns (they run operators of their own): the node has two cores.
 struct Shim {
     base: String,
     server: tokio::task::JoinHandle<()>,
-    operator: tokio::task::JoinHandle<()>,
+    _operator: OwnOperator,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Shim {
     fn drop(&mut self) {
         self.server.abort();
-        self.operator.abort();
     }
 }
 
@@ -69,46 +67,25 @@ async fn start_shim(namespaces: &[&str], extra: &[&str]) -> Result<Shim> {
     if !state.status.ping().await {
         bail!("Redis at {redis_url} does not answer: is it up (`make up`)?");
     }
-    let mut op = rce_operator::Config::defaults();
-    op.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
-    op.selector = label.clone();
-    op.metrics_addr = "127.0.0.1:0".parse()?;
-    op.redis_url = redis_url.clone();
-    op.ttl_seconds = 0;
-    let operator = tokio::spawn(async move {
-        if let Err(e) = rce_operator::run_until(op, std::future::pending()).await {
-            eprintln!("operator stopped: {e:#}");
-        }
-    });
+    let namespaces: Vec<String> = namespaces.iter().map(|s| s.to_string()).collect();
+    let operator = OwnOperator::start(OwnOperator::config(&namespaces)?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = app(state);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Ok(Shim { base: format!("http://{addr}"), server, operator, _turn: turn })
+    Ok(Shim { base: format!("http://{addr}"), server, _operator: operator, _turn: turn })
 }
 
 impl Shim {
     /// Delete the test's Executions while its operator still runs (its finalizer is on
     /// them), then stop the shim and the operator, then remove the namespaces.
     async fn finish(self, namespaces: Vec<TestNamespace>) -> Result<()> {
-        use kube::api::{DeleteParams, ListParams};
-        for ns in &namespaces {
-            ns.api::<Execution>().delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-        }
-        for _ in 0..150 {
-            let mut left = 0;
-            for ns in &namespaces {
-                left += ns.api::<Execution>().list(&ListParams::default()).await?.items.len();
-            }
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        remove_executions(&namespaces.iter().collect::<Vec<_>>()).await?;
         drop(self);
         for ns in namespaces {
+            strip_finalizers(&ns).await?;
             ns.cleanup().await?;
         }
         Ok(())
