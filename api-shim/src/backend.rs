@@ -1,7 +1,7 @@
 //! What the shim needs from the outside world, as two small traits: the cluster (create and
 //! read Executions, the Runtime catalog, the pending count) and the status store (the Redis
 //! mirror: read a document, subscribe to its changes). Real implementations live in
-//! `kube_backend` and `redis_store`; in-memory ones in `testing`.
+//! `kube_backend` and `redis_store`; in-memory ones in `testing` (feature `test-util`).
 //!
 //! On top of them: [`lookup`] (Redis first, then the Execution's own status) and [`watch`]
 //! (subscribe first, then read, then follow until the terminal status).
