@@ -5,7 +5,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::ObjectMeta;
 use rce_api::{Execution, ExecutionSpec, Limits, Runtime, SourceFile};
 
-use crate::{auth::Tenant, backend::BackendError, catalog, error::ApiError, state::AppState};
+use crate::{
+    auth::Tenant,
+    backend::BackendError,
+    catalog,
+    error::{ApiError, Flavor},
+    state::AppState,
+};
 
 /// Annotation naming the API surface a submission came through.
 pub const API_ANNOTATION: &str = "rce.dev/api";
@@ -30,8 +36,8 @@ pub struct Submission {
     pub args: Vec<String>,
     pub limits: Option<Limits>,
     pub expected_output: Option<String>,
-    /// Which surface: `seed`, `judge0`, `piston`, `rce`.
-    pub api: &'static str,
+    /// Which surface it came through (written on the Execution as `rce.dev/api`).
+    pub api: Flavor,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -84,7 +90,7 @@ pub fn build(
         expected_output: sub.expected_output.clone(),
     };
     let mut annotations = sub.annotations.clone();
-    annotations.insert(API_ANNOTATION.into(), sub.api.into());
+    annotations.insert(API_ANNOTATION.into(), sub.api.as_str().into());
     annotations.insert(SUBJECT_ANNOTATION.into(), tenant.subject.clone());
     Execution {
         metadata: ObjectMeta {
@@ -138,6 +144,37 @@ pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiErr
         Err(e) => {
             tracing::error!(error = %e, "creating the Execution failed");
             Err(ApiError::unavailable())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::seed_runtimes;
+
+    #[test]
+    fn the_api_annotation_names_the_surface() {
+        let tenant = Tenant { namespace: "default".into(), subject: "anonymous".into() };
+        let runtime = Arc::new(seed_runtimes().remove(0));
+        for (api, name) in [
+            (Flavor::Native, "rce"),
+            (Flavor::Seed, "seed"),
+            (Flavor::Judge0, "judge0"),
+            (Flavor::Piston, "piston"),
+        ] {
+            let sub = Submission {
+                runtime: runtime.clone(),
+                program: Program::Source("1".into()),
+                stdin: None,
+                args: vec![],
+                limits: None,
+                expected_output: None,
+                api,
+                annotations: Default::default(),
+            };
+            let ex = build(&tenant, "x", &sub, &BTreeMap::new());
+            assert_eq!(ex.metadata.annotations.unwrap()[API_ANNOTATION], name);
         }
     }
 }

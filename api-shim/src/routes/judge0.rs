@@ -32,7 +32,7 @@ use crate::{
     auth::Tenant,
     backend::{lookup, wait_terminal, ExecView},
     catalog,
-    error::{parse_json, read_body, ApiError},
+    error::{parse_json, read_body, ApiError, Flavor},
     state::AppState,
     submit::{self, Program, Submission, JUDGE0_ID_ANNOTATION},
 };
@@ -534,7 +534,7 @@ pub fn parse_submission(
         args,
         limits,
         expected_output,
-        api: "judge0",
+        api: Flavor::Judge0,
         annotations: [(JUDGE0_ID_ANNOTATION.to_string(), (id as u32).to_string())].into(),
     })
 }

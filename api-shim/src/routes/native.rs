@@ -27,7 +27,7 @@ use crate::{
     auth::Tenant,
     backend::{lookup, watch, ExecView},
     catalog,
-    error::{ApiError, JsonBody},
+    error::{ApiError, Flavor, JsonBody},
     state::AppState,
     submit::{self, Program, Submission},
     views::ExecutionView,
@@ -104,7 +104,7 @@ pub async fn create(
         args: req.args,
         limits: req.limits,
         expected_output: req.expected_output,
-        api: "rce",
+        api: Flavor::Native,
         annotations: Default::default(),
     };
     let created = submit::submit(&state, &tenant, sub).await?;

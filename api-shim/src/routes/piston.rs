@@ -25,7 +25,7 @@ use crate::{
     auth::Tenant,
     backend::{wait_terminal, ExecView},
     catalog,
-    error::{parse_json, read_body, ApiError},
+    error::{parse_json, read_body, ApiError, Flavor},
     routes::native::check_files,
     state::AppState,
     submit::{self, Program, Submission},
@@ -196,7 +196,7 @@ pub fn parse(body: &Value, runtimes: &[Arc<Runtime>]) -> Result<(Arc<Runtime>, S
         args,
         limits,
         expected_output: None,
-        api: "piston",
+        api: Flavor::Piston,
         annotations: Default::default(),
     };
     Ok((runtime, sub))

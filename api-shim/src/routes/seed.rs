@@ -11,7 +11,7 @@ use crate::{
     auth::Tenant,
     backend::lookup,
     catalog,
-    error::{ApiError, JsonBody},
+    error::{ApiError, Flavor, JsonBody},
     state::AppState,
     submit::{self, Program, Submission},
     views::ExecutionView,
@@ -59,7 +59,7 @@ pub async fn execute(
         args: vec![],
         limits: None,
         expected_output: None,
-        api: "seed",
+        api: Flavor::Seed,
         annotations: Default::default(),
     };
     let created = submit::submit(&state, &tenant, sub).await?;
