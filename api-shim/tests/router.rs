@@ -709,8 +709,17 @@ async fn streams_fall_back_to_polling_when_redis_is_down() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         cluster.set_status("default", &id2, completed("1\n"));
     });
-    let view =
-        rce_api_shim::backend::wait_terminal(&e.state, "default", &id, Duration::from_secs(5)).await.unwrap();
+    let s = &e.state;
+    let view = rce_api_shim::backend::wait_terminal(
+        &*s.cluster,
+        &*s.status,
+        s.poll_interval,
+        "default",
+        &id,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(view.phase(), Phase::Completed);
 }
 

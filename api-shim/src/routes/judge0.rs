@@ -562,7 +562,15 @@ pub async fn create(
     if !wait {
         return Ok((StatusCode::CREATED, Json(json!({ "token": name }))).into_response());
     }
-    let done = wait_terminal(&state, &tenant.namespace, &name, state.wait_max()).await?;
+    let done = wait_terminal(
+        &*state.cluster,
+        &*state.status,
+        state.poll_interval,
+        &tenant.namespace,
+        &name,
+        state.wait_max(),
+    )
+    .await?;
     let mut view = ExecView::from_execution(&created);
     view.status = done.status;
     Ok((StatusCode::CREATED, Json(Value::Object(render(&view, &fields, b64, &runtimes)))).into_response())
@@ -583,7 +591,7 @@ pub async fn get_one(
     if !submit::plausible_name(&token) {
         return Err(ApiError::not_found("Not Found"));
     }
-    let view = lookup(&state, &tenant.namespace, &token, needs_spec(&fields))
+    let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &token, needs_spec(&fields))
         .await?
         .ok_or_else(|| ApiError::not_found("Not Found"))?;
     Ok(Json(Value::Object(render(&view, &fields, b64, &state.cluster.runtimes()))))
@@ -674,7 +682,7 @@ pub async fn batch_get(
             if !submit::plausible_name(&t) {
                 return Ok(None);
             }
-            lookup(&state, &ns, &t, spec).await
+            lookup(&*state.cluster, &*state.status, &ns, &t, spec).await
         }
     });
     let results = futures::future::join_all(lookups).await;

@@ -115,7 +115,7 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<ExecView, A
     if !submit::plausible_name(id) {
         return Err(ApiError::not_found(format!("no execution {id:?}")));
     }
-    lookup(state, &tenant.namespace, id, false)
+    lookup(&*state.cluster, &*state.status, &tenant.namespace, id, false)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no execution {id:?}")))
 }
@@ -135,7 +135,15 @@ async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Rec
     if !submit::plausible_name(id) {
         return Err(ApiError::not_found(format!("no execution {id:?}")));
     }
-    watch(state, &tenant.namespace, id, Duration::from_secs(state.config.stream_max_secs)).await
+    watch(
+        state.cluster.clone(),
+        state.status.clone(),
+        state.poll_interval,
+        &tenant.namespace,
+        id,
+        Duration::from_secs(state.config.stream_max_secs),
+    )
+    .await
 }
 
 /// Server-sent events: one `status` event per status change (data: the ExecutionView JSON),

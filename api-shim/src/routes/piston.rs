@@ -279,7 +279,15 @@ pub async fn execute(
     let (runtime, sub) = parse(&body, &runtimes)?;
     let created = submit::submit(&state, &tenant, sub).await?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    let view = wait_terminal(&state, &tenant.namespace, &name, state.wait_max()).await?;
+    let view = wait_terminal(
+        &*state.cluster,
+        &*state.status,
+        state.poll_interval,
+        &tenant.namespace,
+        &name,
+        state.wait_max(),
+    )
+    .await?;
     if !view.is_terminal() {
         let mut e = ApiError::timeout();
         e.message = format!(

@@ -82,7 +82,7 @@ pub async fn status(
     if !submit::plausible_name(&job_id) {
         return Err(ApiError::not_found("Job not found"));
     }
-    let view = lookup(&state, &tenant.namespace, &job_id, false)
+    let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &job_id, false)
         .await?
         .ok_or_else(|| ApiError::not_found("Job not found"))?;
     Ok(Json(ExecutionView::from(&view)))
