@@ -4,6 +4,7 @@ pub mod judge0;
 pub mod meta;
 pub mod native;
 pub mod piston;
+pub mod raw;
 pub mod seed;
 
 use std::time::Duration;
@@ -48,17 +49,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/languages", get(native::languages));
 
     let judge0 = Router::new()
-        .route("/submissions", post(judge0::create))
-        .route("/submissions/batch", post(judge0::batch_create).get(judge0::batch_get))
-        .route("/submissions/{token}", get(judge0::get_one).delete(judge0::delete_one))
+        .route("/submissions", post(judge0::handlers::create))
+        .route("/submissions/batch", post(judge0::handlers::batch_create).get(judge0::handlers::batch_get))
+        .route("/submissions/{token}", get(judge0::handlers::get_one).delete(judge0::handlers::delete_one))
         .route_layer(auth())
-        .route("/languages", get(judge0::languages))
-        .route("/languages/all", get(judge0::languages_all))
-        .route("/languages/{id}", get(judge0::language))
-        .route("/statuses", get(judge0::statuses))
-        .route("/about", get(judge0::about))
-        .route("/version", get(judge0::version))
-        .route("/config_info", get(judge0::config_info))
+        .route("/languages", get(judge0::handlers::languages))
+        .route("/languages/all", get(judge0::handlers::languages_all))
+        .route("/languages/{id}", get(judge0::handlers::language))
+        .route("/statuses", get(judge0::handlers::statuses))
+        .route("/about", get(judge0::handlers::about))
+        .route("/version", get(judge0::handlers::version))
+        .route("/config_info", get(judge0::handlers::config_info))
         .layer(flavor(Flavor::Judge0));
 
     let piston = Router::new()
