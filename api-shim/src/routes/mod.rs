@@ -63,11 +63,11 @@ pub fn app(state: AppState) -> Router {
         .layer(flavor(Flavor::Judge0));
 
     let piston = Router::new()
-        .route("/api/v2/execute", post(piston::execute))
+        .route("/api/v2/execute", post(piston::handlers::execute))
         .route_layer(auth())
-        .route("/api/v2/runtimes", get(piston::runtimes))
-        .route("/api/v2/piston/execute", post(piston::execute).route_layer(auth()))
-        .route("/api/v2/piston/runtimes", get(piston::runtimes))
+        .route("/api/v2/runtimes", get(piston::handlers::runtimes))
+        .route("/api/v2/piston/execute", post(piston::handlers::execute).route_layer(auth()))
+        .route("/api/v2/piston/runtimes", get(piston::handlers::runtimes))
         .layer(flavor(Flavor::Piston));
 
     let meta = Router::new()
