@@ -105,6 +105,8 @@ pub async fn get_one(
 }
 
 /// `DELETE /submissions/{token}`: disabled, as in Judge0's default configuration.
+#[utoipa::path(delete, path = "/submissions/{token}", tag = "judge0", params(("token" = String, Path)),
+    responses((status = 400, description = "{\"error\": \"delete not allowed\"}"), (status = 401)))]
 pub async fn delete_one() -> ApiError {
     ApiError::bad_request("delete not allowed")
 }
@@ -208,6 +210,7 @@ pub async fn languages(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /languages/all`
+#[utoipa::path(get, path = "/languages/all", tag = "judge0", responses((status = 200, description = "[{id, name, is_archived}]")))]
 pub async fn languages_all(State(state): State<AppState>) -> Json<Value> {
     Json(Value::Array(
         language_list(&state)
@@ -255,6 +258,7 @@ pub async fn about() -> Json<Value> {
 }
 
 /// `GET /version`
+#[utoipa::path(get, path = "/version", tag = "judge0", responses((status = 200, description = "The Judge0 version", content_type = "text/plain")))]
 pub async fn version() -> &'static str {
     VERSION
 }

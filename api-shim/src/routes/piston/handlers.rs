@@ -1,5 +1,5 @@
-//! The Piston handlers: `POST /api/v2/execute` (synchronous) and `GET /api/v2/runtimes`,
-//! served again under `/api/v2/piston`.
+//! The Piston handlers: `POST …/execute` (synchronous) and `GET …/runtimes`. Their paths are
+//! relative: the router serves them under `/api/v2` and again under `/api/v2/piston`.
 
 use axum::{
     extract::{Request, State},
@@ -28,7 +28,7 @@ pub struct PistonRuntime {
 }
 
 /// `GET /api/v2/runtimes`
-#[utoipa::path(get, path = "/api/v2/runtimes", tag = "piston", responses((status = 200, body = Vec<PistonRuntime>)))]
+#[utoipa::path(get, path = "/runtimes", tag = "piston", responses((status = 200, body = Vec<PistonRuntime>)))]
 pub async fn runtimes(State(state): State<AppState>) -> Json<Vec<PistonRuntime>> {
     Json(
         catalog::sorted(state.cluster.runtimes())
@@ -63,7 +63,7 @@ pub struct PistonExecuteRequest {
 }
 
 /// `POST /api/v2/execute`: run and answer with the result (bounded by the wait maximum).
-#[utoipa::path(post, path = "/api/v2/execute", tag = "piston", request_body = PistonExecuteRequest,
+#[utoipa::path(post, path = "/execute", tag = "piston", request_body = PistonExecuteRequest,
     responses((status = 200, description = "{language, version, run: {stdout, stderr, output, code, signal, ...}, compile?}"),
         (status = 400), (status = 413), (status = 422), (status = 429), (status = 503), (status = 504)))]
 pub async fn execute(
