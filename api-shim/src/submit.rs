@@ -7,7 +7,7 @@ use rce_api::{Execution, ExecutionSpec, Limits, Runtime, SourceFile};
 
 use crate::{
     auth::Tenant,
-    backend::BackendError,
+    backend::{wait_terminal, BackendError, ExecView},
     catalog,
     error::{ApiError, Flavor},
     state::AppState,
@@ -120,6 +120,13 @@ pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Resul
         return p.publish(ex).await;
     }
     create(state, ex).await
+}
+
+/// Wait for an Execution's terminal status, up to `--wait-max-secs` (Judge0's `wait=true`,
+/// Piston's execute); the last view seen either way.
+pub async fn wait_result(state: &AppState, namespace: &str, name: &str) -> Result<ExecView, ApiError> {
+    wait_terminal(&*state.cluster, &*state.status, state.poll_interval, namespace, name, state.wait_max())
+        .await
 }
 
 pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     auth::Tenant,
-    backend::{lookup, wait_terminal, ExecView},
+    backend::{lookup, ExecView},
     catalog,
     error::{parse_json, read_body, ApiError},
     state::AppState,
@@ -69,15 +69,7 @@ pub async fn create(
     if !wait {
         return Ok((StatusCode::CREATED, Json(json!({ "token": name }))).into_response());
     }
-    let done = wait_terminal(
-        &*state.cluster,
-        &*state.status,
-        state.poll_interval,
-        &tenant.namespace,
-        &name,
-        state.wait_max(),
-    )
-    .await?;
+    let done = submit::wait_result(&state, &tenant.namespace, &name).await?;
     let mut view = ExecView::from_execution(&created);
     view.status = done.status;
     Ok((StatusCode::CREATED, Json(Value::Object(render(&view, &fields, b64, &runtimes)))).into_response())

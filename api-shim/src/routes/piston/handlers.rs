@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use super::{parse::parse, result::result};
 use crate::{
     auth::Tenant,
-    backend::wait_terminal,
     catalog,
     error::{parse_json, read_body, ApiError},
     state::AppState,
@@ -76,15 +75,7 @@ pub async fn execute(
     let (runtime, sub) = parse(&body, &runtimes)?;
     let created = submit::submit(&state, &tenant, sub).await?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    let view = wait_terminal(
-        &*state.cluster,
-        &*state.status,
-        state.poll_interval,
-        &tenant.namespace,
-        &name,
-        state.wait_max(),
-    )
-    .await?;
+    let view = submit::wait_result(&state, &tenant.namespace, &name).await?;
     if !view.is_terminal() {
         let mut e = ApiError::timeout();
         e.message = format!(
