@@ -20,7 +20,6 @@ use rce_api::Execution;
 use crate::{
     backend::{BackendError, Cluster},
     error::ApiError,
-    state::AppState,
 };
 
 pub struct Publisher {
@@ -68,13 +67,11 @@ impl Publisher {
     }
 }
 
-/// Connect, declare the queue, start the consumer, and put the publisher into the state.
-pub async fn wire(state: AppState) -> anyhow::Result<AppState> {
-    let Some(url) = state.config.amqp_url.clone() else {
-        return Ok(state);
-    };
-    let queue = state.config.amqp_queue.clone();
-    let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+/// Connect, declare the queue, start the consumer (which creates the Executions through
+/// `cluster`), and return the publisher.
+pub async fn connect(url: &str, queue: &str, cluster: Arc<dyn Cluster>) -> anyhow::Result<Publisher> {
+    let queue = queue.to_string();
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let publish = conn.create_channel().await?;
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
     publish.queue_declare(&queue, durable, FieldTable::default()).await?;
@@ -84,15 +81,14 @@ pub async fn wire(state: AppState) -> anyhow::Result<AppState> {
     let consumer = consume
         .basic_consume(&queue, "rce-api-shim", BasicConsumeOptions::default(), FieldTable::default())
         .await?;
-    let cluster = state.cluster.clone();
+    let consumer_cluster = cluster.clone();
     tokio::spawn(async move {
         // Keep the connection alive as long as the consumer runs.
         let _conn = conn;
-        run_consumer(consumer, cluster).await;
+        run_consumer(consumer, consumer_cluster).await;
     });
     tracing::info!(%queue, "submissions go through RabbitMQ");
-    let publisher = Arc::new(Publisher { channel: publish, queue, cluster: state.cluster.clone() });
-    Ok(state.with_amqp(publisher))
+    Ok(Publisher { channel: publish, queue, cluster })
 }
 
 async fn run_consumer(mut consumer: lapin::Consumer, cluster: Arc<dyn Cluster>) {

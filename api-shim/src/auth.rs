@@ -6,7 +6,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -20,7 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rce_api::names::is_dns_label;
 use serde::Deserialize;
 
-use crate::{config::Config, error::ApiError, state::AppState};
+use crate::{config::Config, error::ApiError, metrics::Metrics};
 
 /// The caller, as the handlers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +44,11 @@ struct KeyEntry {
     id: String,
 }
 
-pub struct Auth {
+/// The credentials and the rate limiter (cheap to clone: one shared copy).
+#[derive(Clone)]
+pub struct Auth(Arc<Inner>);
+
+struct Inner {
     enabled: bool,
     keys: HashMap<String, KeyEntry>,
     hs256: Option<DecodingKey>,
@@ -52,6 +56,7 @@ pub struct Auth {
     default_namespace: String,
     default_rate: Rate,
     anonymous_rate: Option<Rate>,
+    limiter: RateLimiter,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +90,7 @@ impl Auth {
         if c.auth && keys.is_empty() && hs256.is_none() && rs256.is_none() {
             anyhow::bail!("--auth is on but no API key or JWT key is configured");
         }
-        Ok(Auth {
+        Ok(Auth(Arc::new(Inner {
             enabled: c.auth,
             keys,
             hs256,
@@ -94,11 +99,17 @@ impl Auth {
             default_rate,
             anonymous_rate: (c.anonymous_rate > 0.0)
                 .then_some(Rate { per_sec: c.anonymous_rate, burst: (c.anonymous_rate * 2.0).max(1.0) }),
-        })
+            limiter: RateLimiter::default(),
+        })))
     }
 
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.0.enabled
+    }
+
+    /// Take one token from the caller's bucket; `Err(seconds)` to wait.
+    pub fn take(&self, subject: &str, rate: Rate) -> Result<(), u64> {
+        self.0.limiter.check(subject, rate)
     }
 
     /// Identify the caller; `Ok((tenant, rate))`, rate `None` meaning unlimited.
@@ -108,21 +119,22 @@ impl Auth {
         query_token: Option<&str>,
         peer: Option<IpAddr>,
     ) -> Result<(Tenant, Option<Rate>), ApiError> {
-        if !self.enabled {
+        let a = &self.0;
+        if !a.enabled {
             let tenant = Tenant {
-                namespace: self.default_namespace.clone(),
+                namespace: a.default_namespace.clone(),
                 subject: peer.map(|p| format!("ip:{p}")).unwrap_or_else(|| "anonymous".into()),
             };
-            return Ok((tenant, self.anonymous_rate));
+            return Ok((tenant, a.anonymous_rate));
         }
         let token = credential(headers)
             .or(query_token)
             .ok_or_else(|| ApiError::unauthorized("credentials required: an API key or a bearer token"))?;
-        if let Some(k) = self.keys.get(token) {
+        if let Some(k) = a.keys.get(token) {
             return Ok((Tenant { namespace: k.namespace.clone(), subject: k.id.clone() }, Some(k.rate)));
         }
-        if token.split('.').count() == 3 && (self.hs256.is_some() || self.rs256.is_some()) {
-            return self.verify_jwt(token).map(|t| (t, Some(self.default_rate)));
+        if token.split('.').count() == 3 && (a.hs256.is_some() || a.rs256.is_some()) {
+            return self.verify_jwt(token).map(|t| (t, Some(a.default_rate)));
         }
         Err(ApiError::unauthorized("invalid credentials"))
     }
@@ -131,8 +143,8 @@ impl Auth {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized("invalid bearer token"))?;
         let key = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            Algorithm::RS256 => self.rs256.as_ref(),
+            Algorithm::HS256 => self.0.hs256.as_ref(),
+            Algorithm::RS256 => self.0.rs256.as_ref(),
             _ => None,
         }
         .ok_or_else(|| ApiError::unauthorized("unsupported token algorithm"))?;
@@ -148,7 +160,7 @@ impl Auth {
             Some(_) => {
                 return Err(ApiError::forbidden("the token's namespace is not a valid namespace name"))
             }
-            None => self.default_namespace.clone(),
+            None => self.0.default_namespace.clone(),
         };
         Ok(Tenant { namespace, subject: format!("jwt:{}", claims.sub) })
     }
@@ -233,19 +245,24 @@ impl RateLimiter {
 }
 
 /// Middleware: authenticate, rate-limit, and put the [`Tenant`] into the request.
-pub async fn require_tenant(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_tenant(
+    State(auth): State<Auth>,
+    State(metrics): State<Metrics>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let query_token = query_credential(req.uri().query());
-    let (tenant, rate) = match state.auth.authenticate(req.headers(), query_token.as_deref(), peer) {
+    let (tenant, rate) = match auth.authenticate(req.headers(), query_token.as_deref(), peer) {
         Ok(t) => t,
         Err(e) => {
-            state.metrics.auth_failures.inc();
+            metrics.auth_failures.inc();
             return axum::response::IntoResponse::into_response(e);
         }
     };
     if let Some(rate) = rate {
-        if let Err(wait) = state.limiter.check(&tenant.subject, rate) {
-            state.metrics.rate_limited.inc();
+        if let Err(wait) = auth.take(&tenant.subject, rate) {
+            metrics.rate_limited.inc();
             return axum::response::IntoResponse::into_response(ApiError::rate_limited(wait));
         }
     }

@@ -1,10 +1,11 @@
 //! What the shim needs from the outside world, as two small traits: the cluster (create and
 //! read Executions, the Runtime catalog, the pending count) and the status store (the Redis
 //! mirror: read a document, subscribe to its changes). Real implementations live in
-//! `kube_backend` and `redis_store`; in-memory ones in `testing`.
+//! `kube_backend` and `redis_store`; in-memory ones in `testing` (feature `test-util`).
 //!
-//! On top of them: [`lookup`] (Redis first, then the Execution's own status) and [`watch`]
-//! (subscribe first, then read, then follow until the terminal status).
+//! On top of them: [`lookup`] (Redis first, then the Execution's own status), [`watch`] and
+//! [`wait_terminal`] (subscribe first, then read, then follow until the terminal status).
+//! They take the cluster and the status store, not the application state.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -12,7 +13,7 @@ use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
 use rce_api::{redis_keys::StatusDocument, Execution, ExecutionSpec, ExecutionStatus, Phase, Runtime};
 use tokio::sync::mpsc;
 
-use crate::{error::ApiError, state::AppState};
+use crate::error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -113,12 +114,13 @@ fn rank(p: Option<Phase>) -> u8 {
 /// document is missing, when Redis fails, or when the caller needs the spec (`need_spec`).
 /// `Ok(None)`: no such Execution in this namespace.
 pub async fn lookup(
-    state: &AppState,
+    cluster: &dyn Cluster,
+    status: &dyn StatusStore,
     namespace: &str,
     name: &str,
     need_spec: bool,
 ) -> Result<Option<ExecView>, ApiError> {
-    let doc = match state.status.get(namespace, name).await {
+    let doc = match status.get(namespace, name).await {
         Ok(doc) => doc,
         Err(e) => {
             tracing::warn!(error = %e, "redis read failed; falling back to the Kubernetes API");
@@ -128,7 +130,7 @@ pub async fn lookup(
     if let (Some(doc), false) = (&doc, need_spec) {
         return Ok(Some(ExecView::from_doc(doc.clone())));
     }
-    match state.cluster.get(namespace, name).await {
+    match cluster.get(namespace, name).await {
         Ok(Some(ex)) => {
             let mut view = ExecView::from_execution(&ex);
             // The mirror may be ahead of the status we just read (or behind): keep the later.
@@ -151,83 +153,126 @@ pub async fn lookup(
     }
 }
 
-/// Follow an Execution: the current view first, then one view per phase change, ending after the
-/// terminal one (or after `max`). Subscribes to the Redis channel BEFORE reading the current
-/// document, so no change can fall between the two; a slow poll backs the subscription up (and
-/// replaces it when Redis is unreachable).
-pub async fn watch(
-    state: &AppState,
+/// The start of following an Execution: subscribed to its channel (unless Redis fails) and
+/// its current view read, in that order, so no change can fall between the two.
+struct Start {
+    first: ExecView,
+    sub: Option<BoxStream<'static, StatusDocument>>,
+}
+
+async fn start(
+    cluster: &dyn Cluster,
+    status: &dyn StatusStore,
     namespace: &str,
     name: &str,
-    max: Duration,
-) -> Result<mpsc::Receiver<ExecView>, ApiError> {
-    let sub = match state.status.subscribe(namespace, name).await {
+) -> Result<Start, ApiError> {
+    let sub = match status.subscribe(namespace, name).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "redis subscribe failed; following by polling");
             None
         }
     };
-    let first = lookup(state, namespace, name, false)
+    let first = lookup(cluster, status, namespace, name, false)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no execution {name:?}")))?;
-    let (tx, rx) = mpsc::channel(16);
-    let state = state.clone();
-    let (namespace, name) = (namespace.to_string(), name.to_string());
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + max;
-        let mut last = first.clone();
-        if tx.send(first).await.is_err() || last.is_terminal() {
-            return;
-        }
-        let mut sub = sub;
-        let poll_every = if sub.is_some() { state.poll_interval * 4 } else { state.poll_interval };
-        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every);
-        loop {
-            let next: Option<ExecView> = tokio::select! {
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep_until(deadline) => return,
-                msg = async { match sub.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
-                    match msg {
-                        Some(doc) if doc.name == name && doc.namespace == namespace => Some(ExecView::from_doc(doc)),
-                        Some(_) => None,
-                        None => { sub = None; None }
-                    }
+    Ok(Start { first, sub })
+}
+
+/// Send the first view, then one view per phase change, until the terminal one, the
+/// deadline, or the receiver going away. A slow poll (every `poll_interval`, ×4 while
+/// subscribed) backs the subscription up and replaces it when Redis is unreachable.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    cluster: &dyn Cluster,
+    status: &dyn StatusStore,
+    poll_interval: Duration,
+    namespace: &str,
+    name: &str,
+    deadline: tokio::time::Instant,
+    Start { first, mut sub }: Start,
+    tx: mpsc::Sender<ExecView>,
+) {
+    let mut last = first.clone();
+    if tx.send(first).await.is_err() || last.is_terminal() {
+        return;
+    }
+    let poll_every = if sub.is_some() { poll_interval * 4 } else { poll_interval };
+    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every);
+    loop {
+        let next: Option<ExecView> = tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            msg = async { match sub.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                match msg {
+                    Some(doc) if doc.name == name && doc.namespace == namespace => Some(ExecView::from_doc(doc)),
+                    Some(_) => None,
+                    None => { sub = None; None }
                 }
-                _ = poll.tick() => lookup(&state, &namespace, &name, false).await.unwrap_or_default(),
-            };
-            if let Some(view) = next {
-                // One event per phase change; never backwards (a late poll may read an older
-                // copy than a message already seen).
-                if rank(Some(view.phase())) > rank(Some(last.phase())) {
-                    last = view.clone();
-                    let terminal = view.is_terminal();
-                    if tx.send(view).await.is_err() || terminal {
-                        return;
-                    }
+            }
+            _ = poll.tick() => lookup(cluster, status, namespace, name, false).await.unwrap_or_default(),
+        };
+        if let Some(view) = next {
+            // One event per phase change; never backwards (a late poll may read an older
+            // copy than a message already seen).
+            if rank(Some(view.phase())) > rank(Some(last.phase())) {
+                last = view.clone();
+                let terminal = view.is_terminal();
+                if tx.send(view).await.is_err() || terminal {
+                    return;
                 }
             }
         }
+    }
+}
+
+/// Follow an Execution: the current view first, then one view per phase change, ending after the
+/// terminal one (or after `max`). Subscribes to the Redis channel BEFORE reading the current
+/// document, so no change can fall between the two; a slow poll backs the subscription up (and
+/// replaces it when Redis is unreachable).
+pub async fn watch(
+    cluster: Arc<dyn Cluster>,
+    status: Arc<dyn StatusStore>,
+    poll_interval: Duration,
+    namespace: &str,
+    name: &str,
+    max: Duration,
+) -> Result<mpsc::Receiver<ExecView>, ApiError> {
+    let start = start(&*cluster, &*status, namespace, name).await?;
+    let deadline = tokio::time::Instant::now() + max;
+    let (tx, rx) = mpsc::channel(16);
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    tokio::spawn(async move {
+        follow(&*cluster, &*status, poll_interval, &namespace, &name, deadline, start, tx).await;
     });
     Ok(rx)
 }
 
 /// Wait up to `max` for the terminal status; returns the last view seen either way.
 pub async fn wait_terminal(
-    state: &AppState,
+    cluster: &dyn Cluster,
+    status: &dyn StatusStore,
+    poll_interval: Duration,
     namespace: &str,
     name: &str,
     max: Duration,
 ) -> Result<ExecView, ApiError> {
-    let mut rx = watch(state, namespace, name, max).await?;
-    let mut last = None;
-    while let Some(v) = rx.recv().await {
-        let terminal = v.is_terminal();
-        last = Some(v);
-        if terminal {
-            break;
+    let start = start(cluster, status, namespace, name).await?;
+    let deadline = tokio::time::Instant::now() + max;
+    let (tx, mut rx) = mpsc::channel(16);
+    let following = follow(cluster, status, poll_interval, namespace, name, deadline, start, tx);
+    let last = async move {
+        let mut last = None;
+        while let Some(v) = rx.recv().await {
+            let terminal = v.is_terminal();
+            last = Some(v);
+            if terminal {
+                break;
+            }
         }
-    }
+        last
+    };
+    let ((), last) = tokio::join!(following, last);
     last.ok_or_else(ApiError::internal)
 }
 

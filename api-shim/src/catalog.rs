@@ -37,14 +37,19 @@ pub fn display_name(rt: &Runtime) -> String {
     }
 }
 
-/// Check requested limits against the Runtime's defaults and maximum.
-pub fn resolve_limits(rt: &Runtime, requested: Option<&Limits>) -> Result<ResolvedLimits, LimitError> {
-    Limits::resolve(requested, &rt.spec.default_limits, &rt.spec.max_limits, &ResolvedLimits::CEILING)
+/// Check requested limits against the Runtime's defaults and maximum, under `cap` (the
+/// operator's ceilings: the `--cap-*` flags the shim takes too).
+pub fn resolve_limits(
+    rt: &Runtime,
+    requested: Option<&Limits>,
+    cap: &ResolvedLimits,
+) -> Result<ResolvedLimits, LimitError> {
+    Limits::resolve(requested, &rt.spec.default_limits, &rt.spec.max_limits, cap)
 }
 
 /// The Runtime's maximum limits, resolved (what a request may ask for at most).
-pub fn max_limits(rt: &Runtime) -> ResolvedLimits {
-    ResolvedLimits::maximum(&rt.spec.max_limits, &ResolvedLimits::CEILING)
+pub fn max_limits(rt: &Runtime, cap: &ResolvedLimits) -> ResolvedLimits {
+    ResolvedLimits::maximum(&rt.spec.max_limits, cap)
 }
 
 /// Does a Piston-style version request match this Runtime's version? Accepts `*`, an empty

@@ -154,6 +154,16 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    /// Its name, as written on each Execution in the `rce.dev/api` annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Native => "rce",
+            Flavor::Seed => "seed",
+            Flavor::Judge0 => "judge0",
+            Flavor::Piston => "piston",
+        }
+    }
+
     pub fn body(self, e: &ApiError) -> Value {
         match self {
             Flavor::Native => e.native_body(),

@@ -21,6 +21,7 @@ pub mod redis_store;
 pub mod routes;
 pub mod state;
 pub mod submit;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod views;
 

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let listen = config.listen;
     let state = AppState::new(config, cluster, status)?;
     #[cfg(feature = "amqp")]
-    let state = rce_api_shim::amqp::wire(state).await?;
+    let state = state.wire_amqp().await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "rce-api-shim listening");
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())

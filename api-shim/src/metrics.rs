@@ -1,6 +1,9 @@
 //! Prometheus metrics: requests by route and status, latency by route, and shim counters.
 
-use std::{sync::Mutex, time::Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -12,8 +15,6 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-
-use crate::state::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -28,8 +29,10 @@ pub struct RouteLabels {
     pub method: String,
 }
 
+/// The shim's metrics (cheap to clone: every handle shares one registry).
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    registry: Arc<Mutex<Registry>>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub submissions: Counter,
@@ -78,7 +81,7 @@ impl Default for Metrics {
         );
         registry.register("pending_executions", "Pending Executions at the last submission", pending.clone());
         Metrics {
-            registry: Mutex::new(registry),
+            registry: Arc::new(Mutex::new(registry)),
             requests,
             latency,
             submissions,
@@ -103,7 +106,7 @@ impl Metrics {
 }
 
 /// Middleware: count and time every request by its route template.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -112,7 +115,6 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = req.method().as_str().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {
             route: route.clone(),

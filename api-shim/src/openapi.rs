@@ -1,48 +1,16 @@
-//! The OpenAPI document, generated from the handlers' annotations and types.
+//! The OpenAPI document's frame; its paths come from the handlers' annotations, collected
+//! by the router that serves them.
 
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
 };
 
-use crate::{routes, views};
-
+/// The document's frame: info, tags and security schemes. Paths and schemas are added by the
+/// router (`routes::table`), from the same list that serves them.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rce api-shim", description = "rce's REST API: the seed executor's API, Judge0 CE 1.13.1 and Piston v2 compatible surfaces, and rce's own with live streams."),
-    paths(
-        routes::seed::execute,
-        routes::seed::status,
-        routes::native::create,
-        routes::native::get_one,
-        routes::native::events,
-        routes::native::ws,
-        routes::native::languages,
-        routes::judge0::create,
-        routes::judge0::get_one,
-        routes::judge0::batch_create,
-        routes::judge0::batch_get,
-        routes::judge0::languages,
-        routes::judge0::language,
-        routes::judge0::statuses,
-        routes::judge0::about,
-        routes::judge0::config_info,
-        routes::piston::execute,
-        routes::piston::runtimes,
-        routes::meta::health,
-        routes::meta::ready,
-        routes::meta::metrics,
-        routes::meta::openapi,
-    ),
-    components(schemas(
-        views::ExecutionView,
-        routes::seed::SeedExecuteRequest,
-        routes::seed::SeedExecuteResponse,
-        routes::native::CreateExecution,
-        routes::native::LanguageInfo,
-        routes::piston::PistonRuntime,
-        routes::piston::PistonExecuteRequest,
-    )),
     modifiers(&Security),
     tags(
         (name = "seed", description = "The seed executor's API, unchanged"),
@@ -74,6 +42,7 @@ impl Modify for Security {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The frame, without paths.
+pub fn frame() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

@@ -1,9 +1,13 @@
-//! Shared application state.
+//! Shared application state. Middleware takes only the parts it needs, as sub-states
+//! ([`Auth`], [`Metrics`]: `State<Auth>` through [`FromRef`]), so the modules below this one
+//! never name `AppState`.
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
+use axum::extract::FromRef;
+
 use crate::{
-    auth::{Auth, RateLimiter},
+    auth::Auth,
     backend::{Cluster, StatusStore},
     config::Config,
     metrics::Metrics,
@@ -17,7 +21,6 @@ pub struct Inner {
     pub cluster: Arc<dyn Cluster>,
     pub status: Arc<dyn StatusStore>,
     pub auth: Auth,
-    pub limiter: RateLimiter,
     pub metrics: Metrics,
     /// How often a watcher re-reads the status (×4 while a Redis subscription is active).
     pub poll_interval: Duration,
@@ -47,7 +50,6 @@ impl AppState {
             cluster,
             status,
             auth,
-            limiter: RateLimiter::default(),
             metrics: Metrics::default(),
             poll_interval: Duration::from_millis(500),
             labels,
@@ -69,7 +71,35 @@ impl AppState {
         AppState(Arc::new(Inner { amqp: Some(publisher), ..inner }))
     }
 
+    /// With `--amqp-url` set: connect, start the consumer, and send submissions through the
+    /// queue from now on. Without it, the state as it is.
+    #[cfg(feature = "amqp")]
+    pub async fn wire_amqp(self) -> anyhow::Result<AppState> {
+        let Some(url) = self.config.amqp_url.clone() else {
+            return Ok(self);
+        };
+        let publisher = crate::amqp::connect(&url, &self.config.amqp_queue, self.cluster.clone()).await?;
+        Ok(self.with_amqp(Arc::new(publisher)))
+    }
+
+    /// The ceilings on every limit (the operator's, given to the shim by the same flags).
+    pub fn cap(&self) -> rce_api::ResolvedLimits {
+        self.config.caps.limits()
+    }
+
     pub fn wait_max(&self) -> Duration {
         Duration::from_secs(self.config.wait_max_secs)
+    }
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Auth {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Metrics {
+        state.metrics.clone()
     }
 }

@@ -5,7 +5,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::ObjectMeta;
 use rce_api::{Execution, ExecutionSpec, Limits, Runtime, SourceFile};
 
-use crate::{auth::Tenant, backend::BackendError, catalog, error::ApiError, state::AppState};
+use crate::{
+    auth::Tenant,
+    backend::{wait_terminal, BackendError, ExecView},
+    catalog,
+    error::{ApiError, Flavor},
+    state::AppState,
+};
 
 /// Annotation naming the API surface a submission came through.
 pub const API_ANNOTATION: &str = "rce.dev/api";
@@ -30,8 +36,8 @@ pub struct Submission {
     pub args: Vec<String>,
     pub limits: Option<Limits>,
     pub expected_output: Option<String>,
-    /// Which surface: `seed`, `judge0`, `piston`, `rce`.
-    pub api: &'static str,
+    /// Which surface it came through (written on the Execution as `rce.dev/api`).
+    pub api: Flavor,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -84,7 +90,7 @@ pub fn build(
         expected_output: sub.expected_output.clone(),
     };
     let mut annotations = sub.annotations.clone();
-    annotations.insert(API_ANNOTATION.into(), sub.api.into());
+    annotations.insert(API_ANNOTATION.into(), sub.api.as_str().into());
     annotations.insert(SUBJECT_ANNOTATION.into(), tenant.subject.clone());
     Execution {
         metadata: ObjectMeta {
@@ -105,7 +111,8 @@ pub fn build(
 
 /// Validate limits, apply back-pressure, create the Execution. Returns the created object.
 pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Result<Execution, ApiError> {
-    catalog::resolve_limits(&sub.runtime, sub.limits.as_ref()).map_err(|e| ApiError::limit(&e))?;
+    catalog::resolve_limits(&sub.runtime, sub.limits.as_ref(), &state.cap())
+        .map_err(|e| ApiError::limit(&e))?;
     check_backpressure(state, 1)?;
     let name = new_name();
     let ex = build(tenant, &name, &sub, &state.labels);
@@ -114,6 +121,13 @@ pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Resul
         return p.publish(ex).await;
     }
     create(state, ex).await
+}
+
+/// Wait for an Execution's terminal status, up to `--wait-max-secs` (Judge0's `wait=true`,
+/// Piston's execute); the last view seen either way.
+pub async fn wait_result(state: &AppState, namespace: &str, name: &str) -> Result<ExecView, ApiError> {
+    wait_terminal(&*state.cluster, &*state.status, state.poll_interval, namespace, name, state.wait_max())
+        .await
 }
 
 pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {
@@ -138,6 +152,37 @@ pub async fn create(state: &AppState, ex: Execution) -> Result<Execution, ApiErr
         Err(e) => {
             tracing::error!(error = %e, "creating the Execution failed");
             Err(ApiError::unavailable())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::seed_runtimes;
+
+    #[test]
+    fn the_api_annotation_names_the_surface() {
+        let tenant = Tenant { namespace: "default".into(), subject: "anonymous".into() };
+        let runtime = Arc::new(seed_runtimes().remove(0));
+        for (api, name) in [
+            (Flavor::Native, "rce"),
+            (Flavor::Seed, "seed"),
+            (Flavor::Judge0, "judge0"),
+            (Flavor::Piston, "piston"),
+        ] {
+            let sub = Submission {
+                runtime: runtime.clone(),
+                program: Program::Source("1".into()),
+                stdin: None,
+                args: vec![],
+                limits: None,
+                expected_output: None,
+                api,
+                annotations: Default::default(),
+            };
+            let ex = build(&tenant, "x", &sub, &BTreeMap::new());
+            assert_eq!(ex.metadata.annotations.unwrap()[API_ANNOTATION], name);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Response bodies shared by the seed's and rce's own routes.
 
+use rce_api::{Phase, Verdict};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -13,7 +14,8 @@ pub struct ExecutionView {
     /// The job id (the Execution's name).
     pub job_id: String,
     /// `Pending`, `Processing`, `Completed` or `Failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: Phase,
     /// What the program printed (stdout, then stderr); for a compile error, the compiler's
     /// output; for a failure, the reason. `null` until finished.
     pub output: Option<String>,
@@ -24,7 +26,8 @@ pub struct ExecutionView {
     pub language: String,
     /// `Accepted`, `WrongAnswer`, `TimeLimitExceeded`, `MemoryLimitExceeded`,
     /// `OutputLimitExceeded`, `RuntimeError`, `CompilationError`, `InternalError`, `Cancelled`.
-    pub verdict: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub verdict: Option<Verdict>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
     pub compile_output: Option<String>,
@@ -49,7 +52,7 @@ impl From<&ExecView> for ExecutionView {
         let s = &v.status;
         let output = if v.is_terminal() {
             if s.compile_output.as_deref().is_some_and(|c| !c.is_empty())
-                && s.verdict == Some(rce_api::Verdict::CompilationError)
+                && s.verdict == Some(Verdict::CompilationError)
             {
                 s.compile_output.clone()
             } else if s.stdout.is_some() || s.stderr.is_some() {
@@ -62,12 +65,12 @@ impl From<&ExecView> for ExecutionView {
         };
         ExecutionView {
             job_id: v.name.clone(),
-            status: v.phase().as_str().to_string(),
+            status: v.phase(),
             output,
             submitted_at: v.submitted_at(),
             id: v.name.clone(),
             language: v.language.clone(),
-            verdict: s.verdict.map(|x| x.as_str().to_string()),
+            verdict: s.verdict,
             stdout: s.stdout.clone(),
             stderr: s.stderr.clone(),
             compile_output: s.compile_output.clone(),
@@ -81,6 +84,35 @@ impl From<&ExecView> for ExecutionView {
             message: s.message.clone(),
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rce_api::ExecutionStatus;
+
+    #[test]
+    fn phase_and_verdict_serialize_as_their_names() {
+        let view = ExecView {
+            namespace: "default".into(),
+            name: "j".into(),
+            language: "python".into(),
+            created_at: None,
+            status: ExecutionStatus {
+                phase: Some(Phase::Completed),
+                verdict: Some(Verdict::WrongAnswer),
+                ..Default::default()
+            },
+            spec: None,
+            annotations: Default::default(),
+        };
+        let json = serde_json::to_value(ExecutionView::from(&view)).unwrap();
+        assert_eq!(json["status"], "Completed");
+        assert_eq!(json["verdict"], "WrongAnswer");
+        for p in [Phase::Pending, Phase::Processing, Phase::Completed, Phase::Failed] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
         }
     }
 }

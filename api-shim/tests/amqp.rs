@@ -9,7 +9,7 @@ use axum::{body::Body, http::Request};
 use clap::Parser;
 use http_body_util::BodyExt;
 use rce_api_shim::{
-    amqp, app,
+    app,
     testing::{seed_runtimes, MemoryCluster, MemoryStatus},
     AppState, Config,
 };
@@ -22,7 +22,7 @@ async fn submissions_go_through_a_durable_queue_and_become_executions() {
     let config = Config::parse_from(["x", "--amqp-url", &url, "--amqp-queue", &queue]);
     let cluster = MemoryCluster::with_runtimes(seed_runtimes());
     let state = AppState::new(config, cluster.clone(), Arc::new(MemoryStatus::default())).unwrap();
-    let state = amqp::wire(state).await.expect("RabbitMQ must be reachable (make up)");
+    let state = state.wire_amqp().await.expect("RabbitMQ must be reachable (make up)");
     let app = app(state);
     let req = Request::post("/api/execute")
         .header("content-type", "application/json")

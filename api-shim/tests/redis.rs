@@ -112,7 +112,16 @@ async fn a_waiter_sees_the_terminal_status_published_after_it_subscribed() {
         write(&url, &doc("w", Phase::Completed)).await;
     });
     let started = std::time::Instant::now();
-    let v = wait_terminal(&state, "default", "w", Duration::from_secs(10)).await.unwrap();
+    let v = wait_terminal(
+        &*state.cluster,
+        &*state.status,
+        state.poll_interval,
+        "default",
+        "w",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     assert_eq!(v.phase(), Phase::Completed);
     assert_eq!(v.status.stdout.as_deref(), Some("ok\n"));
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());

@@ -2,7 +2,7 @@
 //! and Redis; one test serves on a real port; one talks to a real redis-server.
 #![allow(clippy::unwrap_used)]
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -709,8 +709,17 @@ async fn streams_fall_back_to_polling_when_redis_is_down() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         cluster.set_status("default", &id2, completed("1\n"));
     });
-    let view =
-        rce_api_shim::backend::wait_terminal(&e.state, "default", &id, Duration::from_secs(5)).await.unwrap();
+    let s = &e.state;
+    let view = rce_api_shim::backend::wait_terminal(
+        &*s.cluster,
+        &*s.status,
+        s.poll_interval,
+        "default",
+        &id,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(view.phase(), Phase::Completed);
 }
 
@@ -789,6 +798,71 @@ async fn openapi_and_metrics_are_served() {
     let (code, _, page) = call(&e.app, get("/")).await;
     assert_eq!(code, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("rce playground"));
+}
+
+/// The routes the application serves, as `method path`. The paths come from the router itself
+/// (its `Debug` lists the path of every route); the methods from asking each path for a method
+/// no route has: axum answers 405 with an `Allow` header naming the methods it serves there.
+async fn served_routes(app: &Router) -> BTreeSet<String> {
+    let debug = format!("{app:?}");
+    // The main path router only: the fallback router that follows has paths of its own.
+    let main = debug.split("fallback_router").next().unwrap();
+    let mut paths = BTreeSet::new();
+    for part in main.split("RouteId(").skip(1) {
+        if let Some((_, rest)) = part.split_once("): \"") {
+            paths.insert(rest.split('"').next().unwrap().to_string());
+        }
+    }
+    let mut served = BTreeSet::new();
+    for path in paths {
+        let uri: String = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "0b7e4a4e-0000-4000-8000-000000000000" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let probe = Request::builder().method("PROBE").uri(uri).body(Body::empty()).unwrap();
+        let (code, headers, _) = call(app, probe).await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "probing {path}");
+        let allow = headers[header::ALLOW].to_str().unwrap().to_ascii_lowercase();
+        let methods: BTreeSet<&str> = allow.split(',').map(str::trim).collect();
+        for m in &methods {
+            // axum answers HEAD wherever it answers GET.
+            if *m == "head" && methods.contains("get") {
+                continue;
+            }
+            served.insert(format!("{m} {path}"));
+        }
+    }
+    served
+}
+
+#[tokio::test]
+async fn every_served_route_is_in_the_openapi_document() {
+    let e = env(&[]);
+    let (_, _, doc) = call(&e.app, get("/openapi.json")).await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in ["get", "put", "post", "delete", "options", "head", "patch", "trace"] {
+            if item.get(m).is_some() {
+                documented.insert(format!("{m} {path}"));
+            }
+        }
+    }
+    let served = served_routes(&e.app).await;
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(undocumented.is_empty(), "served but not in the OpenAPI document: {undocumented:?}");
+    assert!(unserved.is_empty(), "in the OpenAPI document but not served: {unserved:?}");
+    // The routes the document had lost are there.
+    for r in [
+        "get /languages/all",
+        "get /version",
+        "delete /submissions/{token}",
+        "post /api/v2/piston/execute",
+        "get /api/v2/piston/runtimes",
+    ] {
+        assert!(served.contains(r), "{r} is not served: {served:?}");
+    }
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! Health, readiness, metrics, the OpenAPI document and the playground page.
 
+use std::sync::Arc;
+
 use axum::{
     extract::State,
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use serde_json::{json, Value};
 
@@ -38,15 +40,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The OpenAPI document, as the router built it (put into every request by `routes::app`).
+#[derive(Clone)]
+pub struct Document(pub Arc<utoipa::openapi::OpenApi>);
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200)))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
+pub async fn openapi(Extension(doc): Extension<Document>) -> Json<utoipa::openapi::OpenApi> {
+    Json(doc.0.as_ref().clone())
 }
 
 const PLAYGROUND: &str = include_str!("../../static/playground.html");
 
 /// The playground page.
+#[utoipa::path(get, path = "/", tag = "meta", responses((status = 200, description = "An HTML page to try the API", content_type = "text/html")))]
 pub async fn playground() -> Html<&'static str> {
     Html(PLAYGROUND)
 }

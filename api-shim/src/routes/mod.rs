@@ -1,89 +1,43 @@
-//! The router: every surface, each with its error shape, behind one set of layers.
+//! The router: every surface, each with its error shape, behind one set of layers. The
+//! routes and the OpenAPI document are built from one list ([`table`]): a route enters it
+//! through `routes!` with its handler's `#[utoipa::path]`, so it cannot be served undocumented.
 
 pub mod judge0;
 pub mod meta;
 pub mod native;
 pub mod piston;
+pub mod raw;
 pub mod seed;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, Request, State},
     http::{header, HeaderName, HeaderValue, Method},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Router,
+    Extension, Router,
 };
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
     trace::TraceLayer,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::require_tenant,
     error::{render, ApiError, BodyLimit, Flavor},
-    metrics,
+    metrics, openapi,
     state::AppState,
 };
 
 /// Build the whole application.
 pub fn app(state: AppState) -> Router {
-    let auth = || middleware::from_fn_with_state(state.clone(), require_tenant);
-    let flavor = |f: Flavor| middleware::map_response(move |r: Response| render(f, r));
-
-    let seed = Router::new()
-        .route("/api/execute", post(seed::execute))
-        .route("/api/status/{job_id}", get(seed::status))
-        .route_layer(auth())
-        .layer(flavor(Flavor::Seed));
-
-    let native = Router::new()
-        .route("/api/executions", post(native::create))
-        .route("/api/executions/{id}", get(native::get_one))
-        .route("/api/executions/{id}/events", get(native::events))
-        .route("/api/executions/{id}/ws", get(native::ws))
-        .route_layer(auth())
-        .route("/api/languages", get(native::languages));
-
-    let judge0 = Router::new()
-        .route("/submissions", post(judge0::create))
-        .route("/submissions/batch", post(judge0::batch_create).get(judge0::batch_get))
-        .route("/submissions/{token}", get(judge0::get_one).delete(judge0::delete_one))
-        .route_layer(auth())
-        .route("/languages", get(judge0::languages))
-        .route("/languages/all", get(judge0::languages_all))
-        .route("/languages/{id}", get(judge0::language))
-        .route("/statuses", get(judge0::statuses))
-        .route("/about", get(judge0::about))
-        .route("/version", get(judge0::version))
-        .route("/config_info", get(judge0::config_info))
-        .layer(flavor(Flavor::Judge0));
-
-    let piston = Router::new()
-        .route("/api/v2/execute", post(piston::execute))
-        .route_layer(auth())
-        .route("/api/v2/runtimes", get(piston::runtimes))
-        .route("/api/v2/piston/execute", post(piston::execute).route_layer(auth()))
-        .route("/api/v2/piston/runtimes", get(piston::runtimes))
-        .layer(flavor(Flavor::Piston));
-
-    let meta = Router::new()
-        .route("/", get(meta::playground))
-        .route("/health", get(meta::health))
-        .route("/ready", get(meta::ready))
-        .route("/metrics", get(meta::metrics))
-        .route("/openapi.json", get(meta::openapi));
-
+    let (router, doc) = table(&state).split_for_parts();
     let body_limit = state.config.body_limit;
-    Router::new()
-        .merge(seed)
-        .merge(native)
-        .merge(judge0)
-        .merge(piston)
-        .merge(meta)
+    router
         .fallback(fallback)
+        .layer(Extension(meta::Document(Arc::new(doc))))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |mut req: Request, next: Next| {
             req.extensions_mut().insert(BodyLimit(body_limit));
@@ -94,6 +48,67 @@ pub fn app(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(cors(&state.config.cors_origins))
         .with_state(state)
+}
+
+/// Every route with its documentation, surface by surface. Routes above a surface's
+/// `route_layer(auth())` need credentials (when auth is on); those below it are public.
+pub fn table(state: &AppState) -> OpenApiRouter<AppState> {
+    let auth = || middleware::from_fn_with_state(state.clone(), require_tenant);
+    let flavor = |f: Flavor| middleware::map_response(move |r: Response| render(f, r));
+
+    let seed = OpenApiRouter::default()
+        .routes(routes!(seed::execute))
+        .routes(routes!(seed::status))
+        .route_layer(auth())
+        .layer(flavor(Flavor::Seed));
+
+    let native = OpenApiRouter::default()
+        .routes(routes!(native::create))
+        .routes(routes!(native::get_one))
+        .routes(routes!(native::events))
+        .routes(routes!(native::ws))
+        .route_layer(auth())
+        .routes(routes!(native::languages));
+
+    use judge0::handlers as j;
+    let judge0 = OpenApiRouter::default()
+        .routes(routes!(j::create))
+        .routes(routes!(j::batch_create, j::batch_get))
+        .routes(routes!(j::get_one, j::delete_one))
+        .route_layer(auth())
+        .routes(routes!(j::languages))
+        .routes(routes!(j::languages_all))
+        .routes(routes!(j::language))
+        .routes(routes!(j::statuses))
+        .routes(routes!(j::about))
+        .routes(routes!(j::version))
+        .routes(routes!(j::config_info))
+        .layer(flavor(Flavor::Judge0));
+
+    // Piston's paths are relative: the same routes under `/api/v2` and `/api/v2/piston`.
+    use piston::handlers as p;
+    let piston = || {
+        OpenApiRouter::default()
+            .routes(routes!(p::execute))
+            .route_layer(auth())
+            .routes(routes!(p::runtimes))
+            .layer(flavor(Flavor::Piston))
+    };
+
+    let meta = OpenApiRouter::default()
+        .routes(routes!(meta::playground))
+        .routes(routes!(meta::health))
+        .routes(routes!(meta::ready))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(meta::openapi));
+
+    OpenApiRouter::with_openapi(openapi::frame())
+        .merge(seed)
+        .merge(native)
+        .merge(judge0)
+        .nest("/api/v2", piston())
+        .nest("/api/v2/piston", piston())
+        .merge(meta)
 }
 
 async fn fallback() -> ApiError {

@@ -18,7 +18,7 @@ use axum::{
     Extension, Json,
 };
 use futures::{Stream, StreamExt};
-use rce_api::{FileEncoding, Limits, SourceFile};
+use rce_api::{Limits, SourceFile};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -27,7 +27,7 @@ use crate::{
     auth::Tenant,
     backend::{lookup, watch, ExecView},
     catalog,
-    error::{ApiError, JsonBody},
+    error::{ApiError, Flavor, JsonBody},
     state::AppState,
     submit::{self, Program, Submission},
     views::ExecutionView,
@@ -53,29 +53,9 @@ pub struct CreateExecution {
     pub expected_output: Option<String>,
 }
 
-/// Check that file names stay inside the work dir.
+/// Check a submission's files by the domain core's rules (the operator's, word for word).
 pub fn check_files(files: &[SourceFile]) -> Result<(), ApiError> {
-    if files.is_empty() {
-        return Err(ApiError::invalid("files must not be empty"));
-    }
-    for f in files {
-        let n = &f.name;
-        if n.is_empty()
-            || n.len() > 255
-            || n.starts_with('/')
-            || n.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-            || n.contains(['\\', '\0'])
-        {
-            return Err(ApiError::invalid(format!("invalid file name {n:?}")));
-        }
-        if f.encoding == FileEncoding::Base64 {
-            use base64::Engine;
-            if base64::engine::general_purpose::STANDARD.decode(f.content.trim()).is_err() {
-                return Err(ApiError::invalid(format!("file {n:?} is not valid base64")));
-            }
-        }
-    }
-    Ok(())
+    rce_api::files::check_files(files).map_err(|e| ApiError::invalid(e.0))
 }
 
 /// Submit an Execution.
@@ -104,7 +84,7 @@ pub async fn create(
         args: req.args,
         limits: req.limits,
         expected_output: req.expected_output,
-        api: "rce",
+        api: Flavor::Native,
         annotations: Default::default(),
     };
     let created = submit::submit(&state, &tenant, sub).await?;
@@ -115,7 +95,7 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<ExecView, A
     if !submit::plausible_name(id) {
         return Err(ApiError::not_found(format!("no execution {id:?}")));
     }
-    lookup(state, &tenant.namespace, id, false)
+    lookup(&*state.cluster, &*state.status, &tenant.namespace, id, false)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no execution {id:?}")))
 }
@@ -135,7 +115,15 @@ async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Rec
     if !submit::plausible_name(id) {
         return Err(ApiError::not_found(format!("no execution {id:?}")));
     }
-    watch(state, &tenant.namespace, id, Duration::from_secs(state.config.stream_max_secs)).await
+    watch(
+        state.cluster.clone(),
+        state.status.clone(),
+        state.poll_interval,
+        &tenant.namespace,
+        id,
+        Duration::from_secs(state.config.stream_max_secs),
+    )
+    .await
 }
 
 /// Server-sent events: one `status` event per status change (data: the ExecutionView JSON),
@@ -232,11 +220,11 @@ pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>>
             version: rt.spec.version.clone(),
             aliases: rt.spec.aliases.clone(),
             judge0_ids: rt.spec.judge0_ids.clone(),
-            default_limits: catalog::resolve_limits(&rt, None)
+            default_limits: catalog::resolve_limits(&rt, None, &state.cap())
                 .ok()
                 .and_then(|l| serde_json::to_value(l).ok())
                 .unwrap_or_default(),
-            max_limits: serde_json::to_value(catalog::max_limits(&rt)).unwrap_or_default(),
+            max_limits: serde_json::to_value(catalog::max_limits(&rt, &state.cap())).unwrap_or_default(),
         })
         .collect();
     Json(list)

@@ -11,7 +11,7 @@ use crate::{
     auth::Tenant,
     backend::lookup,
     catalog,
-    error::{ApiError, JsonBody},
+    error::{ApiError, Flavor, JsonBody},
     state::AppState,
     submit::{self, Program, Submission},
     views::ExecutionView,
@@ -59,7 +59,7 @@ pub async fn execute(
         args: vec![],
         limits: None,
         expected_output: None,
-        api: "seed",
+        api: Flavor::Seed,
         annotations: Default::default(),
     };
     let created = submit::submit(&state, &tenant, sub).await?;
@@ -82,7 +82,7 @@ pub async fn status(
     if !submit::plausible_name(&job_id) {
         return Err(ApiError::not_found("Job not found"));
     }
-    let view = lookup(&state, &tenant.namespace, &job_id, false)
+    let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &job_id, false)
         .await?
         .ok_or_else(|| ApiError::not_found("Job not found"))?;
     Ok(Json(ExecutionView::from(&view)))
