@@ -33,7 +33,7 @@ use crate::{
     names, outcome,
     queue::{self, Decision, Entry, Key, Overrides, Slot},
     sandbox::{self, MANAGER},
-    status::{self, Expiry},
+    status::{self, Expiry, FailReason},
     validate::{self, Invalid, Plan},
 };
 
@@ -358,7 +358,7 @@ async fn fetch(exec: &Execution, ctx: &Context) -> Result<Option<Execution>> {
 async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
     let (runtime, plan) = match ctx.plan_for(exec).await? {
         Ok(rp) => rp,
-        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+        Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
     };
     let old = exec.status.clone().unwrap_or_default();
     let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
@@ -439,7 +439,7 @@ async fn start(
                     "a Pod named {pod_name} already exists in namespace {ns} and is not this Execution's sandbox; \
                      it was left alone and the Execution did not run"
                 );
-                return fail(exec, "SandboxNameTaken", &msg, ctx).await;
+                return fail(exec, FailReason::SandboxNameTaken, &msg, ctx).await;
             }
             // Gone again since the create: try once more on the next reconcile.
             None => return Err(Error::ForeignPod(pod_name)),
@@ -521,7 +521,7 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
         (decide::Decision::Requeue(after), _) => Ok(Action::requeue(after)),
         (decide::Decision::ReadResult(t), Some(pod)) => complete(&exec, &pod, &t, ctx).await,
         (decide::Decision::Retry { attempt, message }, _) => retry(&exec, attempt, message, ctx).await,
-        (decide::Decision::Fail { reason, message }, _) => fail(&exec, &reason, &message, ctx).await,
+        (decide::Decision::Fail { reason, message }, _) => fail(&exec, reason, &message, ctx).await,
         // Not decided after a look-up, nor a result without a Pod: look again soon.
         (decide::Decision::LookUp | decide::Decision::ReadResult(_), _) => {
             Ok(Action::requeue(Duration::from_millis(200)))
@@ -539,7 +539,7 @@ fn pod_facts(pod: &Pod) -> decide::PodFacts {
 async fn retry(exec: &Execution, attempt: u32, message: String, ctx: &Context) -> Result<Action> {
     let (runtime, plan) = match ctx.plan_for(exec).await? {
         Ok(rp) => rp,
-        Err(invalid) => return fail(exec, "Invalid", &invalid.0, ctx).await,
+        Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
     };
     tracing::warn!(execution = %exec.name_any(), attempt, "sandbox lost; retrying");
     ctx.event(exec, EventType::Warning, "SandboxLost", message.clone()).await;
@@ -610,7 +610,7 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
             let msg = format!("the result could not be recorded: the API server refused the status ({e})");
             let minimal = status::failed(
                 &old,
-                "StatusRefused",
+                &FailReason::StatusRefused,
                 &outcome::cap_stored(&msg, 1024).0,
                 exec.metadata.generation,
                 &now(),
@@ -701,9 +701,10 @@ fn record_finish(exec: &Execution, pod: Option<&Pod>, ctx: &Context) {
 }
 
 /// The system could not run the Execution: phase Failed with `message`.
-async fn fail(exec: &Execution, reason: &str, message: &str, ctx: &Context) -> Result<Action> {
+async fn fail(exec: &Execution, reason: FailReason, message: &str, ctx: &Context) -> Result<Action> {
     let old = exec.status.clone().unwrap_or_default();
-    let next = status::failed(&old, reason, message, exec.metadata.generation, &now());
+    let next = status::failed(&old, &reason, message, exec.metadata.generation, &now());
+    let reason = reason.as_str();
     let exec = write_status(exec, next, ctx).await?;
     record_finish(&exec, None, ctx);
     tracing::info!(execution = %exec.name_any(), namespace = ?exec.namespace(), reason, message, "execution failed");

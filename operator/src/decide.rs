@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::{
     config::Config,
     outcome::{self, PodView, Termination},
+    status::FailReason,
 };
 
 /// How often a running sandbox is looked at without a Pod event.
@@ -97,11 +98,11 @@ pub enum Decision {
     /// and the status message).
     Retry { attempt: u32, message: String },
     /// The Execution ends Failed: `reason` for the condition and the event, and `message`.
-    Fail { reason: String, message: String },
+    Fail { reason: FailReason, message: String },
 }
 
-fn fail(reason: &str, message: String) -> Decision {
-    Decision::Fail { reason: reason.to_string(), message }
+fn fail(reason: FailReason, message: String) -> Decision {
+    Decision::Fail { reason, message }
 }
 
 /// Decide for a Processing Execution on `attempt` whose sandbox Pod is `pod_name`, started
@@ -128,7 +129,7 @@ pub fn processing(
         let limit = deadline + t.result_margin;
         if since_start.is_some_and(|age| age > limit) {
             return fail(
-                "ResultTimeout",
+                FailReason::ResultTimeout,
                 format!(
                     "no result was recorded within {} s of the sandbox's start (its deadline plus {} s); giving up",
                     limit.as_secs(),
@@ -145,12 +146,12 @@ pub fn processing(
     match &f.view {
         PodView::Deleting => lost(attempt, pod_name),
         PodView::Evicted { message } => {
-            fail("Evicted", format!("the sandbox Pod {pod_name} was evicted: {message}"))
+            fail(FailReason::Evicted, format!("the sandbox Pod {pod_name} was evicted: {message}"))
         }
         PodView::Starting { problem: Some((reason, message)), .. } => {
             if f.age >= t.image_error_grace {
                 fail(
-                    reason,
+                    FailReason::Image(reason.clone()),
                     format!(
                         "the sandbox could not start: {reason} for image {}: {message}",
                         f.image.as_deref().unwrap_or_default()
@@ -163,7 +164,7 @@ pub fn processing(
         PodView::Starting { problem: None, waiting } => {
             if f.age >= t.start_timeout {
                 fail(
-                    "StartTimeout",
+                    FailReason::StartTimeout,
                     format!(
                         "the sandbox Pod {pod_name} did not start within {} s ({})",
                         t.start_timeout.as_secs(),
@@ -183,7 +184,7 @@ pub fn processing(
 fn lost(attempt: u32, pod_name: &str) -> Decision {
     if attempt >= 2 {
         return fail(
-            "SandboxLost",
+            FailReason::SandboxLost,
             format!(
                 "the sandbox Pod {pod_name} was deleted before the program finished (attempt {attempt}); giving up"
             ),
@@ -237,7 +238,14 @@ mod tests {
     }
 
     fn failed(reason: &str, message: &str) -> Decision {
-        Decision::Fail { reason: reason.into(), message: message.into() }
+        let reason = match reason {
+            "ResultTimeout" => FailReason::ResultTimeout,
+            "Evicted" => FailReason::Evicted,
+            "StartTimeout" => FailReason::StartTimeout,
+            "SandboxLost" => FailReason::SandboxLost,
+            image => FailReason::Image(image.into()),
+        };
+        Decision::Fail { reason, message: message.into() }
     }
 
     #[test]
@@ -449,7 +457,7 @@ mod tests {
         );
         assert!(matches!(
             decide(Sandbox::Cached(&no_deadline), Some(secs(261)), 1),
-            Decision::Fail { reason, .. } if reason == "ResultTimeout"
+            Decision::Fail { reason, .. } if reason.as_str() == "ResultTimeout"
         ));
     }
 

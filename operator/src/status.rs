@@ -142,11 +142,53 @@ pub fn finished(old: &ExecutionStatus, result: ExecutionStatus, now: &str) -> Ex
     st
 }
 
+/// Why an Execution ended Failed: the Ready condition's reason and the event's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The submission itself is refused (also on the Valid condition).
+    Invalid,
+    /// A Pod not of this Execution holds its sandbox's name.
+    SandboxNameTaken,
+    /// The sandbox Pod went away twice before it reported.
+    SandboxLost,
+    /// The kubelet evicted the sandbox Pod.
+    Evicted,
+    /// The sandbox Pod did not start in time.
+    StartTimeout,
+    /// The sandbox's image could not be had: the kubelet's reason (ErrImagePull, …).
+    Image(String),
+    /// No result was recorded within the sandbox's deadline and a margin.
+    ResultTimeout,
+    /// The API server refused the result's status.
+    StatusRefused,
+}
+
+impl FailReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            FailReason::Invalid => "Invalid",
+            FailReason::SandboxNameTaken => "SandboxNameTaken",
+            FailReason::SandboxLost => "SandboxLost",
+            FailReason::Evicted => "Evicted",
+            FailReason::StartTimeout => "StartTimeout",
+            FailReason::Image(reason) => reason,
+            FailReason::ResultTimeout => "ResultTimeout",
+            FailReason::StatusRefused => "StatusRefused",
+        }
+    }
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The Execution cannot run: phase Failed, verdict InternalError, `reason` on the Ready
-/// condition ("Invalid" for a bad submission, also on the Valid condition).
+/// condition (an invalid submission also on the Valid condition).
 pub fn failed(
     old: &ExecutionStatus,
-    reason: &str,
+    reason: &FailReason,
     message: &str,
     generation: Option<i64>,
     now: &str,
@@ -163,10 +205,10 @@ pub fn failed(
         st.submitted_at = Some(now.to_string());
     }
     let g = st.observed_generation;
-    if reason == "Invalid" {
-        set_condition(&mut st.conditions, "Valid", false, "Invalid", message, g, now);
+    if *reason == FailReason::Invalid {
+        set_condition(&mut st.conditions, "Valid", false, reason.as_str(), message, g, now);
     }
-    set_condition(&mut st.conditions, "Ready", true, reason, message, g, now);
+    set_condition(&mut st.conditions, "Ready", true, reason.as_str(), message, g, now);
     st
 }
 
@@ -260,7 +302,13 @@ mod tests {
 
     #[test]
     fn invalid_executions_fail_with_reason_invalid() {
-        let f = failed(&ExecutionStatus::default(), "Invalid", "unknown language \"cobol\"", Some(1), "t");
+        let f = failed(
+            &ExecutionStatus::default(),
+            &FailReason::Invalid,
+            "unknown language \"cobol\"",
+            Some(1),
+            "t",
+        );
         assert_eq!((f.phase, f.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));
         let valid = f.conditions.iter().find(|c| c.type_ == "Valid").unwrap();
         assert_eq!((valid.status.as_str(), valid.reason.as_deref()), ("False", Some("Invalid")));
