@@ -73,6 +73,7 @@ images() {
 check "operator and shim images built and imported (hack/operator-image.sh)" images
 ((ok)) || finish
 tag="$(awk -F'\t' '$1 == "rce-operator" {sub(/.*:/, "", $2); print $2}' "$RCE_CACHE/images/engine-index.tsv")"
+[[ -n "$tag" && "$tag" != latest ]] || { failed+=("operator image tag is '$tag', not a pinned one"); finish; }
 read -r _ py_ref py_tar < <(awk -F'\t' '$1 == "python"' "$RCE_CACHE/images/index.tsv" 2>/dev/null) || true
 
 sandbox_image() {
