@@ -28,9 +28,12 @@ diff -u "$RCE_ROOT/crds/rce.dev.yaml" <(cargo run -q -p rce-operator --bin crdge
   || die "crds/rce.dev.yaml drifted from the Rust types (run: make crds)"
 
 log "running the test suite"
+# The chart tests (tests/tests/helm_chart.rs) render through the Helm SDK in this virtualenv.
+RCE_HELM_PYTHON="$("$RCE_ROOT/hack/helm-venv.sh")" || die "preparing the Helm SDK virtualenv failed (hack/helm-venv.sh)"
+export RCE_HELM_PYTHON
 status=0
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${RCE_TEST_THREADS:-4}" || status=$?
-log "running the Helm chart test (real Helm engine, real install on the cluster)"
+log "running the Helm chart's install/upgrade/uninstall test on the cluster (real Helm engine)"
 "$RCE_ROOT/hack/helm-test.sh" || status=1
 # Namespaces of failed tests.
 kubectl delete ns -l rce.dev/test=true --wait=false >/dev/null 2>&1 || true
