@@ -3,7 +3,7 @@
 //! subscribed first sees every change the "operator" publishes.
 #![allow(clippy::unwrap_used)]
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use rce_api::{
@@ -17,30 +17,10 @@ use rce_api_shim::{
     AppState, Config,
 };
 
-struct Redis {
-    _child: tokio::process::Child,
-    url: String,
-}
-
-async fn redis() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server (Debian package redis-server) must be installed");
-    let url = format!("redis://127.0.0.1:{port}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    for _ in 0..100 {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
-                return Redis { _child: child, url };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server did not start");
+async fn redis() -> rce_tests::redis::RedisServer {
+    rce_tests::redis::RedisServer::start()
+        .await
+        .expect("redis-server (Debian package redis-server) must be installed")
 }
 
 fn doc(name: &str, phase: Phase) -> StatusDocument {
@@ -82,17 +62,17 @@ async fn write(url: &str, d: &StatusDocument) {
 #[tokio::test]
 async fn documents_and_channel_messages_round_trip() {
     let r = redis().await;
-    let store = RedisStatus::new(&r.url).unwrap();
+    let store = RedisStatus::new(&r.url()).unwrap();
     assert!(store.ping().await);
     assert_eq!(store.get("default", "a").await.unwrap(), None);
     let mut sub = store.subscribe("default", "a").await.unwrap();
     let d = doc("a", Phase::Processing);
-    write(&r.url, &d).await;
+    write(&r.url(), &d).await;
     assert_eq!(store.get("default", "a").await.unwrap(), Some(d.clone()));
     let got = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
     assert_eq!(got, d);
     // A document of another Execution does not reach this subscriber.
-    write(&r.url, &doc("b", Phase::Completed)).await;
+    write(&r.url(), &doc("b", Phase::Completed)).await;
     assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err());
 }
 
@@ -100,12 +80,12 @@ async fn documents_and_channel_messages_round_trip() {
 async fn a_waiter_sees_the_terminal_status_published_after_it_subscribed() {
     let r = redis().await;
     let cluster = MemoryCluster::with_runtimes(seed_runtimes());
-    let state = AppState::new(Config::defaults(), cluster, Arc::new(RedisStatus::new(&r.url).unwrap()))
+    let state = AppState::new(Config::defaults(), cluster, Arc::new(RedisStatus::new(&r.url()).unwrap()))
         .unwrap()
         // A long poll: the result must come through the channel, not the safety-net poll.
         .with_poll_interval(Duration::from_secs(30));
-    write(&r.url, &doc("w", Phase::Pending)).await;
-    let url = r.url.clone();
+    write(&r.url(), &doc("w", Phase::Pending)).await;
+    let url = r.url();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         write(&url, &doc("w", Phase::Processing)).await;
