@@ -75,6 +75,7 @@ fn non_default() -> Value {
 /// variable or an object (instance label, metrics Service, logging).
 fn every_option() -> Value {
     let mut v = non_default();
+    v["limitCaps"] = json!({"wallTimeMs": 12000, "memoryMiB": 256, "processes": 32});
     v["operator"]["instance"] = json!("blue");
     v["operator"]["metricsService"] = json!(true);
     v["operator"]["logLevel"] = json!("debug");
@@ -784,4 +785,21 @@ fn shim_disabled_drops_the_shim() {
     let r = render(&json!({"shim": {"enabled": false}}));
     assert_eq!(r.names::<Deployment>(), ["rce-operator", "rce-redis"], "Deployments without the shim");
     assert!(r.maybe::<ClusterRole>("rce-rce-shim").is_none(), "shim ClusterRole");
+}
+
+/// The ceilings reach the operator and the shim alike, as the same RCE_CAP_* variables, so
+/// that the shim refuses at once what the operator would refuse.
+#[test]
+fn limit_caps_reach_the_operator_and_the_shim_alike() {
+    let r = render_as(&json!({"limitCaps": {"memoryMiB": 256, "wallTimeMs": 12000}}), "rce", "rce");
+    for dep in ["rce-operator", "rce-shim"] {
+        let d = r.get::<Deployment>(dep);
+        assert_eq!(env_value(&d, "RCE_CAP_MEMORY_MIB"), "256", "{dep}");
+        assert_eq!(env_value(&d, "RCE_CAP_WALL_TIME_MS"), "12000", "{dep}");
+        assert!(
+            !env_of(&d).contains_key("RCE_CAP_PROCESSES"),
+            "{dep}: an unset ceiling keeps the built-in one"
+        );
+    }
+    assert!(!env_of(&DEFAULT.get::<Deployment>("rce-operator")).keys().any(|k| k.starts_with("RCE_CAP_")));
 }
