@@ -644,14 +644,18 @@ async fn shim_judge0_signal_kills_have_their_status_and_number() -> Result<()> {
     let shim = start_shim(&[&ns.name], &[]).await?;
     let b = &shim.base;
     let fields = "status,exit_signal,exit_code,message";
-    // (signal to send itself, Judge0 status id, signal number)
-    for (sig, status, number) in [("STKFLT", 12, 16), ("RTMIN+2", 12, 36), ("SEGV", 7, 11), ("USR1", 12, 10)]
-    {
+    // (signal to send itself, Judge0 status id, signal number), all four at once.
+    let cases = [("STKFLT", 12, 16), ("RTMIN+2", 12, 36), ("SEGV", 7, 11), ("USR1", 12, 10)];
+    let replies = futures::future::try_join_all(cases.iter().map(|(sig, _, _)| {
         let body = json!({"language_id": 46, "source_code": format!("kill -{sig} $$; echo not killed")});
-        let r = post(&format!("{b}/submissions?wait=true&fields={fields}"), &body.to_string()).await?;
+        let url = format!("{b}/submissions?wait=true&fields={fields}");
+        async move { post(&url, &body.to_string()).await }
+    }))
+    .await?;
+    for ((sig, status, number), r) in cases.iter().zip(replies) {
         assert_eq!(r.status, 201, "{sig}: {}", r.text);
-        assert_eq!(r.body["status"]["id"], status, "{sig}: {}", r.text);
-        assert_eq!(r.body["exit_signal"], number, "{sig}: {}", r.text);
+        assert_eq!(r.body["status"]["id"], *status, "{sig}: {}", r.text);
+        assert_eq!(r.body["exit_signal"], *number, "{sig}: {}", r.text);
     }
     shim.finish(vec![ns]).await
 }
