@@ -152,7 +152,11 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         if let Some(done) = main_done {
             // Leftovers run on briefly (see LEFTOVER_GRACE), unless a limit stopped them.
             let grace = if spec.leftover_grace { LEFTOVER_GRACE } else { Duration::ZERO };
-            if none_left || killed.is_some() || now >= done + grace || now >= deadline {
+            // No child left to reap is not enough: under gVisor the orphans of a fork bomb
+            // need not be the runner's to reap, and they still count until the cgroup says
+            // they are gone.
+            let gone = none_left && meter.sample(pid).is_none_or(|u| u.tasks == 0);
+            if gone || killed.is_some() || now >= done + grace || now >= deadline {
                 break;
             }
         }
