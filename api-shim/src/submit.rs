@@ -88,6 +88,7 @@ pub fn build(
         args: sub.args.clone(),
         limits: sub.limits,
         expected_output: sub.expected_output.clone(),
+        ..Default::default()
     };
     let mut annotations = sub.annotations.clone();
     annotations.insert(API_ANNOTATION.into(), sub.api.as_str().into());

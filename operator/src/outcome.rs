@@ -393,6 +393,7 @@ mod tests {
             processes: 64,
             output_bytes: 100,
             file_size_kib: 1024,
+            stack_kib: 8 * 1024,
         }
     }
 
@@ -403,6 +404,7 @@ mod tests {
             compile: None,
             run: Some(run),
             message: None,
+            runs: 1,
         }
     }
 
@@ -527,6 +529,7 @@ mod tests {
             }),
             run: None,
             message: None,
+            runs: 0,
         };
         let s = done(Some(&r), &exited(0), None);
         assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::CompilationError)));
@@ -575,6 +578,7 @@ mod tests {
             compile: None,
             run: None,
             message: Some("bad request".into()),
+            runs: 0,
         };
         let s = done(Some(&r), &exited(0), None);
         assert_eq!((s.phase, s.verdict), (Some(Phase::Failed), Some(Verdict::InternalError)));

@@ -91,6 +91,8 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         env: rt.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
         limits: limits.stage(),
         compile_limits: compile_limits.as_ref().map(ResolvedLimits::stage),
+        redirect_stderr_to_stdout: false,
+        runs: 1,
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;

@@ -48,6 +48,100 @@ pub struct ExecutionSpec {
     /// empty lines ignored): equal gives verdict Accepted, different gives WrongAnswer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_output: Option<String>,
+    /// The program's stderr goes to its stdout: one stream, in the order written (Judge0's
+    /// `redirect_stderr_to_stdout`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_stderr_to_stdout: bool,
+    /// Options for the compiler, one argument each (no shell). Each must match the
+    /// Runtime's `compilerOptions` allow-list ([`crate::options`]); they take the place of
+    /// `{options}` in its compile command. Refused for a Runtime without a compile step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compiler_options: Vec<String>,
+    /// How many times the program runs (1 to [`MAX_RUNS`], Judge0's `number_of_runs`), each
+    /// in a clean work dir; it stops after the first run that is not Accepted. `timeMs`,
+    /// `wallTimeMs` and `memoryKiB` are the average over the runs made, the output is the
+    /// last run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
+    /// Where to send the result (an HTTP PUT) once the Execution ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+}
+
+/// Most runs of one Execution (`spec.runs`), Judge0's `MAX_NUMBER_OF_RUNS`.
+pub const MAX_RUNS: u32 = 20;
+
+/// A result callback: when the Execution reaches a terminal phase the operator PUTs its
+/// result to `url` (JSON; up to 3 tries, 5 s each). Only destinations that the operator's
+/// allow-list admits are called ([`crate::callback`]).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Callback {
+    /// An `http` or `https` URL.
+    pub url: String,
+    /// The body's shape: `rce` (the status document, as in Redis) or `judge0` (the
+    /// submission as Judge0 CE sends it: base64-encoded default fields).
+    #[serde(default)]
+    pub format: CallbackFormat,
+}
+
+/// The body of a result callback.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackFormat {
+    #[default]
+    Rce,
+    Judge0,
+}
+
+/// How a callback went, in the status.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackStatus {
+    /// Tries made (at most 3).
+    pub attempts: u32,
+    /// The destination answered (any HTTP status, as Judge0 counts it).
+    pub delivered: bool,
+    /// The HTTP status of the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Why the last try failed, or why the destination was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where the full outputs live when the status holds only an excerpt of them: ConfigMaps
+/// owned by the Execution (so they go with it), each with one `binaryData` key `part`
+/// (at most [`OUTPUT_PART_BYTES`]). The parts, in order, concatenated, are stdout then
+/// stderr then the compile output, of the lengths given here: the exact bytes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredOutput {
+    /// The ConfigMaps' names, in order.
+    pub config_maps: Vec<String>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub compile_output_bytes: u64,
+}
+
+/// Largest `part` of one output ConfigMap (a ConfigMap holds at most 1 MiB).
+pub const OUTPUT_PART_BYTES: usize = 768 * 1024;
+/// Largest excerpt of each output kept in the status itself (bytes of the output before
+/// encoding). Beyond it the full output is in [`StoredOutput`].
+pub const STATUS_EXCERPT_BYTES: usize = 64 * 1024;
+
+/// Figures of the compile stage.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StageFigures {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    pub time_ms: u64,
+    pub wall_time_ms: u64,
+    #[serde(rename = "memoryKiB")]
+    pub memory_kib: u64,
 }
 
 /// Where an Execution is in its life.
@@ -186,21 +280,45 @@ pub struct ExecutionStatus {
     /// Name of the signal that killed the program, e.g. "SIGSEGV".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
-    /// Standard output, capped at the output limit.
+    /// Standard output, capped at the output limit (`stdoutTruncated`: the program wrote
+    /// more). At most [`STATUS_EXCERPT_BYTES`] of it are here; `output` says where the rest
+    /// is. Text, or base64 when `stdoutEncoding` is `base64` (the bytes are not UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_encoding: Option<crate::FileEncoding>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdout_truncated: bool,
-    /// Standard error, capped at the output limit.
+    /// Standard error, as `stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_encoding: Option<crate::FileEncoding>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stderr_truncated: bool,
     /// Output of the compile step (stdout and stderr), for compiled languages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compile_output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_output_encoding: Option<crate::FileEncoding>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compile_output_truncated: bool,
+    /// Where the full outputs are, when an excerpt is all the status holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<StoredOutput>,
+    /// The order in which stdout and stderr arrived (see
+    /// [`crate::protocol::StageResult::arrival`]), over the full outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrival: Vec<i64>,
+    /// The compile stage's figures, for compiled languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<StageFigures>,
+    /// How many runs were made (`spec.runs`); the figures are their average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
+    /// How the result callback went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackStatus>,
     /// CPU time used by the program, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_ms: Option<u64>,

@@ -8,7 +8,9 @@
 //! - [`files`]: source files and the rules for their names;
 //! - [`protocol`] and [`mac`]: what the operator hands the runner and the sealed result it
 //!   gets back;
-//! - [`names`]: Kubernetes name rules.
+//! - [`names`]: Kubernetes name rules;
+//! - [`options`]: the compiler options a submission may give;
+//! - [`callback`]: which result-callback destinations are admitted (no SSRF).
 //!
 //! With the `crd` feature (the default): the `Execution` and `Runtime` custom resources,
 //! verdicts and phases, Runtime lookup ([`runtime::lookup`]) and the Redis names and status
@@ -16,12 +18,14 @@
 //! operator ceilings as flags ([`limits::LimitCaps`]), taken by the operator and the shim;
 //! with `shutdown`: the shutdown signal of both.
 
+pub mod callback;
 #[cfg(feature = "clap")]
 pub mod cli;
 pub mod files;
 pub mod limits;
 pub mod mac;
 pub mod names;
+pub mod options;
 pub mod protocol;
 mod quirks;
 #[cfg(feature = "shutdown")]

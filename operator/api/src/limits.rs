@@ -1,4 +1,4 @@
-//! The six limits of a run: their names, built-in defaults and ceilings, how requested
+//! The seven limits of a run: their names, built-in defaults and ceilings, how requested
 //! limits are resolved against a Runtime and the operator's ceilings, and the units each API
 //! speaks. The one definition: the operator, the shim (every surface) and the runner use it.
 
@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// One of the six limits. Knows its name in the Execution spec.
+/// One of the seven limits. Knows its name in the Execution spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LimitField {
     WallTimeMs,
@@ -15,17 +15,19 @@ pub enum LimitField {
     Processes,
     OutputBytes,
     FileSizeKiB,
+    StackKiB,
 }
 
 impl LimitField {
     /// Every limit, in the spec's order.
-    pub const ALL: [LimitField; 6] = [
+    pub const ALL: [LimitField; 7] = [
         LimitField::WallTimeMs,
         LimitField::CpuTimeMs,
         LimitField::MemoryMiB,
         LimitField::Processes,
         LimitField::OutputBytes,
         LimitField::FileSizeKiB,
+        LimitField::StackKiB,
     ];
 
     /// Its name in `spec.limits` (camelCase, as in the CRD).
@@ -37,6 +39,7 @@ impl LimitField {
             LimitField::Processes => "processes",
             LimitField::OutputBytes => "outputBytes",
             LimitField::FileSizeKiB => "fileSizeKiB",
+            LimitField::StackKiB => "stackKiB",
         }
     }
 }
@@ -76,6 +79,9 @@ pub struct Limits {
     /// Largest file the program may write, in KiB.
     #[serde(default, rename = "fileSizeKiB", skip_serializing_if = "Option::is_none")]
     pub file_size_kib: Option<u64>,
+    /// Stack size limit (RLIMIT_STACK) of the program, in KiB.
+    #[serde(default, rename = "stackKiB", skip_serializing_if = "Option::is_none")]
+    pub stack_kib: Option<u64>,
 }
 
 /// Limits with every value decided.
@@ -88,6 +94,7 @@ pub struct ResolvedLimits {
     pub processes: u64,
     pub output_bytes: u64,
     pub file_size_kib: u64,
+    pub stack_kib: u64,
 }
 
 impl Limits {
@@ -99,6 +106,7 @@ impl Limits {
             LimitField::Processes => self.processes,
             LimitField::OutputBytes => self.output_bytes,
             LimitField::FileSizeKiB => self.file_size_kib,
+            LimitField::StackKiB => self.stack_kib,
         }
     }
 
@@ -110,6 +118,7 @@ impl Limits {
             LimitField::Processes => &mut self.processes,
             LimitField::OutputBytes => &mut self.output_bytes,
             LimitField::FileSizeKiB => &mut self.file_size_kib,
+            LimitField::StackKiB => &mut self.stack_kib,
         };
         *slot = value;
     }
@@ -138,7 +147,8 @@ impl Limits {
 }
 
 impl ResolvedLimits {
-    /// Built-in defaults: the seed executor's 128 MiB and one CPU, a 5 s wall clock.
+    /// Built-in defaults: the seed executor's 128 MiB and one CPU, a 5 s wall clock, Judge0's
+    /// 64000 KB stack.
     pub const DEFAULT: ResolvedLimits = ResolvedLimits {
         wall_time_ms: 5_000,
         cpu_time_ms: 3_000,
@@ -146,6 +156,7 @@ impl ResolvedLimits {
         processes: 64,
         output_bytes: 64 * 1024,
         file_size_kib: 4 * 1024,
+        stack_kib: 64_000,
     };
     /// Built-in ceiling when neither the Runtime nor the operator sets a maximum (the
     /// default of the `--cap-*` flags).
@@ -154,8 +165,9 @@ impl ResolvedLimits {
         cpu_time_ms: 20_000,
         memory_mib: 1024,
         processes: 256,
-        output_bytes: 1024 * 1024,
+        output_bytes: 4 * 1024 * 1024,
         file_size_kib: 64 * 1024,
+        stack_kib: 256 * 1024,
     };
 
     pub fn get(&self, field: LimitField) -> u64 {
@@ -166,6 +178,7 @@ impl ResolvedLimits {
             LimitField::Processes => self.processes,
             LimitField::OutputBytes => self.output_bytes,
             LimitField::FileSizeKiB => self.file_size_kib,
+            LimitField::StackKiB => self.stack_kib,
         }
     }
 
@@ -186,6 +199,7 @@ impl ResolvedLimits {
             processes: f(LimitField::Processes)?,
             output_bytes: f(LimitField::OutputBytes)?,
             file_size_kib: f(LimitField::FileSizeKiB)?,
+            stack_kib: f(LimitField::StackKiB)?,
         })
     }
 
@@ -210,6 +224,7 @@ impl ResolvedLimits {
             processes: self.processes,
             output_bytes: self.output_bytes,
             file_size_kib: self.file_size_kib,
+            stack_kib: self.stack_kib,
         }
     }
 }
@@ -258,6 +273,9 @@ pub struct LimitCaps {
     /// Ceiling on the file size limit, KiB.
     #[arg(long, env = "RCE_CAP_FILE_SIZE_KIB", default_value_t = ResolvedLimits::CEILING.file_size_kib)]
     pub cap_file_size_kib: u64,
+    /// Ceiling on the stack size limit, KiB.
+    #[arg(long, env = "RCE_CAP_STACK_KIB", default_value_t = ResolvedLimits::CEILING.stack_kib)]
+    pub cap_stack_kib: u64,
 }
 
 #[cfg(feature = "clap")]
@@ -270,6 +288,7 @@ impl LimitCaps {
             processes: self.cap_processes,
             output_bytes: self.cap_output_bytes,
             file_size_kib: self.cap_file_size_kib,
+            stack_kib: self.cap_stack_kib,
         }
     }
 }
@@ -294,6 +313,7 @@ pub mod units {
                 LimitField::MemoryMiB => ("memory_limit", mib_to_kb(maximum).to_string()),
                 LimitField::Processes => ("max_processes_and_or_threads", maximum.to_string()),
                 LimitField::FileSizeKiB => ("max_file_size", maximum.to_string()),
+                LimitField::StackKiB => ("stack_limit", maximum.to_string()),
                 LimitField::OutputBytes => return None,
             })
         }
@@ -341,7 +361,10 @@ pub mod units {
                 LimitField::WallTimeMs => ("run_timeout", maximum.to_string()),
                 LimitField::CpuTimeMs => ("run_cpu_time", maximum.to_string()),
                 LimitField::MemoryMiB => ("run_memory_limit", mib_to_bytes(maximum).to_string()),
-                LimitField::Processes | LimitField::OutputBytes | LimitField::FileSizeKiB => return None,
+                LimitField::Processes
+                | LimitField::OutputBytes
+                | LimitField::FileSizeKiB
+                | LimitField::StackKiB => return None,
             })
         }
 
@@ -407,7 +430,7 @@ mod tests {
         let names: Vec<&str> = LimitField::ALL.iter().map(|f| f.name()).collect();
         assert_eq!(
             names,
-            ["wallTimeMs", "cpuTimeMs", "memoryMiB", "processes", "outputBytes", "fileSizeKiB"]
+            ["wallTimeMs", "cpuTimeMs", "memoryMiB", "processes", "outputBytes", "fileSizeKiB", "stackKiB"]
         );
         let mut l = Limits::default();
         for (i, f) in LimitField::ALL.into_iter().enumerate() {

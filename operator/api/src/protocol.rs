@@ -48,6 +48,17 @@ pub struct StageLimits {
     pub output_bytes: u64,
     /// RLIMIT_FSIZE: the largest file the program may write.
     pub file_size_kib: u64,
+    /// RLIMIT_STACK of the program, in KiB.
+    #[serde(default = "default_stack_kib")]
+    pub stack_kib: u64,
+}
+
+fn default_stack_kib() -> u64 {
+    crate::ResolvedLimits::DEFAULT.stack_kib
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +91,16 @@ pub struct RunRequest {
     /// Limits for the compile stage; defaults to `limits` when absent.
     #[serde(default)]
     pub compile_limits: Option<StageLimits>,
+    /// The run stage's stderr goes to its stdout (one pipe, one stream), as Judge0's
+    /// `redirect_stderr_to_stdout`. The compile stage always has them as one stream.
+    #[serde(default)]
+    pub redirect_stderr_to_stdout: bool,
+    /// How many times the run stage runs (Judge0's `number_of_runs`), each in a clean work
+    /// dir and /tmp; it stops after the first run that does not exit 0 within its limits.
+    /// The result's `run` is the last run's, with `timeMs`, `wallTimeMs` and `memoryKiB`
+    /// averaged over the runs made (see [`RunResult::runs`]).
+    #[serde(default = "one")]
+    pub runs: u32,
 }
 
 /// Text encrypted with [`crate::mac::keystream_xor`] under the Pod's key and a random nonce.
@@ -170,7 +191,15 @@ pub struct StageResult {
     pub peak_tasks: u64,
     /// Set when a limit stopped the stage.
     pub limit: Option<LimitHit>,
+    /// The order in which the output arrived: `n > 0` is the next `n` bytes of stdout,
+    /// `n < 0` the next `-n` bytes of stderr. Empty when unknown. At most
+    /// [`MAX_ARRIVAL`] entries: past that, the rest of stdout then the rest of stderr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrival: Vec<i64>,
 }
+
+/// Most entries of [`StageResult::arrival`].
+pub const MAX_ARRIVAL: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,6 +222,9 @@ pub struct RunResult {
     pub compile: Option<StageResult>,
     pub run: Option<StageResult>,
     pub message: Option<String>,
+    /// How many times the run stage ran (see [`RunRequest::runs`]); 0 when it did not run.
+    #[serde(default)]
+    pub runs: u32,
 }
 
 /// The document on the result line: `{"rceResult": {...}, "mac": "..."}`.
@@ -334,6 +366,7 @@ mod tests {
             compile: None,
             run: Some(StageResult { exit_code: Some(3), stdout: b"hi\n\xff".to_vec(), ..Default::default() }),
             message: None,
+            runs: 1,
         }
     }
 

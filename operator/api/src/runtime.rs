@@ -75,6 +75,28 @@ pub struct RuntimeSpec {
     /// Judge0 CE language ids served by this Runtime (e.g. [71] for Python).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub judge0_ids: Vec<u32>,
+    /// The compiler options a submission may give (`spec.compilerOptions`), as patterns:
+    /// an exact option, or a prefix ending in `*` (e.g. `-O*`, `-std=*`, `-D*`); see
+    /// [`crate::options`]. Empty: no options are accepted. They replace `{options}` in
+    /// `compile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compiler_options: Vec<String>,
+    /// How Piston v2 lists this Runtime (`/api/v2/runtimes`), as upstream names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piston: Option<PistonName>,
+}
+
+/// A Runtime's entry in Piston's list: upstream's `language`, SemVer `version`, `aliases`
+/// and, for languages served by several runtimes (JavaScript by node or deno), `runtime`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PistonName {
+    pub language: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// One environment variable.

@@ -219,6 +219,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
                         compile: Some(r),
                         run: None,
                         message: None,
+                        runs: 0,
                     };
                 }
                 compile_result = Some(r);
@@ -233,6 +234,7 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
             compile: compile_result,
             run: Some(r),
             message: None,
+            runs: 1,
         },
         Err(e) => internal_error(format!("run stage: {e}"), compile_result),
     }
@@ -250,6 +252,7 @@ fn internal_error(message: String, compile: Option<StageResult>) -> RunResult {
         compile,
         run: None,
         message: Some(message),
+        runs: 0,
     }
 }
 

@@ -278,6 +278,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         memory_kib: peak_kib,
         peak_tasks,
         limit,
+        arrival: Vec::new(),
     })
 }
 
@@ -522,6 +523,7 @@ mod tests {
         processes: 10,
         output_bytes: 1024,
         file_size_kib: 1024,
+        stack_kib: 8 * 1024,
     };
 
     fn facts() -> Facts<'static> {

@@ -415,6 +415,7 @@ mod tests {
             processes: 10,
             output_bytes: 1024,
             file_size_kib: 1024,
+            stack_kib: 8 * 1024,
         }
     }
 

@@ -126,6 +126,7 @@ fn limits() -> StageLimits {
         processes: 64,
         output_bytes: 64 * 1024,
         file_size_kib: 10 * 1024,
+        stack_kib: 8 * 1024,
     }
 }
 
@@ -141,6 +142,8 @@ fn sh(script: &str) -> RunRequest {
         env: vec![],
         limits: limits(),
         compile_limits: None,
+        redirect_stderr_to_stdout: false,
+        runs: 1,
     }
 }
 
@@ -558,6 +561,7 @@ fn extreme_limits_do_not_break_the_runner() {
         processes: u64::MAX,
         output_bytes: u64::MAX,
         file_size_kib: u64::MAX,
+        stack_kib: u64::MAX,
     };
     let (r, _) = sb.run(&RunRequest { limits: max, ..sh("echo big") });
     assert_eq!(s(&ran(&r).stdout), "big\n", "{r:#?}");

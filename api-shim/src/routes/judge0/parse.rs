@@ -220,6 +220,7 @@ impl RawSubmission {
             processes: procs.map(units::whole),
             file_size_kib: fsize.map(units::whole),
             output_bytes: None,
+            stack_kib: None,
         };
         let limits = (limits != Limits::default()).then_some(limits);
         if let (Some(rt), Some(l)) = (&runtime, &limits) {
