@@ -285,22 +285,22 @@ pub struct ExecutionStatus {
     /// is. Text, or base64 when `stdoutEncoding` is `base64` (the bytes are not UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout_encoding: Option<crate::FileEncoding>,
+    #[serde(default, skip_serializing_if = "crate::FileEncoding::is_utf8")]
+    pub stdout_encoding: crate::FileEncoding,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdout_truncated: bool,
     /// Standard error, as `stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stderr_encoding: Option<crate::FileEncoding>,
+    #[serde(default, skip_serializing_if = "crate::FileEncoding::is_utf8")]
+    pub stderr_encoding: crate::FileEncoding,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stderr_truncated: bool,
     /// Output of the compile step (stdout and stderr), for compiled languages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compile_output: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compile_output_encoding: Option<crate::FileEncoding>,
+    #[serde(default, skip_serializing_if = "crate::FileEncoding::is_utf8")]
+    pub compile_output_encoding: crate::FileEncoding,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compile_output_truncated: bool,
     /// Where the full outputs are, when an excerpt is all the status holds.

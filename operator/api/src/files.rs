@@ -37,6 +37,12 @@ pub enum FileEncoding {
     Base64,
 }
 
+impl FileEncoding {
+    pub fn is_utf8(&self) -> bool {
+        *self == FileEncoding::Utf8
+    }
+}
+
 /// Why a submission's files are refused, in words for its user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileError(pub String);
