@@ -35,6 +35,8 @@ pub mod signal;
 #[cfg(feature = "crd")]
 pub mod execution;
 #[cfg(feature = "crd")]
+pub mod judge0;
+#[cfg(feature = "crd")]
 pub mod redis_keys;
 #[cfg(feature = "crd")]
 pub mod runtime;
