@@ -4,7 +4,7 @@
 use std::borrow::Borrow;
 
 use rce_api::protocol::{Encoding, File, RunRequest};
-use rce_api::{files, runtime::lookup, ExecutionSpec, Limits, ResolvedLimits, Runtime};
+use rce_api::{ExecutionSpec, Limits, MAX_RUNS, ResolvedLimits, Runtime, files, options, runtime::lookup};
 
 use crate::config::SandboxSettings;
 
@@ -80,19 +80,32 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         )));
     }
 
+    let runs = spec.runs.unwrap_or(1);
+    if !(1..=MAX_RUNS).contains(&runs) {
+        return Err(Invalid(format!("spec.runs = {runs} is not allowed: give 1 to {MAX_RUNS} runs")));
+    }
+    options::check(
+        &rt.compiler_options,
+        options::takes_options(rt.compile.as_deref()),
+        &spec.compiler_options,
+    )
+    .map_err(|e| Invalid(e.to_string()))?;
+    // `{options}` becomes the submission's options, or nothing.
+    let compile = rt.compile.as_deref().map(|c| options::expand(c, &spec.compiler_options));
+
     let request = RunRequest {
         run_id: String::new(),
         stdin_sealed: None,
         files,
         stdin: spec.stdin.clone().unwrap_or_default(),
         args: spec.args.clone(),
-        compile: rt.compile.clone(),
+        compile,
         run: rt.run.clone(),
         env: rt.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
         limits: limits.stage(),
         compile_limits: compile_limits.as_ref().map(ResolvedLimits::stage),
-        redirect_stderr_to_stdout: false,
-        runs: 1,
+        redirect_stderr_to_stdout: spec.redirect_stderr_to_stdout,
+        runs,
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;
@@ -271,6 +284,69 @@ spec:
         let mut input = spec("{language: python, source: 'print(1)'}");
         input.stdin = Some("x".repeat(s.max_request_bytes * 4 / 5));
         assert!(plan(&input, &rt, &s).is_err(), "4/5 of the limit grows past it once sealed");
+    }
+
+    pub const GCC_OPTIONS: &str = r#"
+apiVersion: rce.dev/v1alpha1
+kind: Runtime
+metadata: {name: c}
+spec:
+  version: "12"
+  image: rce.dev/sandbox-c:abc
+  sourceFile: main.c
+  compile: [gcc, "{options}", -o, main, "{file}"]
+  compilerOptions: ["-O*", "-D*", "-Wall"]
+  run: [./main]
+"#;
+
+    #[test]
+    fn redirect_runs_and_compiler_options_reach_the_request() {
+        let s = SandboxSettings::default();
+        let rt = runtime(GCC_OPTIONS);
+        let p = plan(
+            &spec("{language: c, source: x, redirectStderrToStdout: true, runs: 3, compilerOptions: [-O2, -DX=5]}"),
+            &rt,
+            &s,
+        )
+        .unwrap();
+        assert!(p.request.redirect_stderr_to_stdout);
+        assert_eq!(p.request.runs, 3);
+        assert_eq!(p.request.compile.as_deref().unwrap(), ["gcc", "-O2", "-DX=5", "-o", "main", "{file}"]);
+        let back: RunRequest = serde_json::from_str(&p.request_json).unwrap();
+        assert_eq!(back, p.request);
+        // No options: the placeholder goes; defaults: one run, separate streams.
+        let p = plan(&spec("{language: c, source: x}"), &rt, &s).unwrap();
+        assert_eq!(p.request.compile.as_deref().unwrap(), ["gcc", "-o", "main", "{file}"]);
+        assert_eq!((p.request.runs, p.request.redirect_stderr_to_stdout), (1, false));
+        // The stack limit flows with the others.
+        let p = plan(&spec("{language: c, source: x, limits: {stackKiB: 1024}}"), &rt, &s).unwrap();
+        assert_eq!(p.request.limits.stack_kib, 1024);
+        let p = plan(&spec("{language: c, source: x}"), &rt, &s).unwrap();
+        assert_eq!(p.request.limits.stack_kib, 64_000);
+    }
+
+    #[test]
+    fn bad_runs_and_options_are_invalid_with_the_message() {
+        let s = SandboxSettings::default();
+        let rt = runtime(GCC_OPTIONS);
+        for runs in [0, MAX_RUNS + 1] {
+            let e = plan(&spec(&format!("{{language: c, source: x, runs: {runs}}}")), &rt, &s).unwrap_err();
+            assert_eq!(e.0, format!("spec.runs = {runs} is not allowed: give 1 to 20 runs"));
+        }
+        assert!(plan(&spec("{language: c, source: x, runs: 20}"), &rt, &s).is_ok());
+        let e = plan(&spec("{language: c, source: x, compilerOptions: [-fplugin=/tmp/x.so]}"), &rt, &s)
+            .unwrap_err();
+        assert_eq!(
+            e.0,
+            "compiler option \"-fplugin=/tmp/x.so\" is not allowed; this language accepts: -O* -D* -Wall"
+        );
+        // A compile command without the placeholder, or none at all, takes no options.
+        let e =
+            plan(&spec("{language: c, source: x, compilerOptions: [-O2]}"), &runtime(GCC), &s).unwrap_err();
+        assert!(e.0.contains("no compile step"), "{e}");
+        let e = plan(&spec("{language: python, source: x, compilerOptions: [-O2]}"), &runtime(PYTHON), &s)
+            .unwrap_err();
+        assert!(e.0.contains("no compile step"), "{e}");
     }
 
     #[test]
