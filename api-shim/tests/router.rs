@@ -848,7 +848,9 @@ async fn every_served_route_is_in_the_openapi_document() {
             }
         }
     }
-    let served = served_routes(&e.app).await;
+    // The routes inside the path normalization (the application wraps them as a service,
+    // whose `Debug` does not list them).
+    let served = served_routes(&rce_api_shim::routes::router(e.state.clone())).await;
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
     assert!(undocumented.is_empty(), "served but not in the OpenAPI document: {undocumented:?}");
@@ -880,4 +882,57 @@ async fn configured_labels_go_on_every_execution() {
         assert_eq!(labels["app.kubernetes.io/managed-by"], "rce-api-shim");
     }
     assert!(Config::try_parse_from(["x", "--execution-label", "novalue"]).unwrap().labels().is_err());
+}
+
+#[tokio::test]
+async fn a_trailing_slash_is_accepted_on_every_surface() {
+    let e = env(&[]);
+    fake_operator(e.cluster.clone(), e.status.clone(), completed("hi\n"));
+    // Judge0: create and wait, read back.
+    let (code, _, sub) =
+        call(&e.app, post("/submissions/?wait=true", r#"{"source_code":"print('hi')","language_id":71}"#))
+            .await;
+    assert_eq!(code, StatusCode::CREATED, "{sub}");
+    assert_eq!(sub["stdout"], "hi\n", "{sub}");
+    let token = sub["token"].as_str().unwrap();
+    let (code, _, again) = call(&e.app, get(&format!("/submissions/{token}/?fields=stdout"))).await;
+    assert_eq!((code, &again["stdout"]), (StatusCode::OK, &json!("hi\n")), "{again}");
+    for path in ["/languages/", "/statuses/", "/about/", "/config_info/"] {
+        assert_eq!(call(&e.app, get(path)).await.0, StatusCode::OK, "{path}");
+    }
+    // Piston, under both prefixes.
+    for prefix in ["/api/v2", "/api/v2/piston"] {
+        let (code, _, rts) = call(&e.app, get(&format!("{prefix}/runtimes/"))).await;
+        assert_eq!(code, StatusCode::OK, "{prefix}");
+        assert!(rts.as_array().is_some_and(|a| !a.is_empty()), "{rts}");
+        let (code, _, run) = call(
+            &e.app,
+            post(
+                &format!("{prefix}/execute/"),
+                r#"{"language":"python","version":"*","files":[{"content":"print('hi')"}]}"#,
+            ),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{run}");
+        assert_eq!(run["run"]["stdout"], "hi\n", "{run}");
+    }
+    // The seed's API.
+    let (code, _, job) =
+        call(&e.app, post("/api/execute/", r#"{"language":"python","code":"print(1)"}"#)).await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    let id = job["jobId"].as_str().unwrap();
+    let (code, _, st) = call(&e.app, get(&format!("/api/status/{id}/"))).await;
+    assert_eq!((code, &st["jobId"]), (StatusCode::OK, &json!(id)), "{st}");
+    // rce's own.
+    let (code, _, ex) =
+        call(&e.app, post("/api/executions/", r#"{"language":"python","source":"print(1)"}"#)).await;
+    assert_eq!(code, StatusCode::CREATED, "{ex}");
+    let id = ex["id"].as_str().unwrap();
+    assert_eq!(call(&e.app, get(&format!("/api/executions/{id}/"))).await.0, StatusCode::OK);
+    assert_eq!(call(&e.app, get("/api/languages/")).await.0, StatusCode::OK);
+    // The meta routes, the root itself, and a route that does not exist.
+    assert_eq!(call(&e.app, get("/health/")).await.0, StatusCode::OK);
+    assert_eq!(call(&e.app, get("/openapi.json/")).await.0, StatusCode::OK);
+    assert_eq!(call(&e.app, get("/")).await.0, StatusCode::OK);
+    assert_eq!(call(&e.app, get("/no-such-route/")).await.0, StatusCode::NOT_FOUND);
 }

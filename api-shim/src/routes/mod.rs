@@ -20,6 +20,7 @@ use axum::{
 };
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
+    normalize_path::NormalizePath,
     trace::TraceLayer,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -31,8 +32,16 @@ use crate::{
     state::AppState,
 };
 
-/// Build the whole application.
+/// Build the whole application: [`router`] behind one path normalization, so that every
+/// surface accepts a trailing slash (`POST /submissions/?wait=true` is `/submissions?wait=true`,
+/// as Rails routing and Piston's express accept it). axum matches a route before any of the
+/// router's own layers run, so the normalization wraps the router as a service.
 pub fn app(state: AppState) -> Router {
+    Router::new().fallback_service(NormalizePath::trim_trailing_slash(router(state)))
+}
+
+/// The routes with their layers, paths taken as they come (no normalization).
+pub fn router(state: AppState) -> Router {
     let (router, doc) = table(&state).split_for_parts();
     let body_limit = state.config.body_limit;
     router
