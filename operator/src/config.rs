@@ -78,8 +78,10 @@ pub struct Config {
     #[arg(long, env = "RCE_STATUS_OUTPUT_BYTES", default_value_t = 128 * 1024)]
     pub status_output_bytes: usize,
 
-    /// Largest sandbox log read back to find the runner's result.
-    #[arg(long, env = "RCE_MAX_LOG_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Largest sandbox log read back to find the runner's result. The result line carries
+    /// every output as base64: at the 4 MiB output ceiling, stdout and stderr of the run and
+    /// of the compile stage make about 22 MiB.
+    #[arg(long, env = "RCE_MAX_LOG_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_log_bytes: i64,
 
     /// Seconds an image problem (ErrImagePull, ErrImageNeverPull, ...) is given before the

@@ -9,7 +9,10 @@ use std::{
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use k8s_openapi::api::{
+    core::v1::{ConfigMap, Pod},
+    networking::v1::NetworkPolicy,
+};
 use kube::{
     api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
     runtime::{
@@ -30,7 +33,7 @@ use crate::{
     error::{Error, Result},
     metrics::{Metrics, PhaseVerdict},
     mirror::Mirror,
-    names, outcome,
+    names, outcome, outputs,
     queue::{self, Decision, Entry, Key, Overrides, Slot},
     sandbox::{self, MANAGER},
     status::{self, Expiry, FailReason},
@@ -43,8 +46,9 @@ pub const FINALIZER: &str = "rce.dev/redis-cleanup";
 /// How often a waiting Execution looks again on its own (slots freed by this operator wake
 /// the next ones at once; this catches the rest).
 const PENDING_RECHECK: Duration = Duration::from_secs(2);
-/// Longest wait for a sandbox's log.
-const LOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a sandbox's log (tens of MiB at the largest outputs; the local API
+/// server streams that in well under a second).
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -590,15 +594,24 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
         .rev()
         .collect();
     let tail = tail.join("\n");
-    let outcome = outcome::finish(&outcome::Finished {
+    let finish = outcome::finish_all(&outcome::Finished {
         result: opened.as_ref(),
         termination: t,
         limits: request.as_ref().map(|r| &r.limits),
         compile_limits: request.as_ref().and_then(|r| r.compile_limits.as_ref()),
         expected_output: exec.spec.expected_output.as_deref(),
+        redirect: exec.spec.redirect_stderr_to_stdout,
         cap: ctx.config.status_output_bytes,
         log_tail: &tail,
     });
+    let mut outcome = finish.status;
+    // The full outputs are stored before the status that points at them is written.
+    if let Some(full) = &finish.full {
+        match store_outputs(exec, full, ctx).await? {
+            Ok(stored) => outcome.output = Some(stored),
+            Err(msg) => return fail(exec, FailReason::OutputNotStored, &msg, ctx).await,
+        }
+    }
     let old = exec.status.clone().unwrap_or_default();
     let next = status::finished(&old, outcome, &now());
     let exec = match write_status(exec, next, ctx).await {
@@ -637,15 +650,64 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
     expire(&exec, ctx).await
 }
 
+/// Create the output ConfigMaps of `exec` holding `full` (idempotent: ones already there and
+/// owned by `exec` are kept, or replaced when they hold other bytes, as after a retried
+/// sandbox). The stored output for the status, or why it could not be stored (a ConfigMap of
+/// the name that is not `exec`'s, which is left alone; a ConfigMap the API server refuses).
+async fn store_outputs(
+    exec: &Execution,
+    full: &outcome::Outputs,
+    ctx: &Context,
+) -> Result<std::result::Result<rce_api::StoredOutput, String>> {
+    let ns = exec.namespace().unwrap_or_default();
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns);
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let (bytes, mut stored) = full.stored();
+    for cm in outputs::config_maps(exec, &bytes) {
+        let name = cm.name_any();
+        match api.create(&pp, &cm).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(&name).await? {
+                Some(have) if outputs::owned_by(&have, exec) => {
+                    if outputs::part_of(&have) != outputs::part_of(&cm) {
+                        let mut cm = cm.clone();
+                        cm.metadata.resource_version = have.resource_version();
+                        api.replace(&name, &pp, &cm).await?;
+                    }
+                }
+                Some(_) => {
+                    return Ok(Err(format!(
+                        "a ConfigMap named {name} already exists in namespace {ns} and is not this \
+                         Execution's; it was left alone and the full output was not stored"
+                    )));
+                }
+                // Gone again since the create: try again on the next reconcile.
+                None => return Err(Error::ForeignPod(name)),
+            },
+            Err(kube::Error::Api(s)) if refused_status(&s) => {
+                return Ok(Err(format!(
+                    "the output could not be stored: the API server refused ConfigMap {name} ({}: {})",
+                    s.code, s.message
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        stored.config_maps.push(name);
+    }
+    Ok(Ok(stored))
+}
+
 /// A write the API server refused for what it held (not a conflict, not unavailability):
 /// writing the same again would be refused again.
 fn refused(e: &Error) -> bool {
     match e {
-        Error::Kube(kube::Error::Api(s)) => {
-            matches!(s.code, 400 | 413 | 422) || (s.code == 500 && s.message.contains("too large"))
-        }
+        Error::Kube(kube::Error::Api(s)) => refused_status(s),
         _ => false,
     }
+}
+
+fn refused_status(s: &kube::core::Status) -> bool {
+    matches!(s.code, 400 | 413 | 422) || (s.code == 500 && s.message.contains("too large"))
 }
 
 /// A Pod's log as bytes (not decoded: one bad byte must not make it unreadable), at most

@@ -2,7 +2,7 @@
 //! results in the status and in Redis.
 //!
 //! Pure modules (no cluster access): [`config`], [`names`], [`validate`], [`sandbox`],
-//! [`outcome`], [`status`], [`queue`]. [`controller`] talks to the cluster, [`mirror`] to
+//! [`outcome`], [`outputs`], [`status`], [`queue`]. [`controller`] talks to the cluster, [`mirror`] to
 //! Redis, [`metrics`] serves /metrics and /healthz.
 
 pub mod config;
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod names;
 pub mod outcome;
+pub mod outputs;
 pub mod queue;
 pub mod sandbox;
 pub mod status;

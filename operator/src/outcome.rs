@@ -1,10 +1,12 @@
 //! What a sandbox Pod says, and the status it leads to (pure: plain values in and out).
 
+use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
-use rce_api::protocol::{
-    text_of, LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult,
+use rce_api::protocol::{LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult};
+use rce_api::{
+    output_matches, ExecutionStatus, FileEncoding, Phase, StageFigures, StoredOutput, Verdict,
+    STATUS_EXCERPT_BYTES,
 };
-use rce_api::{output_matches, ExecutionStatus, Phase, Verdict};
 
 use crate::sandbox::CONTAINER;
 
@@ -189,14 +191,187 @@ pub struct Finished<'a> {
     pub limits: Option<&'a StageLimits>,
     pub compile_limits: Option<&'a StageLimits>,
     pub expected_output: Option<&'a str>,
+    /// The Execution asked for stderr in stdout (`spec.redirectStderrToStdout`): no stderr.
+    pub redirect: bool,
     /// Cap on each text field stored in the status, in stored (JSON-escaped) bytes.
     pub cap: usize,
     /// The last lines of the log, for the message when there is no result.
     pub log_tail: &'a str,
 }
 
+/// One output in full, as it is served: its exact bytes, text when they are UTF-8 (a
+/// character cut in half by the output cap dropped), else bytes served as base64.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stream {
+    pub bytes: Vec<u8>,
+    pub encoding: FileEncoding,
+}
+
+impl Stream {
+    /// The stream of captured `bytes` (`truncated`: the output cap cut them).
+    pub fn of(bytes: &[u8], truncated: bool) -> Stream {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Stream { bytes: bytes.to_vec(), encoding: FileEncoding::Utf8 },
+            // A character cut in half at the cap is not part of the output.
+            Err(e) if truncated && e.error_len().is_none() => {
+                Stream { bytes: bytes[..e.valid_up_to()].to_vec(), encoding: FileEncoding::Utf8 }
+            }
+            Err(_) => Stream { bytes: bytes.to_vec(), encoding: FileEncoding::Base64 },
+        }
+    }
+
+    /// The text, when the stream is text.
+    pub fn text(&self) -> Option<&str> {
+        match self.encoding {
+            FileEncoding::Utf8 => std::str::from_utf8(&self.bytes).ok(),
+            FileEncoding::Base64 => None,
+        }
+    }
+
+    /// What the status holds: at most [`STATUS_EXCERPT_BYTES`] of the bytes and at most
+    /// `cap` bytes once stored (JSON-escaped text, or base64); says whether it is less than
+    /// the whole stream.
+    pub fn excerpt(&self, cap: usize) -> (String, bool) {
+        match self.text() {
+            Some(text) => {
+                let (head, _) = cap_text(text, STATUS_EXCERPT_BYTES);
+                let (head, _) = cap_stored(&head, cap);
+                let cut = head.len() < self.bytes.len();
+                (head, cut)
+            }
+            None => {
+                let keep = self.bytes.len().min(STATUS_EXCERPT_BYTES).min(cap / 4 * 3);
+                (
+                    base64::engine::general_purpose::STANDARD.encode(&self.bytes[..keep]),
+                    keep < self.bytes.len(),
+                )
+            }
+        }
+    }
+}
+
+/// Every output of a result in full: stdout, stderr (none when redirected into stdout) and
+/// the compile output (the compiler's stdout, which holds its stderr in order; an older
+/// runner's separate stderr appended).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outputs {
+    pub stdout: Option<Stream>,
+    pub stderr: Option<Stream>,
+    pub compile_output: Option<Stream>,
+}
+
+impl Outputs {
+    pub fn of(result: &RunResult, redirect: bool) -> Outputs {
+        let compile_output = result.compile.as_ref().map(|c| {
+            let out = Stream::of(&c.stdout, c.stdout_truncated);
+            let err = Stream::of(&c.stderr, c.stderr_truncated);
+            if err.bytes.is_empty() {
+                return out;
+            }
+            let mut bytes = out.bytes;
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(&err.bytes);
+            Stream::of(&bytes, false)
+        });
+        let run = result.run.as_ref().filter(|_| result.outcome == Outcome::Ran);
+        Outputs {
+            stdout: run.map(|r| Stream::of(&r.stdout, r.stdout_truncated)),
+            stderr: run.filter(|_| !redirect).map(|r| Stream::of(&r.stderr, r.stderr_truncated)),
+            compile_output,
+        }
+    }
+
+    /// The outputs as stored beside the status: stdout ++ stderr ++ compile output, and
+    /// their lengths (the ConfigMap names are the caller's).
+    pub fn stored(&self) -> (Vec<u8>, StoredOutput) {
+        let len = |s: &Option<Stream>| s.as_ref().map_or(0, |s| s.bytes.len());
+        let mut all = Vec::with_capacity(len(&self.stdout) + len(&self.stderr) + len(&self.compile_output));
+        for s in [&self.stdout, &self.stderr, &self.compile_output].into_iter().flatten() {
+            all.extend_from_slice(&s.bytes);
+        }
+        let stored = StoredOutput {
+            config_maps: Vec::new(),
+            stdout_bytes: len(&self.stdout) as u64,
+            stderr_bytes: len(&self.stderr) as u64,
+            compile_output_bytes: len(&self.compile_output) as u64,
+        };
+        (all, stored)
+    }
+}
+
+/// A finished sandbox's status and, when the status holds only an excerpt of some output,
+/// every output in full (to be stored beside it before the status is written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub status: ExecutionStatus,
+    pub full: Option<Outputs>,
+}
+
+/// Set an output field, its encoding and whether the excerpt is less than all of it.
+fn put(stream: &Stream, cap: usize, text: &mut Option<String>, encoding: &mut FileEncoding) -> bool {
+    let (excerpt, cut) = stream.excerpt(cap);
+    *text = Some(excerpt);
+    *encoding = stream.encoding;
+    cut
+}
+
+fn figures(s: &StageResult) -> StageFigures {
+    StageFigures {
+        exit_code: s.exit_code,
+        signal: signal_of(s),
+        time_ms: s.time_ms,
+        wall_time_ms: s.wall_time_ms,
+        memory_kib: s.memory_kib,
+    }
+}
+
+/// The signal's name, from its number (the one table).
+fn signal_of(s: &StageResult) -> Option<String> {
+    s.signal.map(|n| rce_api::Signal(n).name().into_owned())
+}
+
 /// The result part of the status (phase, verdict, outputs, measurements, message).
 pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
+    finish_all(f).status
+}
+
+/// [`finish`], with the full outputs when the status cannot hold all of them.
+pub fn finish_all(f: &Finished<'_>) -> Finish {
+    let mut status = decide_status(f);
+    let result = match f.result {
+        // The runner failed: nothing it captured is an output.
+        Ok(r) if r.outcome != Outcome::InternalError => r,
+        _ => return Finish { status, full: None },
+    };
+    let outputs = Outputs::of(result, f.redirect);
+    let mut cut = false;
+    if let Some(s) = &outputs.stdout {
+        cut |= put(s, f.cap, &mut status.stdout, &mut status.stdout_encoding);
+    }
+    if let Some(s) = &outputs.stderr {
+        cut |= put(s, f.cap, &mut status.stderr, &mut status.stderr_encoding);
+    }
+    if let Some(s) = &outputs.compile_output {
+        // After a run, an empty compile output is left out.
+        if !s.bytes.is_empty() || result.outcome == Outcome::CompileError {
+            cut |= put(s, f.cap, &mut status.compile_output, &mut status.compile_output_encoding);
+        }
+    }
+    if let Some(c) = &result.compile {
+        status.compile = Some(figures(c));
+    }
+    if let Some(r) = result.run.as_ref().filter(|_| result.outcome == Outcome::Ran) {
+        status.arrival = r.arrival.clone();
+    }
+    status.runs = (result.runs > 0).then_some(result.runs);
+    Finish { status, full: cut.then_some(outputs) }
+}
+
+/// Phase, verdict, measurements, message and the truncation flags (the outputs are
+/// [`finish_all`]'s).
+fn decide_status(f: &Finished<'_>) -> ExecutionStatus {
     let t = f.termination;
     let mut st = ExecutionStatus::default();
     let result = match f.result {
@@ -217,18 +392,10 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             st.phase = Some(Phase::Completed);
             st.verdict = Some(Verdict::CompilationError);
             let c = result.compile.clone().unwrap_or_default();
-            let mut out = text_of(&c.stdout, c.stdout_truncated);
-            let err = text_of(&c.stderr, c.stderr_truncated);
-            if !out.is_empty() && !err.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&err);
-            let (text, cut) = cap_stored(&out, f.cap);
-            st.compile_output = Some(text);
-            st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
+            st.compile_output_truncated = c.stdout_truncated || c.stderr_truncated;
             measurements(&mut st, &c);
             st.exit_code = c.exit_code;
-            st.signal = c.signal.map(|s| rce_api::Signal(s).name().into_owned());
+            st.signal = signal_of(&c);
             let limit = f.compile_limits.or(f.limits);
             st.message = Some(match c.limit {
                 Some(hit) => format!("compilation stopped: {}", limit_msg(hit, limit)),
@@ -243,24 +410,16 @@ pub fn finish(f: &Finished<'_>) -> ExecutionStatus {
             let r = result.run.clone().unwrap_or_default();
             st.phase = Some(Phase::Completed);
             measurements(&mut st, &r);
-            let stdout = text_of(&r.stdout, r.stdout_truncated);
-            let (out, out_cut) = cap_stored(&stdout, f.cap);
-            let (err, err_cut) = cap_stored(&text_of(&r.stderr, r.stderr_truncated), f.cap);
-            st.stdout = Some(out);
-            st.stdout_truncated = out_cut || r.stdout_truncated;
-            st.stderr = Some(err);
-            st.stderr_truncated = err_cut || r.stderr_truncated;
+            // expectedOutput is compared with the whole stdout (lossy when it is not text).
+            let stdout =
+                String::from_utf8_lossy(&Stream::of(&r.stdout, r.stdout_truncated).bytes).into_owned();
+            st.stdout_truncated = r.stdout_truncated;
+            st.stderr_truncated = r.stderr_truncated && !f.redirect;
             if let Some(c) = &result.compile {
-                let mut co = text_of(&c.stdout, c.stdout_truncated);
-                co.push_str(&text_of(&c.stderr, c.stderr_truncated));
-                if !co.is_empty() {
-                    let (text, cut) = cap_stored(&co, f.cap);
-                    st.compile_output = Some(text);
-                    st.compile_output_truncated = cut || c.stdout_truncated || c.stderr_truncated;
-                }
+                st.compile_output_truncated = c.stdout_truncated || c.stderr_truncated;
             }
             st.exit_code = r.exit_code;
-            st.signal = r.signal.map(|s| rce_api::Signal(s).name().into_owned());
+            st.signal = signal_of(&r);
             let (verdict, message) = match r.limit {
                 Some(LimitHit::CpuTime | LimitHit::WallTime) => (
                     Verdict::TimeLimitExceeded,
@@ -416,6 +575,7 @@ mod tests {
             limits: Some(&l),
             compile_limits: None,
             expected_output: expected,
+            redirect: false,
             cap: 10,
             log_tail: "",
         })
@@ -511,7 +671,9 @@ mod tests {
         st.stderr_truncated = true;
         let s = done(Some(&ran(st)), &exited(0), None);
         assert_eq!(s.stdout.as_deref(), Some("ééééé"));
-        assert!(s.stdout_truncated && s.stderr_truncated);
+        // The flags say what the program lost at the output limit; the excerpt being short is
+        // what `output` (the stored full output) is for.
+        assert!(!s.stdout_truncated && s.stderr_truncated);
         assert_eq!(s.verdict, Some(Verdict::OutputLimitExceeded));
     }
 
@@ -534,7 +696,7 @@ mod tests {
         let s = done(Some(&r), &exited(0), None);
         assert_eq!((s.phase, s.verdict), (Some(Phase::Completed), Some(Verdict::CompilationError)));
         assert_eq!(s.compile_output.as_deref(), Some("main.c:1: "));
-        assert!(s.compile_output_truncated);
+        assert!(!s.compile_output_truncated, "the compiler's output was not cut, only its excerpt");
         assert_eq!(s.message.as_deref(), Some("compilation failed (exit code 1)"));
         assert_eq!(s.time_ms, Some(40));
         assert!(s.stdout.is_none());
@@ -557,6 +719,7 @@ mod tests {
             limits: Some(&l),
             compile_limits: None,
             expected_output: None,
+            redirect: false,
             cap: 10,
             log_tail: "exec: not found\n",
         });
@@ -595,6 +758,7 @@ mod tests {
                 limits: Some(&l),
                 compile_limits: None,
                 expected_output: None,
+                redirect: false,
                 cap: 100,
                 log_tail: "",
             })
@@ -653,6 +817,7 @@ mod tests {
             limits: Some(&l),
             compile_limits: None,
             expected_output: None,
+            redirect: false,
             cap: 131_072,
             log_tail: "",
         });
@@ -662,7 +827,7 @@ mod tests {
             .map(|t| t.chars().map(stored_len).sum::<usize>())
             .sum();
         assert!(stored <= 2 * 131_072, "{stored}");
-        assert!(s.stdout_truncated && s.stderr_truncated);
+        assert!(!s.stdout_truncated && !s.stderr_truncated);
     }
 
     #[test]
@@ -676,10 +841,135 @@ mod tests {
             limits: Some(&l),
             compile_limits: None,
             expected_output: None,
+            redirect: false,
             cap: 100,
             log_tail: "",
         });
-        assert_eq!(s.stdout.as_deref(), Some("\u{fffd}\u{fffd}\u{0}A\n"));
+        // Not UTF-8: the exact bytes, as base64.
+        assert_eq!(s.stdout.as_deref(), Some("/v8AQQo="));
+        assert_eq!(s.stdout_encoding, FileEncoding::Base64);
+        assert_eq!(s.stderr_encoding, FileEncoding::Utf8);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["stdoutEncoding"], "base64");
+        assert!(json.get("stderrEncoding").is_none(), "utf8 is the default, left out");
+    }
+
+    fn finished_all(r: &RunResult, redirect: bool) -> Finish {
+        let l = limits();
+        finish_all(&Finished {
+            result: Ok(r),
+            termination: &exited(0),
+            limits: Some(&l),
+            compile_limits: None,
+            expected_output: None,
+            redirect,
+            cap: 128 * 1024,
+            log_tail: "",
+        })
+    }
+
+    #[test]
+    fn streams_are_text_when_utf8_else_exact_bytes() {
+        assert_eq!(Stream::of("é".as_bytes(), false).encoding, FileEncoding::Utf8);
+        // A character cut in half by the output cap is dropped, and the rest is text.
+        let cut = Stream::of(&"aé".as_bytes()[..2], true);
+        assert_eq!((cut.bytes.as_slice(), cut.encoding), (&b"a"[..], FileEncoding::Utf8));
+        // The same bytes not cut by the cap are not UTF-8.
+        assert_eq!(Stream::of(&"aé".as_bytes()[..2], false).encoding, FileEncoding::Base64);
+        let bin = Stream::of(b"\xfe\xff\x00A\n", false);
+        assert_eq!(bin.bytes, b"\xfe\xff\x00A\n");
+        assert_eq!(bin.excerpt(100), ("/v8AQQo=".to_string(), false));
+        // The base64 excerpt keeps within the stored cap too.
+        let big = Stream::of(&[0xff; 1000], false);
+        let (b64, cut) = big.excerpt(400);
+        assert!(cut && b64.len() <= 400, "{}", b64.len());
+    }
+
+    #[test]
+    fn large_outputs_leave_an_excerpt_and_come_back_in_full() {
+        let mut st = stage(Some(0), None, None);
+        st.stdout = "x".repeat(STATUS_EXCERPT_BYTES + 10).into_bytes();
+        st.stderr = b"\xff tail".to_vec();
+        st.arrival = vec![5, -2, 100];
+        let f = finished_all(&ran(st.clone()), false);
+        assert_eq!(f.status.stdout.as_deref().map(str::len), Some(STATUS_EXCERPT_BYTES));
+        assert!(!f.status.stdout_truncated, "the program lost nothing");
+        assert_eq!(f.status.stderr.as_deref(), Some("/yB0YWls"));
+        assert_eq!(f.status.stderr_encoding, FileEncoding::Base64);
+        assert_eq!(f.status.arrival, [5, -2, 100]);
+        assert_eq!(f.status.runs, Some(1));
+        let full = f.full.expect("the full outputs");
+        let (bytes, stored) = full.stored();
+        assert_eq!(stored.stdout_bytes as usize, STATUS_EXCERPT_BYTES + 10);
+        assert_eq!((stored.stderr_bytes, stored.compile_output_bytes), (6, 0));
+        assert_eq!(&bytes[..st.stdout.len()], st.stdout.as_slice());
+        assert_eq!(&bytes[st.stdout.len()..], b"\xff tail");
+        // Small outputs: everything is in the status.
+        assert!(finished_all(&ran(stage(Some(0), None, None)), false).full.is_none());
+    }
+
+    #[test]
+    fn redirected_runs_have_no_stderr() {
+        let mut st = stage(Some(0), None, None);
+        st.stderr = vec![];
+        st.stderr_truncated = true;
+        let f = finished_all(&ran(st), true);
+        assert_eq!(f.status.stdout.as_deref(), Some("hello\n"));
+        assert_eq!(f.status.stderr, None);
+        assert!(!f.status.stderr_truncated);
+        let (_, stored) =
+            finished_all(&ran(stage(Some(0), None, None)), true).full.unwrap_or_default().stored();
+        assert_eq!(stored.stderr_bytes, 0);
+    }
+
+    #[test]
+    fn compile_output_and_figures_come_from_the_compile_stage() {
+        let compile = StageResult {
+            exit_code: Some(0),
+            stdout: b"main.c:1: warning: x\n".to_vec(),
+            time_ms: 120,
+            wall_time_ms: 300,
+            memory_kib: 20_000,
+            ..Default::default()
+        };
+        let mut r = ran(stage(Some(0), None, None));
+        r.compile = Some(compile.clone());
+        r.runs = 3;
+        let f = finished_all(&r, false);
+        assert_eq!(f.status.compile_output.as_deref(), Some("main.c:1: warning: x\n"));
+        assert_eq!(
+            f.status.compile,
+            Some(StageFigures {
+                exit_code: Some(0),
+                signal: None,
+                time_ms: 120,
+                wall_time_ms: 300,
+                memory_kib: 20_000
+            })
+        );
+        assert_eq!(f.status.runs, Some(3));
+        // An older runner's separate compiler stderr is appended.
+        let mut old = compile.clone();
+        old.stdout = b"out".to_vec();
+        old.stderr = b"err\n".to_vec();
+        r.compile = Some(old);
+        assert_eq!(finished_all(&r, false).status.compile_output.as_deref(), Some("out\nerr\n"));
+        // A compile error: its output (even empty), its figures, no run count.
+        let ce = RunResult {
+            run_id: String::new(),
+            outcome: Outcome::CompileError,
+            compile: Some(StageResult { exit_code: Some(1), signal: Some(9), ..Default::default() }),
+            run: None,
+            message: None,
+            runs: 0,
+        };
+        let f = finished_all(&ce, false);
+        assert_eq!(f.status.compile_output.as_deref(), Some(""));
+        assert_eq!(f.status.compile.as_ref().and_then(|c| c.signal.as_deref()), Some("SIGKILL"));
+        assert_eq!((f.status.runs, f.status.stdout.as_ref()), (None, None));
+        // No compile stage: no figures, and no empty compile output.
+        let f = finished_all(&ran(stage(Some(0), None, None)), false);
+        assert_eq!((f.status.compile, f.status.compile_output), (None, None));
     }
 
     fn pod(yaml: &str) -> Pod {
@@ -688,12 +978,16 @@ mod tests {
 
     #[test]
     fn pod_views() {
-        let p = pod("{metadata: {name: p}, status: {phase: Pending, conditions: [{type: PodScheduled, status: 'False', reason: Unschedulable, message: 'Insufficient memory'}]}}");
+        let p = pod(
+            "{metadata: {name: p}, status: {phase: Pending, conditions: [{type: PodScheduled, status: 'False', reason: Unschedulable, message: 'Insufficient memory'}]}}",
+        );
         assert_eq!(
             view(&p),
             PodView::Starting { problem: None, waiting: Some("Unschedulable: Insufficient memory".into()) }
         );
-        let p = pod("{metadata: {name: p}, status: {phase: Pending, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ErrImageNeverPull, message: 'image not present'}}}]}}");
+        let p = pod(
+            "{metadata: {name: p}, status: {phase: Pending, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ErrImageNeverPull, message: 'image not present'}}}]}}",
+        );
         assert_eq!(
             view(&p),
             PodView::Starting {
@@ -701,13 +995,19 @@ mod tests {
                 waiting: None
             }
         );
-        let p = pod("{metadata: {name: p}, status: {phase: Running, containerStatuses: [{name: runner, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}]}}");
+        let p = pod(
+            "{metadata: {name: p}, status: {phase: Running, containerStatuses: [{name: runner, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}]}}",
+        );
         assert_eq!(view(&p), PodView::Running);
-        let p = pod("{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {terminated: {exitCode: 137, reason: OOMKilled}}}]}}");
+        let p = pod(
+            "{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, containerStatuses: [{name: runner, image: x, imageID: '', ready: false, restartCount: 0, state: {terminated: {exitCode: 137, reason: OOMKilled}}}]}}",
+        );
         let PodView::Terminated(t) = view(&p) else { panic!("terminated") };
         assert!(t.oom_killed() && t.deadline_exceeded());
         assert_eq!(t.exit_code, Some(137));
-        let p = pod("{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, message: 'Pod was active on the node longer than the specified deadline'}}");
+        let p = pod(
+            "{metadata: {name: p}, status: {phase: Failed, reason: DeadlineExceeded, message: 'Pod was active on the node longer than the specified deadline'}}",
+        );
         let PodView::Terminated(t) = view(&p) else { panic!("terminated") };
         assert!(t.deadline_exceeded() && t.exit_code.is_none());
         let p =

@@ -161,6 +161,9 @@ pub enum FailReason {
     ResultTimeout,
     /// The API server refused the result's status.
     StatusRefused,
+    /// The full output could not be stored beside the status (a ConfigMap of its name is
+    /// not the Execution's, or the API server refused one).
+    OutputNotStored,
 }
 
 impl FailReason {
@@ -174,6 +177,7 @@ impl FailReason {
             FailReason::Image(reason) => reason,
             FailReason::ResultTimeout => "ResultTimeout",
             FailReason::StatusRefused => "StatusRefused",
+            FailReason::OutputNotStored => "OutputNotStored",
         }
     }
 }

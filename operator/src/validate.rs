@@ -4,7 +4,7 @@
 use std::borrow::Borrow;
 
 use rce_api::protocol::{Encoding, File, RunRequest};
-use rce_api::{ExecutionSpec, Limits, MAX_RUNS, ResolvedLimits, Runtime, files, options, runtime::lookup};
+use rce_api::{files, options, runtime::lookup, ExecutionSpec, Limits, ResolvedLimits, Runtime, MAX_RUNS};
 
 use crate::config::SandboxSettings;
 
