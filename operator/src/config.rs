@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 pub use rce_api::cli::LogFormat;
-use rce_api::{LimitCaps, ResolvedLimits};
+use rce_api::{callback::Policy, LimitCaps, ResolvedLimits};
 
 /// imagePullPolicy of sandbox containers.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,13 @@ pub struct Config {
     /// Seconds a sandbox Pod may take to start (scheduling, image) before the Execution fails.
     #[arg(long, env = "RCE_START_TIMEOUT_SECONDS", default_value_t = 120)]
     pub start_timeout_seconds: u64,
+
+    /// Result-callback destinations admitted (`spec.callback`): a comma-separated list of
+    /// `public` (any public address), CIDRs (`127.0.0.1/32`) and host names. Loopback,
+    /// private, link-local and cluster ranges are refused unless listed. Empty: callbacks are
+    /// off (an Execution asking for one records why it was not sent).
+    #[arg(long, env = "RCE_CALLBACK_ALLOW", default_value = "", value_parser = Policy::parse)]
+    pub callback_allow: Policy,
 
     /// Address of the /metrics and /healthz HTTP server.
     #[arg(long, env = "RCE_METRICS_ADDR", default_value = "127.0.0.1:9464")]
@@ -231,6 +238,10 @@ mod tests {
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(c.cap(), ResolvedLimits::CEILING);
         assert!(c.watched_namespaces().is_empty());
+        assert!(c.callback_allow.is_off());
+        let on = Config::parse_from(["rce-operator", "--callback-allow", "127.0.0.1/32, hooks.example.com"]);
+        assert!(on.callback_allow.admits("x", "127.0.0.1".parse().unwrap()));
+        assert!(Config::try_parse_from(["rce-operator", "--callback-allow", "10.0.0.0/33"]).is_err());
         assert_eq!(c.selector, "!rce.dev/operator");
         assert_eq!(c.sandbox.image_pull_policy.as_str(), "IfNotPresent");
         let never = Config::parse_from(["rce-operator", "--image-pull-policy", "Never"]);

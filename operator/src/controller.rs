@@ -65,6 +65,7 @@ pub struct Context {
     overrides: Mutex<Overrides>,
     wake: UnboundedSender<ObjectRef<Execution>>,
     policies: Mutex<HashSet<String>>,
+    callbacks: crate::callback::Callbacks,
 }
 
 impl Context {
@@ -79,6 +80,7 @@ impl Context {
         metrics: Arc<Metrics>,
         mirror: Mirror,
         wake: UnboundedSender<ObjectRef<Execution>>,
+        callbacks: crate::callback::Callbacks,
     ) -> Self {
         Context {
             client,
@@ -94,6 +96,7 @@ impl Context {
             overrides: Mutex::default(),
             wake,
             policies: Mutex::default(),
+            callbacks,
         }
     }
 
@@ -324,6 +327,7 @@ async fn apply(exec: &Execution, ctx: &Context) -> Result<Action> {
 async fn cleanup(exec: &Execution, ctx: &Context) -> Result<Action> {
     let k = key_of(exec);
     ctx.mirror.remove(&k.namespace, &k.name);
+    ctx.callbacks.forget(exec);
     ctx.done(&k);
     Ok(Action::await_change())
 }
@@ -809,8 +813,10 @@ async fn delete_own_pod(exec: &Execution, name: &str, ctx: &Context) -> Result<(
     }
 }
 
-/// A finished Execution: make sure its sandbox is gone; delete it after the TTL.
+/// A finished Execution: send its result callback (once); make sure its sandbox is gone;
+/// delete it after the TTL.
 async fn finished(exec: &Execution, ctx: &Context) -> Result<Action> {
+    ctx.callbacks.consider(exec, &ctx.client);
     let ns = exec.namespace().unwrap_or_default();
     if let Some(pod) = exec.status.as_ref().and_then(|s| s.pod_name.as_deref()) {
         let cached = ctx.pods.get(&ObjectRef::new(pod).within(&ns));

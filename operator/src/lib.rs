@@ -5,6 +5,7 @@
 //! [`outcome`], [`outputs`], [`status`], [`queue`]. [`controller`] talks to the cluster, [`mirror`] to
 //! Redis, [`metrics`] serves /metrics and /healthz.
 
+pub mod callback;
 pub mod config;
 pub mod controller;
 pub mod decide;
@@ -133,6 +134,7 @@ pub async fn run_until(
         .reconcile_on(wake)
         .graceful_shutdown_on(shutdown);
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
+    let callbacks = callback::Callbacks::new(config.callback_allow.clone());
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
         config.clone(),
@@ -143,6 +145,7 @@ pub async fn run_until(
         metrics.clone(),
         mirror,
         wake_tx,
+        callbacks,
     ));
 
     let g = ctx.clone();

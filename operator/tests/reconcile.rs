@@ -117,6 +117,7 @@ fn context(client: Client, config: Config, executions: &[Execution], pods: &[Pod
         metrics.clone(),
         Mirror::new(metrics),
         wake,
+        rce_operator::callback::Callbacks::new(Default::default()),
     ))
 }
 
