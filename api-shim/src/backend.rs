@@ -37,6 +37,14 @@ pub trait Cluster: Send + Sync + 'static {
     fn pending(&self) -> Option<usize>;
     /// Are the caches synced?
     fn ready(&self) -> bool;
+    /// The bytes of a ConfigMap's `binaryData` entry `key` (an Execution's stored outputs,
+    /// see [`crate::outputs`]); `None` when the ConfigMap or the entry does not exist.
+    fn config_map_bytes(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<Vec<u8>>, BackendError>>;
 }
 
 pub trait StatusStore: Send + Sync + 'static {

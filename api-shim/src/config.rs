@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 
 use clap::Parser;
-use rce_api::{cli::LogFormat, names::is_dns_label, LimitCaps};
+use rce_api::{callback::Policy, cli::LogFormat, names::is_dns_label, LimitCaps};
 
 /// The dev-server origins of the seed's browser frontend (Vite, CRA, the nginx gateway).
 pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:5173,http://127.0.0.1:5173,http://localhost:3000,\
@@ -94,6 +94,13 @@ pub struct Config {
     /// (e.g. `rce.dev/operator=NAME` to route them to a dedicated operator).
     #[arg(long = "execution-label", env = "RCE_SHIM_EXECUTION_LABELS", value_delimiter = ',')]
     pub execution_labels: Vec<String>,
+
+    /// Result-callback destinations (Judge0's `callback_url`), comma separated: `public`,
+    /// CIDRs (`127.0.0.1/32`), host names. Loopback, link-local, private and cluster ranges
+    /// are refused unless listed. Empty (the default): callbacks are off, and a submission
+    /// asking for one is refused. The operator takes the same flag; it makes the call.
+    #[arg(long, env = "RCE_CALLBACK_ALLOW", default_value = "", value_parser = Policy::parse)]
+    pub callback_allow: Policy,
 
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RCE_LOG", default_value = "info,tower_http=info")]
@@ -205,6 +212,18 @@ mod tests {
         assert!(!c.auth);
         assert!(c.cors_origins.iter().any(|o| o == "http://localhost:5173"));
         assert!(c.request_timeout_secs > c.wait_max_secs);
+        assert!(c.callback_allow.is_off(), "callbacks are off unless allowed");
+    }
+
+    #[test]
+    fn the_callback_policy_is_parsed_from_the_flag() {
+        let c = Config::parse_from(["x", "--callback-allow", "127.0.0.1/32, hooks.example.com"]);
+        assert!(c.callback_allow.check_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(c.callback_allow.check_url("http://10.0.0.1/hook").is_err());
+        assert!(Config::try_parse_from(["x", "--callback-allow", "not a host!"]).is_err());
+        let off = Config::defaults().callback_allow;
+        let e = off.check_url("http://127.0.0.1:9000/hook").unwrap_err();
+        assert!(e.0.contains("callbacks are not enabled"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The real cluster: Executions through the Kubernetes API; Runtimes and the pending count
-//! from watch-backed caches (reflectors), never from per-request lists.
+//! The real cluster: Executions (and their output ConfigMaps) through the Kubernetes API;
+//! Runtimes and the pending count from watch-backed caches (reflectors), never from
+//! per-request lists.
 
 use std::{
     sync::{
@@ -10,6 +11,7 @@ use std::{
 };
 
 use futures::{future::BoxFuture, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     api::{Api, PostParams},
     runtime::{reflector, watcher, WatchStreamExt},
@@ -148,5 +150,22 @@ impl Cluster for KubeCluster {
 
     fn ready(&self) -> bool {
         self.runtimes_ready.load(Ordering::Relaxed) && self.executions_ready.load(Ordering::Relaxed)
+    }
+
+    fn config_map_bytes(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<Vec<u8>>, BackendError>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let (name, key) = (name.to_string(), key.to_string());
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, api.get_opt(&name)).await {
+                Ok(Ok(cm)) => Ok(cm.and_then(|cm| cm.binary_data?.remove(&key)).map(|b| b.0)),
+                Ok(Err(e)) => Err(kube_error(e)),
+                Err(_) => Err(BackendError::Unavailable("timed out reading a ConfigMap".into())),
+            }
+        })
     }
 }

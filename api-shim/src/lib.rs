@@ -17,6 +17,7 @@ pub mod error;
 pub mod kube_backend;
 pub mod metrics;
 pub mod openapi;
+pub mod outputs;
 pub mod redis_store;
 pub mod routes;
 pub mod state;

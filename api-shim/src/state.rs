@@ -87,6 +87,12 @@ impl AppState {
         self.config.caps.limits()
     }
 
+    /// Which result-callback destinations are admitted (`--callback-allow`); check a
+    /// submission's URL with `state.callback_policy().check_url(url)`.
+    pub fn callback_policy(&self) -> &rce_api::callback::Policy {
+        &self.config.callback_allow
+    }
+
     pub fn wait_max(&self) -> Duration {
         Duration::from_secs(self.config.wait_max_secs)
     }

@@ -17,6 +17,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A ConfigMap's `binaryData`: key → bytes.
+pub type BinaryData = HashMap<String, Vec<u8>>;
+
 #[derive(Default)]
 pub struct MemoryCluster {
     pub executions: Mutex<HashMap<(String, String), Execution>>,
@@ -25,6 +28,8 @@ pub struct MemoryCluster {
     pub pending: Mutex<Option<usize>>,
     /// When set, every call fails as if the apiserver were down.
     pub down: Mutex<bool>,
+    /// ConfigMaps' `binaryData`, by (namespace, name) then key.
+    pub config_maps: Mutex<HashMap<(String, String), BinaryData>>,
 }
 
 impl MemoryCluster {
@@ -47,6 +52,13 @@ impl MemoryCluster {
     }
     pub fn set_down(&self, down: bool) {
         *lock(&self.down) = down;
+    }
+    /// What the operator does for a large output: a ConfigMap with a `binaryData` entry.
+    pub fn put_config_map(&self, namespace: &str, name: &str, key: &str, bytes: Vec<u8>) {
+        lock(&self.config_maps)
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .insert(key.to_string(), bytes);
     }
 }
 
@@ -97,6 +109,21 @@ impl Cluster for MemoryCluster {
 
     fn ready(&self) -> bool {
         lock(&self.pending).is_some()
+    }
+
+    fn config_map_bytes(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<Vec<u8>>, BackendError>> {
+        let (id, key) = ((namespace.to_string(), name.to_string()), key.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("connection refused".into()));
+            }
+            Ok(lock(&self.config_maps).get(&id).and_then(|m| m.get(&key)).cloned())
+        })
     }
 }
 
