@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::filter;
 use crate::meter::{Meter, Source};
-use crate::output::CappedBuf;
+use crate::output::{Arrival, CappedBuf};
 use crate::protocol::{LimitHit, StageLimits, StageResult};
 use crate::sys;
 
@@ -57,6 +57,9 @@ pub struct StageSpec<'a> {
     /// Let what the main process leaves behind run on for [`LEFTOVER_GRACE`] (the run
     /// stage); a compiler's leftovers are killed at once.
     pub leftover_grace: bool,
+    /// The program's stderr is its stdout: one pipe, so the order of their writes is kept,
+    /// and the result's stderr is empty (the compile stage, and a run stage asked to).
+    pub merge_stderr: bool,
 }
 
 /// Runs one stage. `Err` means the stage could not be started (not a property of the
@@ -78,8 +81,19 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         .env("TMPDIR", spec.tmp_dir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::piped());
+    // One pipe for both streams when they are merged: the read end is the runner's, the
+    // write end the program's fd 1 and 2 (the command's copies are closed after the spawn,
+    // so that end-of-file comes when the program's copies are gone).
+    let merged_read = if spec.merge_stderr {
+        let (read, write) = sys::pipe().map_err(|e| format!("cannot create the output pipe: {e}"))?;
+        let write2 = write.try_clone().map_err(|e| format!("cannot create the output pipe: {e}"))?;
+        cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
+        Some(read)
+    } else {
+        cmd.stderr(Stdio::piped());
+        None
+    };
     // SAFETY: `apply` and `install` only make async-signal-safe system calls and do not
     // allocate (the filter program was built before the fork).
     unsafe {
@@ -94,18 +108,28 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     let meter = Meter::start(spec.source, &[spec.work_dir, spec.tmp_dir])?;
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    drop(cmd); // (closes the runner's copies of a merged pipe's write end)
     let pid = child.id() as libc::pid_t;
-    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let pipes = (child.stdin.take(), child.stdout.take().map(OwnedFd::from), child.stderr.take());
     drop(child); // std's handle neither waits nor kills; the runner reaps with wait4 below
-    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+    let (Some(stdin), Some(stdout)) = (pipes.0, pipes.1.or(merged_read)) else {
         sys::kill_program(pid);
         return Err("child pipes missing".into());
+    };
+    let stderr = match pipes.2 {
+        Some(fd) => Some(Capture::new(OwnedFd::from(fd), limits.output_bytes)),
+        None if spec.merge_stderr => None,
+        None => {
+            sys::kill_program(pid);
+            return Err("child pipes missing".into());
+        }
     };
 
     let mut io = Pipes {
         stdin: Some(StdinFeed { fd: OwnedFd::from(stdin), data: spec.stdin, written: 0 }),
-        out: Capture::new(OwnedFd::from(stdout), limits.output_bytes),
-        err: Capture::new(OwnedFd::from(stderr), limits.output_bytes),
+        out: Capture::new(stdout, limits.output_bytes),
+        err: stderr,
+        arrival: Arrival::default(),
     };
     if let Err(e) = io.set_nonblocking() {
         sys::kill_program(pid);
@@ -184,7 +208,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
                     None
                 };
             }
-            if io.out.buf.truncated() || io.err.buf.truncated() {
+            if io.truncated() {
                 hit = Some(LimitHit::Output);
             } else if hit.is_none() && now >= deadline && main_done.is_none() {
                 hit = Some(LimitHit::WallTime);
@@ -221,7 +245,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     cleanup(pid, &mut peak_kib);
     io.stdin = None;
     let drain_deadline = Instant::now() + CLEANUP_TIME;
-    while io.out.reading() || io.err.reading() {
+    while io.reading() {
         let now = Instant::now();
         if now >= drain_deadline {
             break;
@@ -246,7 +270,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         _ => (None, None),
     };
     let file_size_limit = limits.file_size_kib.saturating_mul(1024);
-    let truncated = io.out.buf.truncated() || io.err.buf.truncated();
+    let truncated = io.truncated();
     let limit = classify(&Facts {
         // A program that wrote too much and exited before the runner could kill it still
         // exceeded the output limit.
@@ -264,7 +288,8 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         },
     });
     let (stdout, stdout_truncated) = io.out.buf.into_bytes();
-    let (stderr, stderr_truncated) = io.err.buf.into_bytes();
+    let (stderr, stderr_truncated) = io.err.map_or((Vec::new(), false), |c| c.buf.into_bytes());
+    let arrival = io.arrival.finish(stdout.len(), stderr.len());
     Ok(StageResult {
         exit_code,
         signal,
@@ -278,7 +303,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         memory_kib: peak_kib,
         peak_tasks,
         limit,
-        arrival: Vec::new(),
+        arrival,
     })
 }
 
@@ -298,6 +323,38 @@ fn cleanup(pgid: libc::pid_t, peak_kib: &mut u64) {
         }
         if Instant::now() >= until {
             return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Before a stage that repeats the previous one: kills and reaps whatever is left of
+/// earlier stages (each stage already did; this makes sure), and says whether nothing is
+/// left, by the same count of tasks the stages are measured with (bounded by
+/// [`CLEANUP_TIME`]).
+pub fn settle(source: &Source) -> bool {
+    let until = Instant::now() + CLEANUP_TIME;
+    loop {
+        sys::kill_program(0);
+        let mut children = true;
+        loop {
+            match sys::wait_any_nohang() {
+                sys::Waited::Reaped { .. } => {}
+                sys::Waited::NoneReady => break,
+                sys::Waited::NoChildren => {
+                    children = false;
+                    break;
+                }
+            }
+        }
+        // (Process group -1 is nobody's: outside a container of its own, the runner's
+        // children are all there is to look for.)
+        let tasks = Meter::start(source, &[]).ok().and_then(|m| m.sample(-1)).map(|u| u.tasks);
+        if !children && tasks == Some(0) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -336,7 +393,7 @@ pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
         // ticks, rusage scaling); a program that sends it to itself early is just killed by a
         // signal.
         Some(libc::SIGXCPU) if f.cpu_ms.saturating_mul(2) >= f.limits.cpu_time_ms => {
-            return Some(LimitHit::CpuTime)
+            return Some(LimitHit::CpuTime);
         }
         Some(libc::SIGXFSZ) => return Some(LimitHit::FileSize),
         Some(libc::SIGKILL) if f.oom_killed => return Some(LimitHit::Memory),
@@ -411,8 +468,9 @@ impl Capture {
         !self.eof && !self.buf.truncated()
     }
 
-    /// Reads what is available without blocking, never more than one byte past the cap.
-    fn read_available(&mut self) {
+    /// Reads what is available without blocking, never more than one byte past the cap;
+    /// records the kept bytes in `arrival` as stderr's or stdout's.
+    fn read_available(&mut self, arrival: &mut Arrival, stderr: bool) {
         let mut chunk = [0u8; CHUNK];
         while self.reading() {
             let want = self.buf.read_size(CHUNK);
@@ -421,7 +479,7 @@ impl Capture {
             match n {
                 0 => self.eof = true,
                 n if n > 0 => {
-                    self.buf.push(&chunk[..n as usize]);
+                    arrival.record(stderr, self.buf.push_kept(&chunk[..n as usize]));
                 }
                 _ => match std::io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => {}
@@ -436,7 +494,9 @@ impl Capture {
 struct Pipes<'a> {
     stdin: Option<StdinFeed<'a>>,
     out: Capture,
-    err: Capture,
+    /// `None` when stderr is merged into stdout.
+    err: Option<Capture>,
+    arrival: Arrival,
 }
 
 impl Pipes<'_> {
@@ -445,7 +505,20 @@ impl Pipes<'_> {
             sys::set_nonblocking(s.fd.as_raw_fd())?;
         }
         sys::set_nonblocking(self.out.fd.as_raw_fd())?;
-        sys::set_nonblocking(self.err.fd.as_raw_fd())
+        match &self.err {
+            Some(e) => sys::set_nonblocking(e.fd.as_raw_fd()),
+            None => Ok(()),
+        }
+    }
+
+    /// Some output is still worth reading.
+    fn reading(&self) -> bool {
+        self.out.reading() || self.err.as_ref().is_some_and(Capture::reading)
+    }
+
+    /// stdout or stderr went past the cap.
+    fn truncated(&self) -> bool {
+        self.out.buf.truncated() || self.err.as_ref().is_some_and(|e| e.buf.truncated())
     }
 
     /// One `poll(2)` round over the self-pipe and the open pipes, then moves data.
@@ -456,7 +529,8 @@ impl Pipes<'_> {
             idx[0] = Some(fds.len());
             fds.push(libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
         }
-        for (i, c) in [(1, &self.out), (2, &self.err)] {
+        for (i, c) in [(1, Some(&self.out)), (2, self.err.as_ref())] {
+            let Some(c) = c else { continue };
             if c.reading() {
                 idx[i] = Some(fds.len());
                 fds.push(libc::pollfd { fd: c.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
@@ -476,10 +550,12 @@ impl Pipes<'_> {
             self.feed_stdin();
         }
         if ready(1) {
-            self.out.read_available();
+            self.out.read_available(&mut self.arrival, false);
         }
         if ready(2) {
-            self.err.read_available();
+            if let Some(err) = &mut self.err {
+                err.read_available(&mut self.arrival, true);
+            }
         }
     }
 

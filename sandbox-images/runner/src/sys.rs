@@ -32,6 +32,9 @@ pub struct ChildSetup {
     pub nproc: (u64, u64),
     pub fsize: (u64, u64),
     pub nofile: (u64, u64),
+    /// RLIMIT_STACK, soft = hard: the program's main-thread stack (and the default of its
+    /// threads' stacks in most runtimes).
+    pub stack: (u64, u64),
 }
 
 /// Open files per process of a stage. Files are a node-wide resource (`fs.file-max`), so a
@@ -55,11 +58,13 @@ impl ChildSetup {
         };
         let nproc = l.processes.saturating_add(RUNNER_TASKS + NPROC_HEADROOM);
         let fsize = l.file_size_kib.saturating_mul(1024);
+        let stack = l.stack_kib.saturating_mul(1024);
         ChildSetup {
             cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft + 1),
             nproc: clamp(libc::RLIMIT_NPROC, nproc, nproc),
             fsize: clamp(libc::RLIMIT_FSIZE, fsize, fsize),
             nofile: clamp(libc::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
+            stack: clamp(libc::RLIMIT_STACK, stack, stack),
         }
     }
 
@@ -81,6 +86,8 @@ impl ChildSetup {
             set_rlimit(libc::RLIMIT_FSIZE, self.fsize)?;
             set_rlimit(libc::RLIMIT_NPROC, self.nproc)?;
             set_rlimit(libc::RLIMIT_NOFILE, self.nofile)?;
+            // Set before exec: the kernel lays out the new program's stack under it.
+            set_rlimit(libc::RLIMIT_STACK, self.stack)?;
             let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
@@ -345,6 +352,17 @@ pub fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
 }
 
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid pointer to two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Sets `O_NONBLOCK` on a pipe end.
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own.
@@ -426,6 +444,11 @@ mod tests {
         assert_eq!(s.nproc, (13, 13), "the runner's own task, a pause's and one of headroom are added");
         assert_eq!(s.fsize, (1024 * 1024, 1024 * 1024));
         assert_eq!(s.nofile, (OPEN_FILES, OPEN_FILES));
+        assert_eq!(s.stack, (8 * 1024 * 1024, 8 * 1024 * 1024), "the stage's stackKiB, soft and hard");
+        let big = StageLimits { stack_kib: 256 * 1024, ..limits(1000) };
+        assert_eq!(ChildSetup::clamped(&big, |_| u64::MAX).stack, (256 << 20, 256 << 20));
+        let unlimited = StageLimits { stack_kib: u64::MAX, ..limits(1000) };
+        assert_eq!(ChildSetup::clamped(&unlimited, |_| u64::MAX).stack, (u64::MAX, u64::MAX));
         assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (2, 3));
         assert_eq!(ChildSetup::clamped(&limits(0), |_| u64::MAX).cpu, (1, 2));
     }
@@ -436,6 +459,7 @@ mod tests {
         assert_eq!(s.cpu, (5, 5));
         assert_eq!(s.nproc, (4, 4));
         assert_eq!(s.fsize, (4, 4));
+        assert_eq!(s.stack, (4, 4));
     }
 
     #[test]

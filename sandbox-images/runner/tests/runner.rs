@@ -374,8 +374,11 @@ fn compile_failure_stops_before_running() {
     assert_eq!(r.outcome, Outcome::CompileError, "{r:#?}");
     let compile = r.compile.as_ref().expect("compile stage");
     assert_eq!(compile.exit_code, Some(1));
-    assert_eq!(s(&compile.stderr), "bad\n");
+    // The compiler's stderr is in its stdout (Judge0's --stderr-to-stdout).
+    assert_eq!(s(&compile.stdout), "bad\n");
+    assert_eq!(s(&compile.stderr), "");
     assert!(r.run.is_none());
+    assert_eq!(r.runs, 0, "the program never ran");
     assert!(!sb.work().join("ran.txt").exists());
 }
 
@@ -748,4 +751,243 @@ readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2"#;
     // parse_output has checked that the runner printed exactly its one sealed line: the
     // writes above went nowhere.
     assert_eq!(s(&run.stdout), "/dev/null\n/dev/null\n", "{run:?}");
+}
+
+/// `stackKiB` is the RLIMIT_STACK (soft and hard) of each stage's program: a recursion that
+/// needs more than the usual 8 MiB succeeds under a larger limit and fails under 8 MiB.
+#[test]
+fn the_stack_limit_is_each_stages_stack_kib() {
+    let sb = Sandbox::new();
+    let mut req = sh("ulimit -s; ulimit -Hs");
+    req.limits.stack_kib = 65536;
+    req.compile = Some(vec!["sh".into(), "-c".into(), "ulimit -s; ulimit -Hs".into()]);
+    req.compile_limits = Some(StageLimits { stack_kib: 12345, ..limits() });
+    let (r, _) = sb.run(&req);
+    assert_eq!(s(&r.compile.as_ref().expect("compile").stdout), "12345\n12345\n", "{r:#?}");
+    assert_eq!(s(&ran(&r).stdout), "65536\n65536\n", "{r:#?}");
+
+    // dash parses (and runs) nested groups recursively on the C stack: 100000 levels need
+    // more than 8 MiB of stack.
+    let deep = |stack_kib| RunRequest {
+        files: vec![file(
+            "deep.sh",
+            &format!("{}echo deep; {}", "{ ".repeat(100_000), "}; ".repeat(100_000)),
+        )],
+        run: vec!["sh".into(), "{file}".into()],
+        limits: StageLimits { stack_kib, ..limits() },
+        ..sh("")
+    };
+    let (r, _) = Sandbox::new().run(&deep(64 * 1024));
+    let run = ran(&r);
+    assert_eq!((run.exit_code, s(&run.stdout).as_str()), (Some(0), "deep\n"), "{run:?}");
+    let (r, _) = Sandbox::new().run(&deep(8 * 1024));
+    let run = ran(&r);
+    assert_eq!(run.signal_name.as_deref(), Some("SIGSEGV"), "{run:?}");
+}
+
+#[test]
+fn stderr_redirected_to_stdout_keeps_the_order_in_stdout() {
+    let sb = Sandbox::new();
+    let script = "echo a; echo b >&2; echo c; echo d >&2";
+    let mut req = sh(script);
+    req.redirect_stderr_to_stdout = true;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(s(&run.stdout), "a\nb\nc\nd\n", "{run:?}");
+    assert_eq!(s(&run.stderr), "", "{run:?}");
+    assert_eq!(run.arrival, vec![8], "{run:?}");
+    // The cap applies to the one stream.
+    req.limits.output_bytes = 5;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!((s(&run.stdout).as_str(), run.limit), ("a\nb\nc", Some(LimitHit::Output)), "{run:?}");
+    // Without it, two streams.
+    let (r, _) = sb.run(&sh(script));
+    let run = ran(&r);
+    assert_eq!((s(&run.stdout).as_str(), s(&run.stderr).as_str()), ("a\nc\n", "b\nd\n"), "{run:?}");
+}
+
+/// The compile stage always has one stream: the compiler's messages in the order written.
+#[test]
+fn compile_output_is_one_stream_in_order() {
+    let sb = Sandbox::new();
+    let mut req = sh("echo ran; echo err >&2");
+    let mut script = String::new();
+    for i in 0..200 {
+        script.push_str(&format!("echo out{i}; echo err{i} >&2; "));
+    }
+    req.compile = Some(vec!["sh".into(), "-c".into(), script]);
+    let (r, _) = sb.run(&req);
+    let compile = r.compile.as_ref().expect("compile");
+    let expected: String = (0..200).map(|i| format!("out{i}\nerr{i}\n")).collect();
+    assert_eq!(s(&compile.stdout), expected);
+    assert_eq!(s(&compile.stderr), "");
+    assert!(!compile.stdout_truncated);
+    // The run stage keeps its two streams.
+    let run = ran(&r);
+    assert_eq!((s(&run.stdout).as_str(), s(&run.stderr).as_str()), ("ran\n", "err\n"));
+}
+
+/// `arrival` records the order of stdout and stderr as they came.
+#[test]
+fn arrival_records_the_order_of_stdout_and_stderr() {
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&sh("echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c"));
+    let run = ran(&r);
+    assert_eq!(run.arrival, vec![2, -2, 2], "{run:?}");
+    let (r, _) = sb.run(&sh("echo only"));
+    assert_eq!(ran(&r).arrival, vec![5]);
+    let (r, _) = sb.run(&sh("true"));
+    assert_eq!(ran(&r).arrival, Vec::<i64>::new());
+
+    // Only kept bytes count: past the cap, the sums are still the kept lengths.
+    let mut req = sh("printf 1234567890; sleep 0.05; printf abc >&2; sleep 0.05; yes");
+    req.limits.output_bytes = 5;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!(run.limit, Some(LimitHit::Output), "{run:?}");
+    assert_eq!(s(&run.stdout), "12345");
+    let sums =
+        |a: &[i64]| (a.iter().filter(|n| **n > 0).sum::<i64>(), -a.iter().filter(|n| **n < 0).sum::<i64>());
+    assert_eq!(sums(&run.arrival), (run.stdout.len() as i64, run.stderr.len() as i64), "{run:?}");
+
+    // Many switches between the streams: at most MAX_ARRIVAL entries, the sums exact.
+    let (r, _) = sb.run(&sh("i=0; while [ $i -lt 3000 ]; do echo o; echo e >&2; i=$((i+1)); done"));
+    let run = ran(&r);
+    assert_eq!((run.stdout.len(), run.stderr.len()), (6000, 6000));
+    assert!(run.arrival.len() <= rce_runner::protocol::MAX_ARRIVAL, "{}", run.arrival.len());
+    assert_eq!(sums(&run.arrival), (6000, 6000));
+}
+
+/// A request's `runs`: the compile stage once, the run stage up to `runs` times, each from
+/// the work dir and /tmp as they were after compiling, nothing of the previous run running.
+#[test]
+fn repeated_runs_start_from_a_clean_slate() {
+    let sb = Sandbox::new();
+    // `../` is the test's sandbox root, outside the work dir: a log the runs share.
+    let script = r#"echo "$(ls -A | tr '\n' ' ')| $(cat count 2>/dev/null) | $(ls -A "$TMPDIR" | tr '\n' ' ')" >> ../views
+for p in $(cat ../pids 2>/dev/null); do kill -0 $p 2>/dev/null && echo "ALIVE $p" >> ../views; done
+echo x >> count; rm main.sh; mkdir made; echo t > "$TMPDIR/t"; chmod 0 made
+echo changed > a.out; setsid sleep 100 > /dev/null 2>&1 & echo $! >> ../pids
+echo done"#;
+    let mut req = sh("");
+    req.files = vec![file("main.sh", script)];
+    req.compile =
+        Some(vec!["sh".into(), "-c".into(), "echo compiled >> ../compiles; echo bin > a.out".into()]);
+    req.run = vec!["sh".into(), "{file}".into()];
+    req.runs = 3;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!((r.runs, s(&run.stdout).as_str(), run.exit_code), (3, "done\n", Some(0)), "{r:#?}");
+    let views = std::fs::read_to_string(sb.root.join("views")).expect("views");
+    assert_eq!(views, "a.out main.sh |  | \n".repeat(3), "every run saw the dirs as after compiling");
+    let compiles = std::fs::read_to_string(sb.root.join("compiles")).expect("compiles");
+    assert_eq!(compiles, "compiled\n", "the compile stage ran once");
+    assert_eq!(std::fs::read_to_string(sb.work().join("a.out")).expect("a.out"), "changed\n");
+    let pids = std::fs::read_to_string(sb.root.join("pids")).expect("pids");
+    assert_eq!(pids.lines().count(), 3);
+    for pid in pids.lines() {
+        assert!(!alive(pid.parse().expect("pid")), "{pid} survived");
+    }
+    // One run (the default) leaves the dirs as the program left them.
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&RunRequest { runs: 1, ..sh("echo x >> count; echo ok") });
+    assert_eq!((r.runs, s(&ran(&r).stdout).as_str()), (1, "ok\n"));
+    assert_eq!(std::fs::read_to_string(sb.work().join("count")).expect("count"), "x\n");
+}
+
+#[test]
+fn repeated_runs_stop_at_the_first_failure_or_limit() {
+    let count = "n=$(($(cat ../n 2>/dev/null || echo 0) + 1)); echo $n > ../n; echo run $n";
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&RunRequest { runs: 5, ..sh(&format!("{count}; [ $n -lt 2 ]")) });
+    let run = ran(&r);
+    assert_eq!((r.runs, run.exit_code, s(&run.stdout).as_str()), (2, Some(1), "run 2\n"), "{r:#?}");
+
+    let sb = Sandbox::new();
+    let mut req = RunRequest { runs: 5, ..sh(&format!("{count}; [ $n -lt 3 ] || yes")) };
+    req.limits.output_bytes = 1000;
+    let (r, _) = sb.run(&req);
+    let run = ran(&r);
+    assert_eq!((r.runs, run.limit), (3, Some(LimitHit::Output)), "{r:#?}");
+
+    // All succeed: as many as asked; runs beyond 20 are 20.
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&RunRequest { runs: 4, ..sh(count) });
+    assert_eq!((r.runs, s(&ran(&r).stdout).as_str()), (4, "run 4\n"), "{r:#?}");
+    let sb = Sandbox::new();
+    let (r, _) = sb.run(&RunRequest { runs: 25, ..sh(count) });
+    assert_eq!(r.runs, 20, "{r:#?}");
+
+    // A compile error: the program never ran.
+    let sb = Sandbox::new();
+    let mut req = RunRequest { runs: 3, ..sh(count) };
+    req.compile = Some(vec!["false".into()]);
+    let (r, _) = sb.run(&req);
+    assert_eq!((r.outcome, r.runs), (Outcome::CompileError, 0), "{r:#?}");
+}
+
+/// The result's figures are the averages over the runs made; the rest is the last run's.
+#[test]
+fn repeated_runs_report_average_times() {
+    let sb = Sandbox::new();
+    // Run k sleeps 0.2·k s: 0.2, then 0.4: on average 0.3.
+    let script = "n=$(($(cat ../n 2>/dev/null || echo 0) + 1)); echo $n > ../n; sleep 0.$((2 * n)); echo $n";
+    let (r, _) = sb.run(&RunRequest { runs: 2, ..sh(script) });
+    let run = ran(&r);
+    assert_eq!((r.runs, s(&run.stdout).as_str()), (2, "2\n"), "{r:#?}");
+    assert!((280..380).contains(&run.wall_time_ms), "the average of ~200 and ~400 ms: {run:?}");
+}
+
+/// The ceiling of the output limit: 4 MiB of stdout and 4 MiB of stderr are captured
+/// whole and the result line (about 11 MiB) is sealed and opens.
+#[test]
+fn four_mib_of_stdout_and_of_stderr_fit_in_the_result() {
+    let sb = Sandbox::new();
+    let cap = rce_api::ResolvedLimits::CEILING.output_bytes;
+    assert_eq!(cap, 4 * 1024 * 1024);
+    let mut req = sh("head -c 4194304 /dev/zero | tr '\\0' o; head -c 4194304 /dev/zero | tr '\\0' e >&2");
+    req.limits.output_bytes = cap;
+    let out = sb.command(&req, &[]).output().expect("start rce-runner");
+    let r = parse_output(&out);
+    let run = ran(&r);
+    assert_eq!((run.stdout.len(), run.stderr.len()), (4 << 20, 4 << 20));
+    assert!(run.stdout.iter().all(|b| *b == b'o') && run.stderr.iter().all(|b| *b == b'e'));
+    assert_eq!(
+        (run.limit, run.stdout_truncated, run.stderr_truncated),
+        (None, false, false),
+        "{:?}",
+        run.limit
+    );
+    // 8 MiB of base64 is 10.67 MiB: the line is above the kubelet's usual 10 MiB rotation
+    // size (see the runner's README).
+    assert!(out.stdout.len() > 10 << 20 && out.stdout.len() < 11 << 20, "{}", out.stdout.len());
+    // One byte more is the output limit.
+    let mut req = sh("head -c 4194305 /dev/zero");
+    req.limits.output_bytes = cap;
+    let (r, _) = sb.run(&req);
+    assert_eq!(ran(&r).limit, Some(LimitHit::Output));
+}
+
+/// Output goes to pipes, which RLIMIT_FSIZE does not limit: more than 64 KiB of output with
+/// a 1 MiB output cap is accepted whatever the file-size limit (no SIGXFSZ).
+#[test]
+fn output_above_64_kib_is_no_file_size_matter() {
+    let sb = Sandbox::new();
+    for file_size_kib in [1024, 64, 1] {
+        let mut req = sh("head -c 300000 /dev/zero | tr '\\0' x; head -c 200000 /dev/zero | tr '\\0' y >&2");
+        req.limits.output_bytes = 1024 * 1024;
+        req.limits.file_size_kib = file_size_kib;
+        let (r, _) = sb.run(&req);
+        let run = ran(&r);
+        assert_eq!(
+            (run.exit_code, run.signal_name.as_deref(), run.limit),
+            (Some(0), None, None),
+            "{file_size_kib}"
+        );
+        assert_eq!((run.stdout.len(), run.stderr.len()), (300_000, 200_000));
+    }
+    // With the 64 KiB default output cap, the same program is over the output limit.
+    let (r, _) = sb.run(&sh("head -c 300000 /dev/zero"));
+    assert_eq!(ran(&r).limit, Some(LimitHit::Output));
 }
