@@ -1,28 +1,74 @@
-//! A Judge0 CE 1.13.1 compatible surface: `/submissions` (with `base64_encoded`, `wait`,
-//! `fields`), `/submissions/batch`, `/languages`, `/statuses`, `/about`, `/version`,
-//! `/config_info`.
+//! A Judge0 CE 1.13.1 compatible surface: `/submissions` (create, `wait=true`,
+//! `base64_encoded`, `fields`, the paginated list, show, delete), `/submissions/batch`,
+//! `/languages` (`/all`, `/{id}`), `/statuses`, `/system_info`, `/config_info`, `/statistics`,
+//! `/workers`, `/isolate`, `/about`, `/version`, `/license`, `/authenticate`, `/authorize`.
 //!
-//! Mapping of rce's verdicts onto Judge0's status ids (Judge0 reads them from isolate):
-//! Pending → 1 In Queue, Processing → 2, Accepted → 3, WrongAnswer → 4,
-//! TimeLimitExceeded → 5, CompilationError → 6, RuntimeError by signal: SIGSEGV → 7,
-//! SIGXFSZ → 8, SIGFPE → 9, SIGABRT → 10, any other signal → 12, a non-zero exit without a
-//! signal → 11 (NZEC). Judge0 has no memory or output verdicts: isolate reports a memory
-//! overrun as a kill by signal, so MemoryLimitExceeded → 12 "Runtime Error (Other)"; output is
-//! capped by the file-size limit, so OutputLimitExceeded → 8 (SIGXFSZ). `message` carries
-//! rce's precise reason in both cases. InternalError and Cancelled (phase Failed) → 13.
+//! The rendering of a submission (statuses from rce's verdicts as isolate would report them,
+//! exit codes, messages, null semantics, base64, times) is the domain core's
+//! ([`rce_api::judge0`]), shared with the operator's result callbacks.
 //!
-//! Limits: `cpu_time_limit` and `wall_time_limit` in seconds → ms; `memory_limit` in KB →
-//! MiB (rounded up); `max_processes_and_or_threads` → processes; `max_file_size` in KB →
-//! KiB. `cpu_extra_time`, `stack_limit` and `number_of_runs` are validated and otherwise
-//! ignored; `redirect_stderr_to_stdout`, `compiler_options`, `callback_url` and
-//! `additional_files` are accepted and ignored; `enable_network: true` is refused.
+//! Attributes → the Execution: `cpu_time_limit`, `wall_time_limit` (s → ms), `memory_limit`
+//! (KB → MiB, rounded up), `stack_limit` (KB → `limits.stackKiB`, default 64000),
+//! `max_processes_and_or_threads`, `max_file_size` (KB → `limits.fileSizeKiB` and
+//! `limits.outputBytes` = KB × 1024: upstream's output cap is the file-size limit; default
+//! 1024), `number_of_runs` → `runs` (1..=20), `redirect_stderr_to_stdout`,
+//! `compiler_options` (split on white space, each checked against the Runtime's allow-list),
+//! `command_line_arguments` (split like a shell), `callback_url` → `callback {url, format:
+//! judge0}` (checked against `--callback-allow`), `additional_files` (a base64 zip, extracted
+//! here into `files` beside the source, see [`zipfiles`]), language 89 (the zip's `compile`
+//! and `run` scripts, Runtime `multi`). Refused with upstream's words: `enable_network: true`,
+//! `enable_per_process_and_thread_time_limit: true` and `…_memory_limit: true` (rce limits
+//! the whole program, as upstream does with its defaults), `cpu_extra_time` above 0 (rce
+//! stops a program at its CPU limit: no extra time).
 //!
-//! Files: [`status`] (the status table and an Execution's status in it), [`fields`] (the
-//! field table and rendering), [`parse`] (a raw submission validated into a `Submission`),
-//! [`args`] (shell-style argument splitting), [`handlers`].
+//! Files: [`status`] (the status table), [`fields`] (the field table and rendering, over the
+//! core's), [`parse`] (a raw submission validated into a [`parse::Judge0Submission`]),
+//! [`zipfiles`] (safe extraction of `additional_files`), [`args`] (shell-style argument
+//! splitting), [`handlers`].
 
 pub mod args;
 pub mod fields;
 pub mod handlers;
 pub mod parse;
 pub mod status;
+pub mod zipfiles;
+
+use axum::{middleware, response::Response};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::require_tenant,
+    error::{Flavor, render},
+    state::AppState,
+};
+
+/// Every Judge0 route with its documentation: those above `route_layer(auth)` need
+/// credentials (when auth is on), the rest are public.
+// TODO(judge0): shim-common, please replace the `let judge0 = ...` block of
+// `routes::table` with `let judge0 = judge0::routes(state);` so that the new routes
+// (GET /submissions, /system_info, /statistics, /workers, /isolate, /license,
+// /authenticate, /authorize) are served.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    use handlers as j;
+    let auth = middleware::from_fn_with_state(state.clone(), require_tenant);
+    OpenApiRouter::default()
+        .routes(routes!(j::create, j::index))
+        .routes(routes!(j::batch_create, j::batch_get))
+        .routes(routes!(j::get_one, j::delete_one))
+        .route_layer(auth)
+        .routes(routes!(j::authenticate))
+        .routes(routes!(j::authorize_route))
+        .routes(routes!(j::languages))
+        .routes(routes!(j::languages_all))
+        .routes(routes!(j::language))
+        .routes(routes!(j::statuses))
+        .routes(routes!(j::about))
+        .routes(routes!(j::version))
+        .routes(routes!(j::license))
+        .routes(routes!(j::isolate))
+        .routes(routes!(j::config_info))
+        .routes(routes!(j::system_info))
+        .routes(routes!(j::statistics))
+        .routes(routes!(j::workers))
+        .layer(middleware::map_response(|r: Response| render(Flavor::Judge0, r)))
+}

@@ -1,27 +1,40 @@
-//! A Judge0 submission as sent ([`RawSubmission`]), validated into a [`Submission`] or into
-//! Judge0-style field errors (`{"field": ["message", ...]}`, answered with 422).
+//! A Judge0 submission as sent ([`RawSubmission`]), validated into a [`Judge0Submission`] or
+//! into Judge0-style field errors (`{"field": ["message", ...]}`, answered with 422), with
+//! upstream's validations and words (`app/models/submission.rb`).
 //!
-//! Judge0 is lenient about types: numbers may come as numeric strings, a non-string text
-//! field is taken as its JSON text, a non-string `command_line_arguments` is ignored, and
-//! unknown keys (`redirect_stderr_to_stdout`, `compiler_options`, `callback_url`,
-//! `additional_files`, ...) are accepted and ignored. `enable_network: true` is refused.
+//! Judge0 is lenient about types: numbers may come as numeric strings, booleans as Rails
+//! reads them (`"true"`, `"1"`, `"on"`, …), a non-string text field is taken as its JSON text,
+//! a non-string `command_line_arguments` is ignored, base64 is decoded as Ruby's `decode64`
+//! does (never failing). Keys upstream does not know are ignored.
 
 use std::sync::Arc;
 
-use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use rce_api::{
-    limits::units::judge0 as units, FileEncoding, LimitError, Limits, ResolvedLimits, Runtime, SourceFile,
+    Callback, CallbackFormat, FileEncoding, LimitError, LimitField, Limits, MAX_RUNS, ResolvedLimits,
+    Runtime, SourceFile,
+    judge0::{ADDITIONAL_FILES_ANNOTATION, COMPILER_OPTIONS_ANNOTATION, MULTI_FILE_LANGUAGE_ID, decode64},
+    limits::units::judge0 as units,
+    options,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::args::split_args;
+use super::{args::split_args, zipfiles};
 use crate::{
     catalog,
     error::Flavor,
     routes::raw::{self, Loose},
-    submit::{Program, Submission, JUDGE0_ID_ANNOTATION},
+    submit::{JUDGE0_ID_ANNOTATION, Program, Submission},
 };
+
+/// Upstream's default `max_file_size` (KB), which is also its output cap.
+pub const DEFAULT_MAX_FILE_SIZE_KB: u64 = 1024;
+/// Longest `compiler_options` and `command_line_arguments` (upstream's length validations).
+pub const MAX_OPTIONS_TEXT: usize = 512;
+/// Largest `additional_files` kept (as given) to be answered back; a larger zip is still
+/// extracted and run, and answered as null.
+pub const MAX_KEPT_ZIP: usize = 96 * 1024;
 
 /// A number as Judge0 takes it: a JSON number or a numeric string.
 #[derive(Debug, Deserialize)]
@@ -31,31 +44,52 @@ enum Numeric {
     Text(String),
 }
 
-/// A boolean as Judge0 takes it: `true` or `"true"`.
+/// A boolean as Rails casts it.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Switch {
     Bool(bool),
+    Number(f64),
     Text(String),
 }
 
-/// The fields of a submission that rce reads.
+impl Switch {
+    /// ActiveModel's boolean cast: `None` for "" (nil), false for its FALSE_VALUES, else true.
+    fn value(&self) -> Option<bool> {
+        match self {
+            Switch::Bool(b) => Some(*b),
+            Switch::Number(n) => Some(*n != 0.0),
+            Switch::Text(t) if t.is_empty() => None,
+            Switch::Text(t) => {
+                Some(!matches!(t.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "off" | "OFF"))
+            }
+        }
+    }
+}
+
+/// The fields of a submission that upstream permits.
 #[derive(Debug, Deserialize)]
 pub struct RawSubmission {
     source_code: Option<Loose<String>>,
     language_id: Option<Loose<Numeric>>,
+    compiler_options: Option<Loose<String>>,
+    command_line_arguments: Option<Loose<String>>,
+    number_of_runs: Option<Loose<Numeric>>,
     stdin: Option<Loose<String>>,
     expected_output: Option<Loose<String>>,
     cpu_time_limit: Option<Loose<Numeric>>,
+    cpu_extra_time: Option<Loose<Numeric>>,
     wall_time_limit: Option<Loose<Numeric>>,
     memory_limit: Option<Loose<Numeric>>,
-    max_processes_and_or_threads: Option<Loose<Numeric>>,
-    max_file_size: Option<Loose<Numeric>>,
-    cpu_extra_time: Option<Loose<Numeric>>,
     stack_limit: Option<Loose<Numeric>>,
-    number_of_runs: Option<Loose<Numeric>>,
+    max_processes_and_or_threads: Option<Loose<Numeric>>,
+    enable_per_process_and_thread_time_limit: Option<Loose<Switch>>,
+    enable_per_process_and_thread_memory_limit: Option<Loose<Switch>>,
+    max_file_size: Option<Loose<Numeric>>,
+    redirect_stderr_to_stdout: Option<Loose<Switch>>,
+    callback_url: Option<Loose<String>>,
+    additional_files: Option<Loose<String>>,
     enable_network: Option<Loose<Switch>>,
-    command_line_arguments: Option<Loose<String>>,
 }
 
 /// A batch: `{"submissions": [submission, ...]}`.
@@ -67,6 +101,39 @@ struct RawBatch {
 /// The submissions of a batch body (none when it has no `submissions` array).
 pub fn batch_items(body: &Value) -> Vec<Value> {
     raw::object::<RawBatch>(body).and_then(|b| b.submissions).and_then(Loose::valid).unwrap_or_default()
+}
+
+/// What the Judge0 surface needs besides the common [`Submission`]: the spec fields it sets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub redirect_stderr_to_stdout: bool,
+    pub compiler_options: Vec<String>,
+    pub runs: Option<u32>,
+    pub callback: Option<Callback>,
+}
+
+impl Extras {
+    /// Put them into the Execution's spec.
+    pub fn apply(&self, spec: &mut rce_api::ExecutionSpec) {
+        spec.redirect_stderr_to_stdout = self.redirect_stderr_to_stdout;
+        spec.compiler_options = self.compiler_options.clone();
+        spec.runs = self.runs;
+        spec.callback = self.callback.clone();
+    }
+}
+
+/// A validated Judge0 submission.
+#[derive(Debug, Clone)]
+pub struct Judge0Submission {
+    pub sub: Submission,
+    pub extras: Extras,
+}
+
+/// What validation needs from the server: the catalog, the ceilings, the callback policy.
+pub struct Context<'a> {
+    pub runtimes: &'a [Arc<Runtime>],
+    pub cap: &'a ResolvedLimits,
+    pub callbacks: &'a rce_api::callback::Policy,
 }
 
 fn add_error(errors: &mut Map<String, Value>, key: &str, msg: impl Into<String>) {
@@ -82,8 +149,8 @@ fn number(given: Option<Loose<Numeric>>, key: &str, errors: &mut Map<String, Val
         Loose::Valid(Numeric::Number(n)) => Some(n),
         Loose::Valid(Numeric::Text(s)) if s.trim().is_empty() => None,
         Loose::Valid(Numeric::Text(s)) => match s.trim().parse::<f64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
                 add_error(errors, key, "is not a number");
                 None
             }
@@ -95,25 +162,20 @@ fn number(given: Option<Loose<Numeric>>, key: &str, errors: &mut Map<String, Val
     }
 }
 
-/// A text field's bytes: base64-decoded with `base64_encoded=true`; a non-string value is
-/// taken as its JSON text.
-fn bytes(
-    given: Option<Loose<String>>,
-    key: &str,
-    b64: bool,
-    errors: &mut Map<String, Value>,
-) -> Option<Vec<u8>> {
+/// A scalar text: a string, or a number/boolean as its JSON text; arrays and objects are
+/// dropped (Rails' strong parameters permit scalars only).
+fn scalar(given: Option<Loose<String>>) -> Option<String> {
     match given? {
-        Loose::Valid(s) if b64 => match B64.decode(s.trim().replace(['\n', '\r'], "")) {
-            Ok(b) => Some(b),
-            Err(_) => {
-                add_error(errors, key, "is not valid base64");
-                None
-            }
-        },
-        Loose::Valid(s) => Some(s.into_bytes()),
-        Loose::Invalid(other) => Some(other.to_string().into_bytes()),
+        Loose::Valid(s) => Some(s),
+        Loose::Invalid(v @ (Value::Number(_) | Value::Bool(_))) => Some(v.to_string()),
+        Loose::Invalid(_) => None,
     }
+}
+
+/// A text field's bytes: base64-decoded (as Ruby does) with `base64_encoded=true`.
+fn bytes(given: Option<Loose<String>>, b64: bool) -> Option<Vec<u8>> {
+    let s = scalar(given)?;
+    Some(if b64 { decode64(&s) } else { s.into_bytes() })
 }
 
 fn utf8(bytes: Option<Vec<u8>>, key: &str, errors: &mut Map<String, Value>) -> Option<String> {
@@ -126,24 +188,51 @@ fn utf8(bytes: Option<Vec<u8>>, key: &str, errors: &mut Map<String, Value>) -> O
     })
 }
 
-fn limit_error(errors: &mut Map<String, Value>, e: &LimitError) {
-    let (field, max) = units::field(e.field, e.maximum).unwrap_or((e.field.name(), e.maximum.to_string()));
+fn switch(given: Option<Loose<Switch>>) -> Option<bool> {
+    match given? {
+        Loose::Valid(s) => s.value(),
+        Loose::Invalid(_) => None,
+    }
+}
+
+/// Upstream removes these from `compiler_options` and `command_line_arguments` before use.
+fn sanitized(text: &str) -> String {
+    text.trim().chars().filter(|c| !"$&;<>|`".contains(*c)).collect()
+}
+
+/// The most `max_file_size` may be: the file-size and the output maxima (KB) of the Runtime.
+fn max_file_size(rt: &Runtime, cap: &ResolvedLimits) -> u64 {
+    let m = catalog::max_limits(rt, cap);
+    m.file_size_kib.min(m.output_bytes / 1024)
+}
+
+/// The `max_file_size` a submission gets when it gives none.
+pub fn default_max_file_size(rt: &Runtime, cap: &ResolvedLimits) -> u64 {
+    DEFAULT_MAX_FILE_SIZE_KB.min(max_file_size(rt, cap)).max(1)
+}
+
+fn limit_error(errors: &mut Map<String, Value>, e: &LimitError, rt: &Runtime, cap: &ResolvedLimits) {
+    let (field, max) = match e.field {
+        LimitField::FileSizeKiB | LimitField::OutputBytes => {
+            ("max_file_size", max_file_size(rt, cap).to_string())
+        }
+        f => units::field(f, e.maximum).unwrap_or((f.name(), e.maximum.to_string())),
+    };
     if e.requested == 0 {
         add_error(errors, field, "must be greater than 0");
-    } else {
+    } else if !errors.contains_key(field) {
         add_error(errors, field, format!("must be less than or equal to {max}"));
     }
 }
 
-/// Parse one Judge0 submission object into a [`Submission`], or Judge0-style field errors.
+/// Parse one Judge0 submission object, or Judge0-style field errors.
 pub fn parse_submission(
     v: &Value,
     b64: bool,
-    runtimes: &[Arc<Runtime>],
-    cap: &ResolvedLimits,
-) -> Result<Submission, Map<String, Value>> {
+    ctx: &Context<'_>,
+) -> Result<Judge0Submission, Map<String, Value>> {
     match raw::object::<RawSubmission>(v) {
-        Some(raw) => raw.validate(b64, runtimes, cap),
+        Some(raw) => raw.validate(b64, ctx),
         None => {
             let mut errors = Map::new();
             add_error(&mut errors, "submission", "must be a JSON object");
@@ -153,18 +242,9 @@ pub fn parse_submission(
 }
 
 impl RawSubmission {
-    /// Check every field (collecting all the errors, as Judge0 does) and map the limits.
-    pub fn validate(
-        self,
-        b64: bool,
-        runtimes: &[Arc<Runtime>],
-        cap: &ResolvedLimits,
-    ) -> Result<Submission, Map<String, Value>> {
+    /// Check every field (collecting all the errors, as Judge0 does) and map them.
+    pub fn validate(self, b64: bool, ctx: &Context<'_>) -> Result<Judge0Submission, Map<String, Value>> {
         let mut errors = Map::new();
-        let source = bytes(self.source_code, "source_code", b64, &mut errors);
-        if source.as_ref().is_none_or(|s| s.is_empty()) && !errors.contains_key("source_code") {
-            add_error(&mut errors, "source_code", "can't be blank");
-        }
         let language_id = number(self.language_id, "language_id", &mut errors);
         let runtime = match language_id {
             None => {
@@ -174,7 +254,8 @@ impl RawSubmission {
                 None
             }
             Some(id) => {
-                match catalog::find_judge0(runtimes, id as u32).filter(|_| id >= 0.0 && id.fract() == 0.0) {
+                match catalog::find_judge0(ctx.runtimes, id as u32).filter(|_| id >= 0.0 && id.fract() == 0.0)
+                {
                     Some(rt) => Some(rt),
                     None => {
                         add_error(&mut errors, "language_id", format!("language with id {id} doesn't exist"));
@@ -183,74 +264,214 @@ impl RawSubmission {
                 }
             }
         };
-        let stdin_bytes = bytes(self.stdin, "stdin", b64, &mut errors);
-        let stdin = utf8(stdin_bytes, "stdin", &mut errors);
-        let expected_bytes = bytes(self.expected_output, "expected_output", b64, &mut errors);
-        let expected_output = utf8(expected_bytes, "expected_output", &mut errors);
-        let mut positive = |given: Option<Loose<Numeric>>, key: &str| {
-            let v = number(given, key, &mut errors);
-            if v.is_some_and(|v| v <= 0.0) {
-                add_error(&mut errors, key, "must be greater than 0");
+        let is_project = language_id == Some(f64::from(MULTI_FILE_LANGUAGE_ID));
+
+        // Source code, and the zip of additional files (base64 whatever `base64_encoded` says).
+        let source = bytes(self.source_code, b64).filter(|s| !s.is_empty());
+        let zip =
+            scalar(self.additional_files).map(|z| (decode64(&z), z)).filter(|(bytes, _)| !bytes.is_empty());
+        if is_project {
+            if source.is_some() {
+                add_error(&mut errors, "source_code", "must be blank");
+            }
+            if zip.is_none() {
+                add_error(&mut errors, "additional_files", "can't be blank");
+            }
+        } else if source.is_none() {
+            add_error(&mut errors, "source_code", "can't be blank");
+        }
+
+        let stdin = utf8(bytes(self.stdin, b64), "stdin", &mut errors);
+        let expected_output = utf8(bytes(self.expected_output, b64), "expected_output", &mut errors);
+
+        // Numbers, with upstream's bounds where rce's limits do not say them.
+        let mut at_least = |given: Option<Loose<Numeric>>, key: &str, min: f64, words: &str| {
+            let v = number(given, key, &mut errors)?;
+            if v < min || (v == 0.0 && min == 0.0 && words.is_empty()) {
+                add_error(
+                    &mut errors,
+                    key,
+                    if words.is_empty() { "must be greater than 0".to_string() } else { words.to_string() },
+                );
                 return None;
             }
-            v
+            Some(v)
         };
-        let cpu = positive(self.cpu_time_limit, "cpu_time_limit");
-        let wall = positive(self.wall_time_limit, "wall_time_limit");
-        let mem = positive(self.memory_limit, "memory_limit");
-        let procs = positive(self.max_processes_and_or_threads, "max_processes_and_or_threads");
-        let fsize = positive(self.max_file_size, "max_file_size");
-        let _ = positive(self.cpu_extra_time, "cpu_extra_time");
-        let _ = positive(self.stack_limit, "stack_limit");
-        let _ = positive(self.number_of_runs, "number_of_runs");
-        let network = self.enable_network.and_then(Loose::valid);
-        if matches!(&network, Some(Switch::Bool(true)))
-            || matches!(&network, Some(Switch::Text(t)) if t == "true")
-        {
-            add_error(&mut errors, "enable_network", "this option cannot be enabled");
+        let runs = at_least(self.number_of_runs, "number_of_runs", 0.0, "");
+        let cpu = at_least(self.cpu_time_limit, "cpu_time_limit", 0.0, "");
+        let extra =
+            at_least(self.cpu_extra_time, "cpu_extra_time", 0.0, "must be greater than or equal to 0");
+        let wall =
+            at_least(self.wall_time_limit, "wall_time_limit", 1.0, "must be greater than or equal to 1");
+        let mem =
+            at_least(self.memory_limit, "memory_limit", 2048.0, "must be greater than or equal to 2048");
+        let stack = at_least(self.stack_limit, "stack_limit", 0.0, "");
+        let procs = at_least(self.max_processes_and_or_threads, "max_processes_and_or_threads", 0.0, "");
+        let fsize = at_least(self.max_file_size, "max_file_size", 0.0, "");
+        if let Some(r) = runs {
+            if r > f64::from(MAX_RUNS) {
+                add_error(&mut errors, "number_of_runs", format!("must be less than or equal to {MAX_RUNS}"));
+            }
+        }
+        // rce stops a program at its CPU limit: there is no extra time to give.
+        if extra.is_some_and(|e| e > 0.0) {
+            add_error(&mut errors, "cpu_extra_time", "must be less than or equal to 0.0");
+        }
+        // rce limits the whole program (all its processes together), as upstream does by default.
+        for (given, key) in [
+            (self.enable_per_process_and_thread_time_limit, "enable_per_process_and_thread_time_limit"),
+            (self.enable_per_process_and_thread_memory_limit, "enable_per_process_and_thread_memory_limit"),
+        ] {
+            if switch(given) == Some(true) {
+                add_error(&mut errors, key, "this option cannot be enabled");
+            }
+        }
+        if switch(self.enable_network) == Some(true) {
+            add_error(&mut errors, "enable_network", "enabling network is not allowed");
+        }
+        let redirect = switch(self.redirect_stderr_to_stdout).unwrap_or(false);
+
+        // Compiler options and arguments.
+        let options_text = scalar(self.compiler_options).filter(|s| !s.trim().is_empty());
+        let mut compiler_options = Vec::new();
+        if let Some(text) = &options_text {
+            if text.chars().count() > MAX_OPTIONS_TEXT {
+                add_error(&mut errors, "compiler_options", "is too long (maximum is 512 characters)");
+            } else if let Some(rt) = &runtime {
+                if rt.spec.compile.is_none() || is_project {
+                    add_error(
+                        &mut errors,
+                        "compiler_options",
+                        "setting compiler options is only allowed for compiled languages",
+                    );
+                } else {
+                    compiler_options = options::split(&sanitized(text));
+                    let compiles = options::takes_options(rt.spec.compile.as_deref());
+                    if let Err(e) = options::check(&rt.spec.compiler_options, compiles, &compiler_options) {
+                        add_error(&mut errors, "compiler_options", e.0);
+                    }
+                }
+            }
         }
         let args = match self.command_line_arguments {
-            Some(Loose::Valid(s)) => split_args(&s),
+            Some(Loose::Valid(s)) if s.chars().count() > MAX_OPTIONS_TEXT => {
+                add_error(&mut errors, "command_line_arguments", "is too long (maximum is 512 characters)");
+                vec![]
+            }
+            Some(Loose::Valid(s)) => split_args(&sanitized(&s)),
             _ => vec![],
         };
-        let limits = Limits {
+
+        // The callback.
+        let callback = match scalar(self.callback_url).filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(_) if ctx.callbacks.is_off() => {
+                add_error(&mut errors, "callback_url", "setting callback is not allowed");
+                None
+            }
+            Some(url) => match ctx.callbacks.check_url(url.trim()) {
+                Ok(_) => Some(Callback { url: url.trim().to_string(), format: CallbackFormat::Judge0 }),
+                Err(e) => {
+                    add_error(&mut errors, "callback_url", e.0);
+                    None
+                }
+            },
+        };
+
+        // Limits.
+        let mut limits = Limits {
             cpu_time_ms: cpu.map(units::secs_to_ms),
             wall_time_ms: wall.map(units::secs_to_ms),
             memory_mib: mem.map(units::kb_to_mib),
             processes: procs.map(units::whole),
-            file_size_kib: fsize.map(units::whole),
-            output_bytes: None,
-            stack_kib: None,
+            stack_kib: stack.map(units::whole),
+            ..Default::default()
         };
-        let limits = (limits != Limits::default()).then_some(limits);
-        if let (Some(rt), Some(l)) = (&runtime, &limits) {
-            if let Err(e) = catalog::resolve_limits(rt, Some(l), cap) {
-                limit_error(&mut errors, &e);
+        if let Some(rt) = &runtime {
+            let kb = fsize.map(units::whole).unwrap_or_else(|| default_max_file_size(rt, ctx.cap));
+            limits.file_size_kib = Some(kb);
+            limits.output_bytes = Some(kb.saturating_mul(1024));
+            if let Err(e) = catalog::resolve_limits(rt, Some(&limits), ctx.cap) {
+                limit_error(&mut errors, &e, rt, ctx.cap);
             }
         }
+
+        // The program: the source, and the zip's files beside it.
+        let mut files_from_zip = Vec::new();
+        if let (Some((zip_bytes, _)), Some(rt)) = (&zip, &runtime) {
+            let skip: Vec<&str> = if is_project { vec![] } else { vec![rt.spec.source_file.as_str()] };
+            match zipfiles::extract(zip_bytes, &skip) {
+                Ok(mut files) => {
+                    if is_project {
+                        // The entry point is the `run` script.
+                        if let Some(i) = files.iter().position(|f| f.name == "run") {
+                            let run = files.remove(i);
+                            files.insert(0, run);
+                        }
+                        if files.is_empty() {
+                            add_error(&mut errors, "additional_files", "has no files");
+                        }
+                    }
+                    files_from_zip = files;
+                }
+                Err(why) => add_error(&mut errors, "additional_files", why),
+            }
+        }
+
         if !errors.is_empty() {
             return Err(errors);
         }
-        let (Some(runtime), Some(source), Some(id)) = (runtime, source, language_id) else {
+        let (Some(runtime), Some(id)) = (runtime, language_id) else {
             return Err(errors);
         };
-        let program = match String::from_utf8(source) {
-            Ok(s) => Program::Source(s),
-            Err(e) => Program::Files(vec![SourceFile {
-                name: runtime.spec.source_file.clone(),
-                content: B64.encode(e.into_bytes()),
-                encoding: FileEncoding::Base64,
-            }]),
+        let program = if is_project {
+            Program::Files(files_from_zip)
+        } else {
+            let source = source.unwrap_or_default();
+            match (String::from_utf8(source), files_from_zip.is_empty()) {
+                (Ok(s), true) => Program::Source(s),
+                (text, _) => {
+                    let first = match text {
+                        Ok(s) => SourceFile {
+                            name: runtime.spec.source_file.clone(),
+                            content: s,
+                            encoding: FileEncoding::Utf8,
+                        },
+                        Err(e) => SourceFile {
+                            name: runtime.spec.source_file.clone(),
+                            content: B64.encode(e.into_bytes()),
+                            encoding: FileEncoding::Base64,
+                        },
+                    };
+                    Program::Files(std::iter::once(first).chain(files_from_zip).collect())
+                }
+            }
         };
-        Ok(Submission {
-            runtime,
-            program,
-            stdin,
-            args,
-            limits,
-            expected_output,
-            api: Flavor::Judge0,
-            annotations: [(JUDGE0_ID_ANNOTATION.to_string(), (id as u32).to_string())].into(),
+        let mut annotations: std::collections::BTreeMap<String, String> =
+            [(JUDGE0_ID_ANNOTATION.to_string(), (id as u32).to_string())].into();
+        if let Some((_, given)) = zip.filter(|(_, given)| given.len() <= MAX_KEPT_ZIP) {
+            annotations.insert(ADDITIONAL_FILES_ANNOTATION.to_string(), given);
+        }
+        if let Some(text) = options_text {
+            annotations.insert(COMPILER_OPTIONS_ANNOTATION.to_string(), text);
+        }
+        Ok(Judge0Submission {
+            sub: Submission {
+                runtime,
+                program,
+                stdin,
+                args,
+                limits: Some(limits),
+                expected_output,
+                api: Flavor::Judge0,
+                annotations,
+            },
+            extras: Extras {
+                redirect_stderr_to_stdout: redirect,
+                compiler_options,
+                runs: runs.map(|r| units::whole(r) as u32),
+                callback,
+            },
         })
     }
 }
@@ -264,30 +485,45 @@ mod tests {
         seed_runtimes().into_iter().map(Arc::new).collect()
     }
 
+    fn parse(v: Value, b64: bool) -> Result<Judge0Submission, Map<String, Value>> {
+        let rts = runtimes();
+        let policy = rce_api::callback::Policy::parse("127.0.0.1/32").unwrap();
+        parse_submission(
+            &v,
+            b64,
+            &Context { runtimes: &rts, cap: &ResolvedLimits::CEILING, callbacks: &policy },
+        )
+    }
+
     fn errors(v: Value, b64: bool) -> Value {
-        Value::Object(parse_submission(&v, b64, &runtimes(), &ResolvedLimits::CEILING).unwrap_err())
+        Value::Object(parse(v, b64).unwrap_err())
     }
 
     #[test]
     fn loose_values_are_read_as_judge0_reads_them() {
-        let sub = parse_submission(
-            &json!({"language_id": "71", "source_code": 42, "cpu_time_limit": " 2.5 ", "wall_time_limit": "",
-                    "command_line_arguments": ["ignored"], "enable_network": false, "unknown": {}}),
+        let j = parse(
+            json!({"language_id": "71", "source_code": 42, "cpu_time_limit": " 2.5 ", "wall_time_limit": "",
+                    "command_line_arguments": ["ignored"], "enable_network": false, "unknown": {},
+                    "redirect_stderr_to_stdout": "1", "number_of_runs": "3", "callback_url": "http://127.0.0.1:9/x"}),
             false,
-            &runtimes(),
-            &ResolvedLimits::CEILING,
         )
         .unwrap();
+        let sub = j.sub;
         assert!(matches!(&sub.program, Program::Source(s) if s == "42"));
-        assert_eq!(sub.limits.unwrap().cpu_time_ms, Some(2500));
-        assert_eq!(sub.limits.unwrap().wall_time_ms, None);
+        let l = sub.limits.unwrap();
+        assert_eq!(l.cpu_time_ms, Some(2500));
+        assert_eq!(l.wall_time_ms, None);
+        assert_eq!((l.file_size_kib, l.output_bytes), (Some(1024), Some(1024 * 1024)));
         assert!(sub.args.is_empty());
         assert_eq!(sub.api, Flavor::Judge0);
         assert_eq!(sub.annotations[JUDGE0_ID_ANNOTATION], "71");
+        assert!(j.extras.redirect_stderr_to_stdout);
+        assert_eq!(j.extras.runs, Some(3));
+        assert_eq!(j.extras.callback.unwrap().format, CallbackFormat::Judge0);
     }
 
     #[test]
-    fn wrong_values_are_field_errors() {
+    fn wrong_values_are_field_errors_in_upstreams_words() {
         assert_eq!(errors(json!([1, 2]), false), json!({"submission": ["must be a JSON object"]}));
         assert_eq!(
             errors(
@@ -296,18 +532,62 @@ mod tests {
             ),
             json!({
                 "language_id": ["language with id 71.5 doesn't exist"],
-                "source_code": ["is not valid base64"],
+                "source_code": ["can't be blank"],
                 "stdin": ["is not valid UTF-8 text"],
                 "memory_limit": ["is not a number"],
             })
         );
         assert_eq!(
             errors(
-                json!({"language_id": 71, "source_code": "1", "enable_network": "true", "stack_limit": -1}),
+                json!({"language_id": 71, "source_code": "1", "enable_network": "true", "stack_limit": -1,
+                       "number_of_runs": 21, "cpu_extra_time": 0.5, "memory_limit": 1000, "wall_time_limit": 0.5,
+                       "enable_per_process_and_thread_time_limit": true, "enable_per_process_and_thread_memory_limit": "on",
+                       "compiler_options": "-O2", "callback_url": "http://10.1.2.3/x"}),
                 false
             ),
-            json!({"enable_network": ["this option cannot be enabled"], "stack_limit": ["must be greater than 0"]})
+            json!({
+                "enable_network": ["enabling network is not allowed"],
+                "stack_limit": ["must be greater than 0"],
+                "number_of_runs": ["must be less than or equal to 20"],
+                "cpu_extra_time": ["must be less than or equal to 0.0"],
+                "memory_limit": ["must be greater than or equal to 2048"],
+                "wall_time_limit": ["must be greater than or equal to 1"],
+                "enable_per_process_and_thread_time_limit": ["this option cannot be enabled"],
+                "enable_per_process_and_thread_memory_limit": ["this option cannot be enabled"],
+                "compiler_options": ["setting compiler options is only allowed for compiled languages"],
+                "callback_url": ["callback URL \"http://10.1.2.3/x\" is not allowed: its address is not admitted by the server's callback allow-list"],
+            })
         );
+        let e = errors(
+            json!({"language_id": 71, "source_code": "1", "max_file_size": 5000, "compiler_options": "x".repeat(513),
+                              "command_line_arguments": "y".repeat(513)}),
+            false,
+        );
+        assert_eq!(e["max_file_size"], json!(["must be less than or equal to 4096"]));
+        assert_eq!(e["compiler_options"], json!(["is too long (maximum is 512 characters)"]));
+        assert_eq!(e["command_line_arguments"], json!(["is too long (maximum is 512 characters)"]));
+        // Zero and false are what upstream takes as "not enabled".
+        assert!(
+            parse(
+                json!({"language_id": 71, "source_code": "1", "cpu_extra_time": 0, "enable_network": "false",
+                             "enable_per_process_and_thread_time_limit": false}),
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn callbacks_off_are_refused_as_upstream_refuses_them() {
+        let rts = runtimes();
+        let off = rce_api::callback::Policy::default();
+        let e = parse_submission(
+            &json!({"language_id": 71, "source_code": "1", "callback_url": "http://127.0.0.1:9/x"}),
+            false,
+            &Context { runtimes: &rts, cap: &ResolvedLimits::CEILING, callbacks: &off },
+        )
+        .unwrap_err();
+        assert_eq!(Value::Object(e), json!({"callback_url": ["setting callback is not allowed"]}));
     }
 
     #[test]
