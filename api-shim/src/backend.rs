@@ -37,6 +37,11 @@ pub trait Cluster: Send + Sync + 'static {
     fn pending(&self) -> Option<usize>;
     /// Are the caches synced?
     fn ready(&self) -> bool;
+    /// The Executions of `namespace` (every namespace: `None`), from the watch cache, newest
+    /// first. Small copies: metadata (name, namespace, uid, creation time, labels), the
+    /// spec's `language`, and the status's phase, verdict, times, memory, exit code and
+    /// signal; no source, no outputs, no annotations (read one with [`Cluster::get`]).
+    fn list(&self, namespace: Option<&str>) -> Vec<Arc<Execution>>;
     /// The bytes of a ConfigMap's `binaryData` entry `key` (an Execution's stored outputs,
     /// see [`crate::outputs`]); `None` when the ConfigMap or the entry does not exist.
     fn config_map_bytes(
@@ -58,6 +63,38 @@ pub trait StatusStore: Send + Sync + 'static {
         name: &str,
     ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>>;
     fn ping(&self) -> BoxFuture<'_, bool>;
+}
+
+/// What the watch cache keeps of an Execution (see [`Cluster::list`]).
+pub fn summary(ex: &Execution) -> Execution {
+    let mut meta = ex.metadata.clone();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    Execution {
+        metadata: meta,
+        spec: ExecutionSpec { language: ex.spec.language.clone(), ..Default::default() },
+        status: ex.status.as_ref().map(|s| ExecutionStatus {
+            phase: s.phase,
+            verdict: s.verdict,
+            exit_code: s.exit_code,
+            signal: s.signal.clone(),
+            time_ms: s.time_ms,
+            wall_time_ms: s.wall_time_ms,
+            memory_kib: s.memory_kib,
+            submitted_at: s.submitted_at.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Newest first (by creation time, then name), the order of Judge0's list.
+pub fn newest_first(list: &mut [Arc<Execution>]) {
+    list.sort_by(|a, b| {
+        let t = |e: &Execution| e.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        t(b).cmp(&t(a)).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
 }
 
 /// An Execution as the shim presents it, from either source.

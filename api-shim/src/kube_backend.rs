@@ -71,18 +71,11 @@ impl KubeCluster {
         let runtimes_ready = drive(rt_stream, rt_reader.clone(), "Runtime");
 
         let (ex_reader, ex_writer) = reflector::store::<Execution>();
-        // Only the phase matters for the pending count: drop everything large before caching.
+        // The pending count and the lists need only small fields: drop everything large
+        // (source, outputs) before caching.
         let ex_stream = watcher(Api::<Execution>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .modify(|ex: &mut Execution| {
-                ex.metadata.managed_fields = None;
-                ex.metadata.annotations = None;
-                ex.spec = Default::default();
-                ex.status = ex
-                    .status
-                    .as_ref()
-                    .map(|s| rce_api::ExecutionStatus { phase: s.phase, ..Default::default() });
-            })
+            .modify(|ex: &mut Execution| *ex = crate::backend::summary(ex))
             .reflect(ex_writer)
             .touched_objects();
         let executions_ready = drive(ex_stream, ex_reader.clone(), "Execution");
@@ -150,6 +143,17 @@ impl Cluster for KubeCluster {
 
     fn ready(&self) -> bool {
         self.runtimes_ready.load(Ordering::Relaxed) && self.executions_ready.load(Ordering::Relaxed)
+    }
+
+    fn list(&self, namespace: Option<&str>) -> Vec<Arc<Execution>> {
+        let mut list: Vec<Arc<Execution>> = self
+            .executions
+            .state()
+            .into_iter()
+            .filter(|e| namespace.is_none_or(|ns| e.metadata.namespace.as_deref() == Some(ns)))
+            .collect();
+        crate::backend::newest_first(&mut list);
+        list
     }
 
     fn config_map_bytes(

@@ -57,6 +57,12 @@ impl Outputs {
     }
 }
 
+impl From<Outputs> for rce_api::judge0::Outputs {
+    fn from(o: Outputs) -> Self {
+        rce_api::judge0::Outputs { stdout: o.stdout, stderr: o.stderr, compile_output: o.compile_output }
+    }
+}
+
 /// Text of output bytes, invalid UTF-8 replaced (for surfaces that only speak text).
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

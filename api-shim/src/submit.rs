@@ -114,9 +114,14 @@ pub fn build(
 pub async fn submit(state: &AppState, tenant: &Tenant, sub: Submission) -> Result<Execution, ApiError> {
     catalog::resolve_limits(&sub.runtime, sub.limits.as_ref(), &state.cap())
         .map_err(|e| ApiError::limit(&e))?;
-    check_backpressure(state, 1)?;
     let name = new_name();
-    let ex = build(tenant, &name, &sub, &state.labels);
+    submit_execution(state, build(tenant, &name, &sub, &state.labels)).await
+}
+
+/// Apply back-pressure, then create the Execution (or publish it, with a queue). For a
+/// surface that builds the Execution itself (the spec fields [`Submission`] does not carry).
+pub async fn submit_execution(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {
+    check_backpressure(state, 1)?;
     #[cfg(feature = "amqp")]
     if let Some(p) = &state.amqp {
         return p.publish(ex).await;

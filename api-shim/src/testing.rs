@@ -111,6 +111,16 @@ impl Cluster for MemoryCluster {
         lock(&self.pending).is_some()
     }
 
+    fn list(&self, namespace: Option<&str>) -> Vec<Arc<Execution>> {
+        let mut list: Vec<Arc<Execution>> = lock(&self.executions)
+            .values()
+            .filter(|e| namespace.is_none_or(|ns| e.metadata.namespace.as_deref() == Some(ns)))
+            .map(|e| Arc::new(crate::backend::summary(e)))
+            .collect();
+        crate::backend::newest_first(&mut list);
+        list
+    }
+
     fn config_map_bytes(
         &self,
         namespace: &str,
