@@ -79,20 +79,7 @@ pub fn table(state: &AppState) -> OpenApiRouter<AppState> {
         .route_layer(auth())
         .routes(routes!(native::languages));
 
-    use judge0::handlers as j;
-    let judge0 = OpenApiRouter::default()
-        .routes(routes!(j::create))
-        .routes(routes!(j::batch_create, j::batch_get))
-        .routes(routes!(j::get_one, j::delete_one))
-        .route_layer(auth())
-        .routes(routes!(j::languages))
-        .routes(routes!(j::languages_all))
-        .routes(routes!(j::language))
-        .routes(routes!(j::statuses))
-        .routes(routes!(j::about))
-        .routes(routes!(j::version))
-        .routes(routes!(j::config_info))
-        .layer(flavor(Flavor::Judge0));
+    let judge0 = judge0::routes(state);
 
     // Piston's paths are relative: the same routes under `/api/v2` and `/api/v2/piston`.
     use piston::handlers as p;
