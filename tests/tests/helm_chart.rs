@@ -444,6 +444,7 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
         ),
         triples(&[""], &["pods"], &["create", "get", "list", "watch", "delete"]),
         triples(&[""], &["pods/log"], &["get"]),
+        triples(&[""], &["configmaps"], &["create", "get", "list", "update", "delete"]),
         triples(&["networking.k8s.io"], &["networkpolicies"], &["get", "create", "patch"]),
         triples(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
     ]
@@ -454,6 +455,7 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
     let shim: BTreeSet<Triple> = triples(&["rce.dev"], &["executions"], &["create", "get", "list", "watch"])
         .into_iter()
         .chain(triples(&["rce.dev"], &["runtimes"], &["list", "watch"]))
+        .chain(triples(&[""], &["configmaps"], &["get"]))
         .collect();
     assert_eq!(rules_of(&d.get::<ClusterRole>("rce-rce-operator").rules), operator, "operator ClusterRole");
     assert_eq!(
