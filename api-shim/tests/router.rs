@@ -523,8 +523,8 @@ async fn piston_errors_use_its_message_shape() {
         post("/api/v2/execute", r#"{"language":"python","version":"2.7","files":[{"content":"1"}]}"#),
     )
     .await;
-    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r["message"].as_str().unwrap().starts_with("python-2.7 runtime is unknown"), "{r}");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(r, json!({"message": "python-2.7 runtime is unknown"}));
     let (code, _, r) = call(
         &e.app,
         post(
@@ -533,8 +533,8 @@ async fn piston_errors_use_its_message_shape() {
         ),
     )
     .await;
-    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r["message"], "run_timeout cannot exceed the configured limit of 15000");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(r, json!({"message": "run_timeout cannot exceed the configured limit of 15000"}));
 }
 
 // ---------------------------------------------------------------- auth and rate limits
@@ -936,4 +936,498 @@ async fn a_trailing_slash_is_accepted_on_every_surface() {
     assert_eq!(call(&e.app, get("/openapi.json/")).await.0, StatusCode::OK);
     assert_eq!(call(&e.app, get("/")).await.0, StatusCode::OK);
     assert_eq!(call(&e.app, get("/no-such-route/")).await.0, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------- Judge0 (attribute by attribute)
+
+/// The seed's Runtimes plus a compiled one with an options allow-list (`c`, Judge0 ids 50,
+/// 48, 49) and the multi-file one (`multi`, id 89), as the chart installs them.
+fn j0_env(args: &[&str]) -> Env {
+    let mut argv = vec!["rce-api-shim"];
+    argv.extend_from_slice(args);
+    let config = Config::parse_from(argv);
+    let mut rts = seed_runtimes();
+    let mut c = rce_api_shim::testing::runtime("c", "12.2.0", &["gcc"], &[50, 48, 49]);
+    c.spec.display_name = "C (GCC)".into();
+    c.spec.source_file = "main.c".into();
+    c.spec.compile = Some(["gcc", "{options}", "-o", "main", "{file}"].map(String::from).to_vec());
+    c.spec.run = vec!["./main".into()];
+    c.spec.compiler_options = ["-O*", "-D*", "-std=*", "-Wall", "-lm"].map(String::from).to_vec();
+    rts.push(c);
+    let mut multi = rce_api_shim::testing::runtime("multi", "5.2.15", &[], &[89]);
+    multi.spec.display_name = "Multi-file program".into();
+    multi.spec.source_file = "run".into();
+    multi.spec.compile = Some(["bash", "-c", "if [ -f compile ]; then exec /bin/bash compile; fi"].map(String::from).to_vec());
+    multi.spec.run = vec!["/bin/bash".into(), "run".into()];
+    rts.push(multi);
+    let cluster = MemoryCluster::with_runtimes(rts);
+    let status = Arc::new(MemoryStatus::default());
+    let state = AppState::new(config, cluster.clone(), status.clone())
+        .unwrap()
+        .with_poll_interval(Duration::from_millis(50));
+    Env { cluster, status, app: app(state.clone()), state }
+}
+
+/// A zip of `(name, bytes)` entries, deflated.
+fn j0_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn j0_submit(e: &Env, body: Value) -> (StatusCode, Value, Option<Execution>) {
+    let before = e.cluster.all().len();
+    let (code, _, body) = call(&e.app, post("/submissions", &body.to_string())).await;
+    let all = e.cluster.all();
+    let ex = (all.len() > before).then(|| {
+        let token = body["token"].as_str().unwrap_or_default();
+        all.into_iter().find(|x| x.metadata.name.as_deref() == Some(token)).unwrap()
+    });
+    (code, body, ex)
+}
+
+#[tokio::test]
+async fn judge0_attributes_reach_the_execution_spec() {
+    let e = j0_env(&["--callback-allow", "127.0.0.1/32"]);
+    let (code, body, ex) = j0_submit(
+        &e,
+        json!({"language_id": 50, "source_code": "int main(){return X;}", "compiler_options": "-O2  -DX=5",
+               "redirect_stderr_to_stdout": true, "number_of_runs": 3, "stack_limit": 32000, "max_file_size": 2048,
+               "callback_url": "http://127.0.0.1:9999/hook", "command_line_arguments": "a 'b c' $(id);x"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let s = ex.unwrap().spec;
+    assert_eq!(s.language, "c");
+    assert_eq!(s.compiler_options, vec!["-O2", "-DX=5"]);
+    assert!(s.redirect_stderr_to_stdout);
+    assert_eq!(s.runs, Some(3));
+    let l = s.limits.unwrap();
+    assert_eq!((l.stack_kib, l.file_size_kib, l.output_bytes), (Some(32000), Some(2048), Some(2048 * 1024)));
+    let cb = s.callback.unwrap();
+    assert_eq!((cb.url.as_str(), cb.format), ("http://127.0.0.1:9999/hook", rce_api::CallbackFormat::Judge0));
+    // Upstream removes `$&;<>|` and backquotes before the shell splits the arguments.
+    assert_eq!(s.args, vec!["a", "b c", "(id)x"]);
+
+    // Nothing given: upstream's defaults (max_file_size 1024 KB is also the output cap).
+    let (_, _, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "print(1)"})).await;
+    let s = ex.unwrap().spec;
+    let l = s.limits.unwrap();
+    assert_eq!((l.file_size_kib, l.output_bytes, l.stack_kib), (Some(1024), Some(1024 * 1024), None));
+    assert!(!s.redirect_stderr_to_stdout && s.runs.is_none() && s.callback.is_none() && s.compiler_options.is_empty());
+}
+
+#[tokio::test]
+async fn judge0_refusals_are_upstreams_field_errors() {
+    let e = j0_env(&[]);
+    let cases = [
+        (json!({"language_id": 50, "source_code": "x", "compiler_options": "-fplugin=/tmp/x.so"}), "compiler_options",
+         "compiler option \"-fplugin=/tmp/x.so\" is not allowed; this language accepts: -O* -D* -std=* -Wall -lm"),
+        (json!({"language_id": 71, "source_code": "x", "compiler_options": "-O2"}), "compiler_options",
+         "setting compiler options is only allowed for compiled languages"),
+        (json!({"language_id": 71, "source_code": "x", "callback_url": "http://127.0.0.1:1/x"}), "callback_url",
+         "setting callback is not allowed"),
+        (json!({"language_id": 71, "source_code": "x", "enable_network": true}), "enable_network",
+         "enabling network is not allowed"),
+        (json!({"language_id": 71, "source_code": "x", "number_of_runs": 0}), "number_of_runs", "must be greater than 0"),
+        (json!({"language_id": 71, "source_code": "x", "number_of_runs": 21}), "number_of_runs",
+         "must be less than or equal to 20"),
+        (json!({"language_id": 71, "source_code": "x", "cpu_extra_time": 1}), "cpu_extra_time",
+         "must be less than or equal to 0.0"),
+        (json!({"language_id": 71, "source_code": "x", "enable_per_process_and_thread_time_limit": true}),
+         "enable_per_process_and_thread_time_limit", "this option cannot be enabled"),
+        (json!({"language_id": 71, "source_code": "x", "enable_per_process_and_thread_memory_limit": true}),
+         "enable_per_process_and_thread_memory_limit", "this option cannot be enabled"),
+        (json!({"language_id": 71, "source_code": "x", "max_file_size": 999999}), "max_file_size",
+         "must be less than or equal to 4096"),
+        (json!({"language_id": 71, "source_code": "x", "stack_limit": 99999999}), "stack_limit",
+         "must be less than or equal to 262144"),
+        (json!({"language_id": 71, "source_code": "x", "memory_limit": 100}), "memory_limit",
+         "must be greater than or equal to 2048"),
+        (json!({"language_id": 89, "source_code": "x"}), "source_code", "must be blank"),
+        (json!({"language_id": 89}), "additional_files", "can't be blank"),
+    ];
+    for (body, field, message) in cases {
+        let (code, got, ex) = j0_submit(&e, body.clone()).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {got}");
+        assert_eq!(got[field], json!([message]), "{body}: {got}");
+        assert!(ex.is_none());
+    }
+    // Zero and false are upstream's "not set".
+    let (code, got, _) = j0_submit(
+        &e,
+        json!({"language_id": 71, "source_code": "x", "cpu_extra_time": 0, "enable_network": false,
+               "enable_per_process_and_thread_time_limit": false, "enable_per_process_and_thread_memory_limit": "false",
+               "redirect_stderr_to_stdout": false, "compiler_options": "", "callback_url": "", "additional_files": ""}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{got}");
+}
+
+#[tokio::test]
+async fn judge0_additional_files_are_extracted_safely() {
+    let e = j0_env(&[]);
+    let zip = j0_zip(&[("mymod.py", b"X = 5\n"), ("data/in.bin", &[0xfe, 0xff]), ("main.py", b"ignored")]);
+    let (code, body, ex) =
+        j0_submit(&e, json!({"language_id": 71, "source_code": "import mymod", "additional_files": b64(&zip)})).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let ex = ex.unwrap();
+    let files = ex.spec.files.clone().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["main.py", "mymod.py", "data/in.bin"]);
+    assert_eq!(files[0].content, "import mymod");
+    assert_eq!(files[1].content, "X = 5\n");
+    assert_eq!((files[2].encoding, files[2].content.as_str()), (rce_api::FileEncoding::Base64, "/v8="));
+    // Answered back as given (Ruby's encode64 of the zip's bytes).
+    let token = ex.metadata.name.clone().unwrap();
+    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=additional_files,source_code"))).await;
+    assert_eq!(s["source_code"], "import mymod");
+    assert_eq!(s["additional_files"].as_str().unwrap().replace('\n', ""), b64(&zip));
+
+    // Language 89: the zip's `run` is the entry point, no source code.
+    let project = j0_zip(&[("compile", b"gcc -o a a.c\n"), ("run", b"./a\n"), ("a.c", b"int main(){}")]);
+    let (code, body, ex) = j0_submit(&e, json!({"language_id": 89, "additional_files": b64(&project)})).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let ex = ex.unwrap();
+    assert_eq!(ex.spec.language, "multi");
+    let names: Vec<String> = ex.spec.files.unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["run", "compile", "a.c"]);
+
+    // Bombs, links, escapes: refused, nothing created.
+    // Under the size bound, over the ratio: stopped while reading, whatever the headers say.
+    let bomb = j0_zip(&[("zeros", &vec![0u8; 700 * 1024])]);
+    assert!(bomb.len() < 4 * 1024, "{}", bomb.len());
+    let huge = j0_zip(&[("zeros", &vec![b'a'; 8 * 1024 * 1024])]);
+    let mut link = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    link.add_symlink("passwd", "/etc/passwd", zip::write::SimpleFileOptions::default()).unwrap();
+    let link = link.finish().unwrap().into_inner();
+    for (zip, words) in [
+        (bomb, "a zip bomb"),
+        (huge, "extracts to more than 768 KB"),
+        (link, "is a link or a special file"),
+        (j0_zip(&[("../escape.py", b"x")]), "must not contain \".\" or \"..\" components"),
+        (j0_zip(&[("/abs.py", b"x")]), "it must be a relative path"),
+        (b"not a zip".to_vec(), "is not a valid zip archive"),
+    ] {
+        let (code, body, ex) =
+            j0_submit(&e, json!({"language_id": 71, "source_code": "1", "additional_files": b64(&zip)})).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{words}: {body}");
+        let msg = body["additional_files"][0].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains(words), "{words}: {msg}");
+        assert!(ex.is_none());
+    }
+}
+
+fn finished(verdict: Verdict) -> ExecutionStatus {
+    ExecutionStatus { verdict: Some(verdict), ..completed("out\n") }
+}
+
+#[tokio::test]
+async fn judge0_results_render_as_upstream_renders_them() {
+    let e = j0_env(&[]);
+    let (_, body, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "print(1)"})).await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let ex = ex.unwrap();
+    let show = |st: ExecutionStatus, query: &'static str| {
+        e.cluster.set_status("default", &token, st.clone());
+        e.status.publish(doc(&ex, st));
+        let uri = format!("/submissions/{token}?{query}");
+        let app = e.app.clone();
+        async move { call(&app, get(&uri)).await }
+    };
+    let all = "fields=*";
+    // Accepted: exit 0, empty stderr is null, times with milliseconds.
+    let (_, _, s) = show(completed("hi\n"), all).await;
+    assert_eq!((s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()), (json!(3), json!(0), Value::Null));
+    assert_eq!((s["stdout"].clone(), s["stderr"].clone(), s["message"].clone()), (json!("hi\n"), Value::Null, Value::Null));
+    assert_eq!((s["time"].clone(), s["wall_time"].clone(), s["memory"].clone()), (json!("0.012"), json!("0.04"), json!(9000)));
+    assert_eq!(s["finished_at"], "2026-01-01T00:00:01.000Z");
+    let created = s["created_at"].as_str().unwrap();
+    assert!(created.len() == 24 && created.ends_with('Z') && created.as_bytes()[19] == b'.', "{created}");
+    assert_eq!((s["number_of_runs"].clone(), s["stack_limit"].clone(), s["max_file_size"].clone()), (json!(1), json!(64000), json!(1024)));
+    assert_eq!(s["redirect_stderr_to_stdout"], false);
+    // A signal: exit_code 0, the number, isolate's words.
+    let (_, _, s) = show(ExecutionStatus { signal: Some("SIGSEGV".into()), exit_code: None, ..finished(Verdict::RuntimeError) }, all).await;
+    assert_eq!((s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()), (json!(7), json!(0), json!(11)));
+    assert_eq!(s["message"], "Caught fatal signal 11");
+    // An error exit.
+    let (_, _, s) = show(ExecutionStatus { exit_code: Some(3), ..finished(Verdict::RuntimeError) }, all).await;
+    assert_eq!((s["status"]["id"].clone(), s["message"].clone()), (json!(11), json!("Exited with error status 3")));
+    // Output over max_file_size: SIGXFSZ.
+    let (_, _, s) = show(finished(Verdict::OutputLimitExceeded), all).await;
+    assert_eq!(s["status"], json!({"id": 8, "description": "Runtime Error (SIGXFSZ)"}));
+    assert_eq!(s["exit_signal"], 25);
+    // Memory: killed by the OOM killer as isolate would report it.
+    let (_, _, s) = show(ExecutionStatus { signal: Some("SIGKILL".into()), ..finished(Verdict::MemoryLimitExceeded) }, all).await;
+    assert_eq!((s["status"]["id"].clone(), s["exit_signal"].clone()), (json!(12), json!(9)));
+    // Time.
+    let (_, _, s) = show(finished(Verdict::TimeLimitExceeded), all).await;
+    assert_eq!((s["status"]["id"].clone(), s["message"].clone(), s["exit_code"].clone()), (json!(5), json!("Time limit exceeded"), json!(0)));
+    // A compile error: the run's fields are null.
+    let ce = ExecutionStatus {
+        compile_output: Some("main.c:1: error\n".into()),
+        exit_code: Some(1),
+        message: Some("compilation failed (exit code 1)".into()),
+        ..finished(Verdict::CompilationError)
+    };
+    let (_, _, s) = show(ce, all).await;
+    assert_eq!(s["status"]["id"], 6);
+    assert_eq!(s["compile_output"], "main.c:1: error\n");
+    for f in ["time", "wall_time", "memory", "stdout", "stderr", "exit_code", "exit_signal", "message"] {
+        assert_eq!(s[f], Value::Null, "{f}");
+    }
+    // Bytes that are not UTF-8: exact in base64, upstream's 400 in text.
+    let bytes = ExecutionStatus {
+        stdout: Some("/v8AQQo=".into()),
+        stdout_encoding: rce_api::FileEncoding::Base64,
+        ..completed("")
+    };
+    let (code, _, s) = show(bytes.clone(), "base64_encoded=true").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(s["stdout"], "/v8AQQo=\n");
+    let (code, _, s) = show(bytes, "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s,
+        json!({"error": "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true query parameter"})
+    );
+    let (code, _, s) = call(&e.app, get(&format!("/submissions/batch?tokens={token}"))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(s["error"].as_str().unwrap().starts_with("some attributes for one or more submissions"));
+}
+
+#[tokio::test]
+async fn judge0_large_outputs_are_read_whole_from_their_config_maps() {
+    let e = j0_env(&[]);
+    let (_, body, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "print(1)"})).await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let ex = ex.unwrap();
+    let big = vec![b'a'; 200 * 1024];
+    e.cluster.put_config_map("default", "out-0", "part", [big.as_slice(), b"err"].concat());
+    let st = ExecutionStatus {
+        stdout: Some("a".repeat(1024)),
+        stdout_truncated: false,
+        stderr: Some("err".into()),
+        output: Some(rce_api::StoredOutput {
+            config_maps: vec!["out-0".into()],
+            stdout_bytes: big.len() as u64,
+            stderr_bytes: 3,
+            compile_output_bytes: 0,
+        }),
+        ..completed("")
+    };
+    e.cluster.set_status("default", &token, st.clone());
+    e.status.publish(doc(&ex, st));
+    let (code, _, s) = call(&e.app, get(&format!("/submissions/{token}"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(s["stdout"].as_str().unwrap().len(), big.len());
+    assert_eq!(s["stderr"], "err");
+}
+
+#[tokio::test]
+async fn judge0_wait_with_bytes_that_are_not_text_answers_201_with_the_token() {
+    let e = j0_env(&[]);
+    let st = ExecutionStatus { stdout: Some("/w==".into()), stdout_encoding: rce_api::FileEncoding::Base64, ..completed("") };
+    fake_operator(e.cluster.clone(), e.status.clone(), st);
+    let (code, _, s) = call(&e.app, post("/submissions?wait=true", r#"{"language_id":71,"source_code":"x"}"#)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(s["error"], "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true query parameter");
+    assert!(s["token"].is_string());
+}
+
+#[tokio::test]
+async fn judge0_catalog_and_configuration_tell_the_truth() {
+    let e = j0_env(&["--callback-allow", "127.0.0.1/32"]);
+    let (_, _, langs) = call(&e.app, get("/languages")).await;
+    // Each Runtime once, under its first id, by name; the version inside the parenthesis.
+    assert_eq!(
+        langs,
+        json!([{"id": 46, "name": "Bash (5.2.15)"}, {"id": 50, "name": "C (GCC 12.2.0)"},
+               {"id": 63, "name": "JavaScript (Node.js 18.19.0)"}, {"id": 89, "name": "Multi-file program (5.2.15)"},
+               {"id": 71, "name": "Python (3.11.2)"}])
+    );
+    let (_, _, all) = call(&e.app, get("/languages/all")).await;
+    assert_eq!(all.as_array().unwrap().len(), 5);
+    let (_, _, c) = call(&e.app, get("/languages/49")).await;
+    assert_eq!((c["id"].clone(), c["compile_cmd"].clone()), (json!(49), json!("gcc %s -o main main.c")));
+    let (_, _, ci) = call(&e.app, get("/config_info")).await;
+    assert_eq!(ci["memory_limit"], 131072);
+    assert_eq!(ci["stack_limit"], 64000);
+    assert_eq!(ci["max_file_size"], 1024);
+    assert_eq!(ci["max_max_file_size"], 4096);
+    assert_eq!(ci["max_number_of_runs"], 20);
+    assert_eq!((ci["enable_callbacks"].clone(), ci["callbacks_max_tries"].clone()), (json!(true), json!(3)));
+    assert_eq!(ci["enable_additional_files"], true);
+    assert_eq!(ci["allowed_languages_for_compile_options"], json!(["C (GCC)"]));
+    assert_eq!((ci["cpu_extra_time"].clone(), ci["max_cpu_extra_time"].clone()), (json!(0.0), json!(0.0)));
+    // Each submission gets what /config_info says.
+    let (_, _, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "1"})).await;
+    let token = ex.unwrap().metadata.name.unwrap();
+    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=max_file_size,stack_limit,cpu_extra_time"))).await;
+    assert_eq!(s, json!({"max_file_size": 1024, "stack_limit": 64000, "cpu_extra_time": "0.0"}));
+}
+
+#[tokio::test]
+async fn judge0_information_routes_answer() {
+    let e = j0_env(&[]);
+    for (path, kind) in [("/system_info", "object"), ("/workers", "array"), ("/isolate", "text"), ("/license", "text"), ("/version", "text")] {
+        let (code, _, body) = call(&e.app, get(path)).await;
+        assert_eq!(code, StatusCode::OK, "{path}: {body}");
+        match kind {
+            "object" => assert!(body.is_object(), "{path}"),
+            "array" => assert!(body.is_array(), "{path}"),
+            _ => assert!(body.is_string() || body.is_number(), "{path}: {body}"),
+        }
+    }
+    e.cluster.set_pending(Some(4));
+    let (_, _, w) = call(&e.app, get("/workers")).await;
+    assert_eq!(w[0]["size"], 4);
+    let (_, _, si) = call(&e.app, get("/system_info")).await;
+    assert!(si["CPU(s)"].is_string() && si["Architecture"].is_string(), "{si}");
+}
+
+#[tokio::test]
+async fn judge0_authentication_and_authorization_as_upstream() {
+    // Auth off: nothing to authenticate against (200); no authorization token (403).
+    let e = j0_env(&[]);
+    let (code, _, body) = call(&e.app, Request::post("/authenticate").body(Body::empty()).unwrap()).await;
+    assert_eq!((code, body), (StatusCode::OK, Value::Null));
+    let (code, _, body) = call(&e.app, Request::post("/authorize").body(Body::empty()).unwrap()).await;
+    assert_eq!((code, body), (StatusCode::FORBIDDEN, Value::Null));
+    let (code, _, _) = call(&e.app, get("/submissions")).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
+    let e = j0_env(&["--auth", "--api-key", "key-one-aaaa:ns1,key-two-bbbb:ns2"]);
+    let req = |path: &str, headers: &[(&str, &str)]| {
+        let mut r = Request::post(path).body(Body::empty()).unwrap();
+        for (k, v) in headers {
+            r = with(r, k, v);
+        }
+        r
+    };
+    let (code, _, _) = call(&e.app, req("/authenticate", &[])).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _, _) = call(&e.app, req("/authenticate", &[("X-Auth-Token", "key-one-aaaa")])).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa")])).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-one-aaaa")])).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-two-bbbb")])).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-User", "key-one-aaaa")])).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+
+    // The list: only the caller's tenant, newest first, paged as upstream.
+    for (key, n) in [("key-one-aaaa", 3), ("key-two-bbbb", 1)] {
+        for i in 0..n {
+            let r = with(post("/submissions", &format!(r#"{{"language_id":71,"source_code":"print({i})"}}"#)), "X-Auth-Token", key);
+            let (code, _, _) = call(&e.app, r).await;
+            assert_eq!(code, StatusCode::CREATED);
+        }
+    }
+    let list = |q: &str, user: &str| {
+        let r = with(with(get(&format!("/submissions?{q}")), "X-Auth-Token", "key-one-aaaa"), "X-Auth-User", user);
+        let app = e.app.clone();
+        async move { call(&app, r).await }
+    };
+    let (code, _, body) = list("per_page=2&fields=token,status_id", "key-one-aaaa").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["submissions"].as_array().unwrap().len(), 2);
+    assert_eq!(body["submissions"][0]["status_id"], 1);
+    assert_eq!(body["meta"], json!({"current_page": 1, "next_page": 2, "prev_page": null, "total_pages": 2, "total_count": 3}));
+    let (_, _, body) = list("page=2&per_page=2", "key-one-aaaa").await;
+    assert_eq!(body["submissions"].as_array().unwrap().len(), 1);
+    let (code, _, body) = list("page=0", "key-one-aaaa").await;
+    assert_eq!((code, body), (StatusCode::BAD_REQUEST, json!({"error": "invalid page: 0"})));
+    let (code, _, body) = list("per_page=-1", "key-one-aaaa").await;
+    assert_eq!((code, body), (StatusCode::BAD_REQUEST, json!({"error": "invalid per_page: -1"})));
+    let (code, _, _) = list("", "key-two-bbbb").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    // Delete: authorized, then refused as upstream's default configuration refuses it.
+    let r = with(with(Request::delete("/submissions/0b7e4a4e-0000-4000-8000-000000000000").body(Body::empty()).unwrap(), "X-Auth-Token", "key-one-aaaa"), "X-Auth-User", "key-one-aaaa");
+    let (code, _, body) = call(&e.app, r).await;
+    assert_eq!((code, body), (StatusCode::BAD_REQUEST, json!({"error": "delete not allowed"})));
+}
+
+#[tokio::test]
+async fn piston_names_stages_stdin_and_stored_outputs_as_upstream() {
+    let e = env(&[]);
+    // A compiled Runtime that upstream calls `c++`, and stored outputs in ConfigMaps.
+    let mut cpp = rce_api_shim::testing::runtime("cpp", "12.2.0", &[], &[54]);
+    cpp.spec.compile = Some(vec!["g++".into(), "{file}".into()]);
+    cpp.spec.piston = Some(rce_api::PistonName {
+        language: "c++".into(),
+        version: "12.2.0".into(),
+        aliases: vec!["cpp".into(), "g++".into()],
+        runtime: None,
+    });
+    e.cluster.runtimes.lock().unwrap().push(Arc::new(cpp));
+    let (_, _, rts) = call(&e.app, get("/api/v2/runtimes")).await;
+    assert!(rts.as_array().unwrap().contains(&json!({"language": "c++", "version": "12.2.0", "aliases": ["cpp", "g++"]})), "{rts}");
+
+    // A compile error: `run` is the compile stage, with its figures.
+    let failed = ExecutionStatus {
+        phase: Some(Phase::Completed),
+        verdict: Some(Verdict::CompilationError),
+        compile_output: Some("main.cpp:1:1: error: x\n".into()),
+        compile: Some(rce_api::StageFigures { exit_code: Some(1), signal: None, time_ms: 300, wall_time_ms: 350, memory_kib: 40000 }),
+        ..Default::default()
+    };
+    fake_operator(e.cluster.clone(), e.status.clone(), failed);
+    let (code, _, r) =
+        call(&e.app, post("/api/v2/execute/", r#"{"language":"c++","version":"12","files":[{"content":"x"}]}"#)).await;
+    assert_eq!(code, StatusCode::OK, "{r}");
+    assert_eq!((&r["language"], &r["version"]), (&json!("c++"), &json!("12.2.0")));
+    assert_eq!(r["run"], r["compile"], "{r}");
+    assert_eq!(r["run"]["output"], "main.cpp:1:1: error: x\n");
+    assert_eq!((&r["compile"]["code"], &r["compile"]["status"]), (&json!(1), &json!("RE")));
+    assert_eq!((&r["compile"]["cpu_time"], &r["compile"]["wall_time"], &r["compile"]["memory"]), (&json!(300), &json!(350), &json!(40_000_000)));
+    let ex = e.cluster.all().remove(0);
+    assert_eq!(ex.spec.language, "cpp");
+    // Upstream's final newline on stdin (none given: "\n").
+    assert_eq!(ex.spec.stdin.as_deref(), Some("\n"));
+}
+
+#[tokio::test]
+async fn piston_output_is_the_full_bytes_in_arrival_order() {
+    let e = env(&[]);
+    let big = "o".repeat(100_000);
+    let stored = ExecutionStatus {
+        stdout: Some("o".repeat(10)),
+        stderr: Some("E".into()),
+        arrival: vec![60_000, -1, 40_000],
+        output: Some(rce_api::StoredOutput {
+            config_maps: vec!["x-output-0".into()],
+            stdout_bytes: 100_000,
+            stderr_bytes: 1,
+            compile_output_bytes: 0,
+        }),
+        ..completed("")
+    };
+    // The ConfigMaps the operator would have written, in the namespace of the Execution.
+    let mut part = big.clone().into_bytes();
+    part.push(b'E');
+    e.cluster.put_config_map("default", "x-output-0", "part", part);
+    fake_operator(e.cluster.clone(), e.status.clone(), stored);
+    let (code, _, r) = call(
+        &e.app,
+        post("/api/v2/execute", r#"{"language":"bash","files":[{"content":"x"}],"stdin":"a\nb"}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{r}");
+    assert_eq!(r["run"]["stdout"].as_str().unwrap().len(), 100_000);
+    let output = r["run"]["output"].as_str().unwrap();
+    assert_eq!(output, format!("{}E{}", &big[..60_000], &big[60_000..]));
+    assert_eq!(e.cluster.all()[0].spec.stdin.as_deref(), Some("a\nb\n"));
 }

@@ -67,34 +67,28 @@ fn execution(tenant: &Tenant, name: &str, j: &Judge0Submission, state: &AppState
     ex
 }
 
-/// Create it, through the queue when there is one.
-// TODO(judge0): shim-common, a `submit::submit_execution(state, ex)` (back-pressure, then
-// create or publish) would let this reuse `submit::submit` with the Judge0 spec fields.
+/// Create it (back-pressure, then create, or publish with a queue).
 async fn create_execution(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {
-    #[cfg(feature = "amqp")]
-    if let Some(p) = &state.amqp {
-        return p.publish(ex).await;
-    }
-    submit::create(state, ex).await
+    submit::submit_execution(state, ex).await
 }
 
-/// The full outputs of a finished submission whose status holds only excerpts.
-// TODO(judge0): shim-common's backend function reading the output ConfigMaps goes here
-// (`rce_api::judge0::Outputs::from_stored(&stored, &bytes)` splits them). Until then the
-// excerpts in the status are answered.
-async fn full_outputs(_state: &AppState, view: &ExecView, fields: &[Field]) -> Option<Outputs> {
+/// The full outputs of a finished submission whose status holds only excerpts (read from
+/// its output ConfigMaps), when the fields show an output.
+async fn full_outputs(
+    state: &AppState,
+    view: &ExecView,
+    fields: &[Field],
+) -> Result<Option<Outputs>, ApiError> {
     if view.status.output.is_none() || !needs_outputs(fields) {
-        return None;
+        return Ok(None);
     }
-    None
+    Ok(Some(crate::outputs::read(&*state.cluster, view).await?.into()))
 }
 
-/// The Executions of a namespace (all namespaces: `None`).
-// TODO(judge0): shim-common, please add `Cluster::list(&self, namespace: Option<&str>) ->
-// Vec<Arc<Execution>>` (from KubeCluster's Execution reflector; MemoryCluster's map) and
-// call it here. Until then the list, /statistics and /workers answer from what is known.
-fn executions(_state: &AppState, _namespace: Option<&str>) -> Option<Vec<Arc<Execution>>> {
-    None
+/// The Executions of a namespace (all namespaces: `None`), newest first, as the watch cache
+/// holds them (small copies: see `Cluster::list`).
+fn executions(state: &AppState, namespace: Option<&str>) -> Option<Vec<Arc<Execution>>> {
+    state.cluster.ready().then(|| state.cluster.list(namespace))
 }
 
 async fn render_one(
@@ -103,9 +97,9 @@ async fn render_one(
     fields: &[Field],
     b64: bool,
     runtimes: &[Arc<Runtime>],
-) -> Result<Map<String, Value>, NotText> {
-    let outputs = full_outputs(state, view, fields).await;
-    render(view, fields, b64, runtimes, &state.cap(), outputs)
+) -> Result<Result<Map<String, Value>, NotText>, ApiError> {
+    let outputs = full_outputs(state, view, fields).await?;
+    Ok(render(view, fields, b64, runtimes, &state.cap(), outputs))
 }
 
 /// `POST /submissions`
@@ -137,7 +131,7 @@ pub async fn create(
     let done = submit::wait_result(&state, &tenant.namespace, &name).await?;
     let mut view = ExecView::from_execution(&created);
     view.status = done.status;
-    match render_one(&state, &view, &fields, b64, &runtimes).await {
+    match render_one(&state, &view, &fields, b64, &runtimes).await? {
         Ok(m) => Ok((StatusCode::CREATED, Json(Value::Object(m))).into_response()),
         Err(NotText) => {
             Ok((StatusCode::CREATED, Json(json!({ "error": NOT_UTF8_ONE, "token": name }))).into_response())
@@ -163,7 +157,7 @@ pub async fn get_one(
     let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &token, needs_spec(&fields))
         .await?
         .ok_or_else(|| ApiError::not_found("Not Found"))?;
-    match render_one(&state, &view, &fields, b64, &state.cluster.runtimes()).await {
+    match render_one(&state, &view, &fields, b64, &state.cluster.runtimes()).await? {
         Ok(m) => Ok(Json(Value::Object(m)).into_response()),
         Err(NotText) => Err(ApiError::bad_request(NOT_UTF8_ONE)),
     }
@@ -233,20 +227,24 @@ pub async fn index(
     if per_page < 0 {
         return Err(ApiError::bad_request(format!("invalid per_page: {per_page}")));
     }
-    let Some(mut all) = executions(&state, Some(&tenant.namespace)) else {
+    let Some(all) = executions(&state, Some(&tenant.namespace)) else {
         return Err(ApiError::unavailable());
     };
-    all.retain(|e| {
-        e.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(judge0::LANGUAGE_ID_ANNOTATION))
-    });
-    all.sort_by(|a, b| b.metadata.creation_timestamp.cmp(&a.metadata.creation_timestamp));
     let page_of = pagination(all.len() as u64, page as u64, per_page as u64);
     let runtimes = state.cluster.runtimes();
+    let start = usize::try_from((page as u64 - 1).saturating_mul(per_page as u64)).unwrap_or(usize::MAX);
+    let spec = needs_spec(&fields);
+    // The cache holds small copies: each listed submission is read whole (Redis, then the
+    // Execution), as `GET /submissions/{token}` reads it.
+    let lookups = all.iter().skip(start).take(usize::try_from(per_page).unwrap_or(usize::MAX)).map(|ex| {
+        let (state, ns) = (state.clone(), tenant.namespace.clone());
+        let name = ex.metadata.name.clone().unwrap_or_default();
+        async move { lookup(&*state.cluster, &*state.status, &ns, &name, spec).await }
+    });
     let mut out = Vec::new();
-    let start = ((page as u64 - 1).saturating_mul(per_page as u64)) as usize;
-    for ex in all.iter().skip(start).take(per_page as usize) {
-        let view = ExecView::from_execution(ex);
-        match render_one(&state, &view, &fields, b64, &runtimes).await {
+    for found in futures::future::join_all(lookups).await {
+        let Some(view) = found? else { continue };
+        match render_one(&state, &view, &fields, b64, &runtimes).await? {
             Ok(m) => out.push(Value::Object(m)),
             Err(NotText) => return Err(ApiError::bad_request(NOT_UTF8_MANY)),
         }
@@ -354,7 +352,7 @@ pub async fn batch_get(
     let mut out = Vec::with_capacity(results.len());
     for r in results {
         out.push(match r? {
-            Some(v) => match render_one(&state, &v, &fields, b64, &runtimes).await {
+            Some(v) => match render_one(&state, &v, &fields, b64, &runtimes).await? {
                 Ok(m) => Value::Object(m),
                 Err(NotText) => return Err(ApiError::bad_request(NOT_UTF8_MANY)),
             },

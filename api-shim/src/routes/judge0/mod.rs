@@ -44,10 +44,6 @@ use crate::{
 
 /// Every Judge0 route with its documentation: those above `route_layer(auth)` need
 /// credentials (when auth is on), the rest are public.
-// TODO(judge0): shim-common, please replace the `let judge0 = ...` block of
-// `routes::table` with `let judge0 = judge0::routes(state);` so that the new routes
-// (GET /submissions, /system_info, /statistics, /workers, /isolate, /license,
-// /authenticate, /authorize) are served.
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     use handlers as j;
     let auth = middleware::from_fn_with_state(state.clone(), require_tenant);
