@@ -6,39 +6,25 @@ use axum::{
     http::StatusCode,
     Extension, Json,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{parse::parse, result::result};
+pub use super::names::PistonRuntime;
+use super::{names, parse::parse, result::result};
 use crate::{
     auth::Tenant,
-    catalog,
     error::{parse_json, read_body, ApiError},
+    outputs,
     state::AppState,
     submit,
 };
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PistonRuntime {
-    pub language: String,
-    pub version: String,
-    pub aliases: Vec<String>,
-}
-
-/// `GET /api/v2/runtimes`
+/// `GET /api/v2/runtimes`: each Runtime as upstream names it (`spec.piston`), or under its
+/// own name, version and aliases.
 #[utoipa::path(get, path = "/runtimes", tag = "piston", responses((status = 200, body = Vec<PistonRuntime>)))]
 pub async fn runtimes(State(state): State<AppState>) -> Json<Vec<PistonRuntime>> {
-    Json(
-        catalog::sorted(state.cluster.runtimes())
-            .iter()
-            .map(|rt| PistonRuntime {
-                language: catalog::name(rt).to_string(),
-                version: rt.spec.version.clone(),
-                aliases: rt.spec.aliases.clone(),
-            })
-            .collect(),
-    )
+    Json(names::list(state.cluster.runtimes()))
 }
 
 // The handler reads the body as a `parse::RawRequest` (every field taken loosely so as to
@@ -57,14 +43,16 @@ pub struct PistonExecuteRequest {
     args: Option<Vec<String>>,
     compile_timeout: Option<i64>,
     run_timeout: Option<i64>,
+    compile_cpu_time: Option<i64>,
+    run_cpu_time: Option<i64>,
     compile_memory_limit: Option<i64>,
     run_memory_limit: Option<i64>,
 }
 
 /// `POST /api/v2/execute`: run and answer with the result (bounded by the wait maximum).
 #[utoipa::path(post, path = "/execute", tag = "piston", request_body = PistonExecuteRequest,
-    responses((status = 200, description = "{language, version, run: {stdout, stderr, output, code, signal, ...}, compile?}"),
-        (status = 400), (status = 413), (status = 422), (status = 429), (status = 503), (status = 504)))]
+    responses((status = 200, description = "{language, version, run: {stdout, stderr, output, code, signal, message, status, cpu_time, wall_time, memory}, compile?}"),
+        (status = 400), (status = 413), (status = 429), (status = 503), (status = 504)))]
 pub async fn execute(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
@@ -84,5 +72,6 @@ pub async fn execute(
         );
         return Err(e);
     }
-    Ok((StatusCode::OK, Json(result(&runtime, &view))))
+    let out = outputs::read(&*state.cluster, &view).await?;
+    Ok((StatusCode::OK, Json(result(&runtime, &view, &out))))
 }
