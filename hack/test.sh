@@ -35,6 +35,8 @@ status=0
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${RCE_TEST_THREADS:-4}" || status=$?
 log "running the Helm chart's install/upgrade/uninstall test on the cluster (real Helm engine)"
 "$RCE_ROOT/hack/helm-test.sh" || status=1
+log "running the published Judge0 and Piston clients, unchanged, against the shim (hack/clients.sh)"
+"$RCE_ROOT/hack/clients.sh" || status=1
 # Namespaces of failed tests.
 kubectl delete ns -l rce.dev/test=true --wait=false >/dev/null 2>&1 || true
 log "test suite finished in $((SECONDS - t0))s (exit $status)"
