@@ -1,10 +1,29 @@
 //! Response bodies shared by the seed's and rce's own routes.
 
-use rce_api::{Phase, Verdict};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use rce_api::{CallbackStatus, FileEncoding, Phase, StageFigures, Verdict};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::backend::ExecView;
+use crate::{backend::ExecView, outputs::Outputs};
+
+fn encoding_name(e: FileEncoding) -> String {
+    match e {
+        FileEncoding::Utf8 => "utf8".into(),
+        FileEncoding::Base64 => "base64".into(),
+    }
+}
+
+/// Bytes as text when they are UTF-8, else as base64.
+fn text_or_base64(bytes: Option<&[u8]>) -> (Option<String>, String) {
+    match bytes {
+        None => (None, "utf8".into()),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => (Some(t.to_string()), "utf8".into()),
+            Err(_) => (Some(B64.encode(b)), "base64".into()),
+        },
+    }
+}
 
 /// An Execution's status. The seed's fields (`jobId`, `status`, `output`, `submittedAt`) come
 /// first and keep their meaning; the richer ones stand beside them.
@@ -19,7 +38,17 @@ pub struct ExecutionView {
     /// What the program printed (stdout, then stderr); for a compile error, the compiler's
     /// output; for a failure, the reason. `null` until finished.
     pub output: Option<String>,
-    /// When it was submitted (RFC 3339).
+    /// The compile stage's figures (`exitCode`, `signal`, `timeMs`, `wallTimeMs`,
+    /// `memoryKiB`), for a compiled language.
+    #[schema(value_type = Option<Object>)]
+    pub compile: Option<StageFigures>,
+    /// How many runs were made; the figures are their average.
+    pub runs: Option<u32>,
+    /// How the result callback went (`attempts`, `delivered`, `httpStatus`, `error`).
+    #[schema(value_type = Option<Object>)]
+    pub callback: Option<CallbackStatus>,
+    /// When it was submitted, as JavaScript's `Date.prototype.toISOString()` writes it (the
+    /// seed's own format: UTC, milliseconds, `Z`), e.g. `2026-12-01T22:04:49.123Z`.
     pub submitted_at: Option<String>,
     /// Same as `jobId`.
     pub id: String,
@@ -28,11 +57,18 @@ pub struct ExecutionView {
     /// `OutputLimitExceeded`, `RuntimeError`, `CompilationError`, `InternalError`, `Cancelled`.
     #[schema(value_type = Option<String>)]
     pub verdict: Option<Verdict>,
+    /// Text, or base64 when `stdoutEncoding` is `base64` (the bytes are not UTF-8).
     pub stdout: Option<String>,
     pub stderr: Option<String>,
     pub compile_output: Option<String>,
+    /// `utf8` or `base64`: how `stdout` holds the bytes.
+    pub stdout_encoding: String,
+    pub stderr_encoding: String,
+    pub compile_output_encoding: String,
+    /// The program wrote more than its output limit.
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    pub compile_output_truncated: bool,
     pub exit_code: Option<i32>,
     /// Name of the signal that killed the program, e.g. `SIGSEGV`.
     pub signal: Option<String>,
@@ -43,8 +79,43 @@ pub struct ExecutionView {
     /// Peak memory in KiB.
     pub memory: Option<u64>,
     pub message: Option<String>,
+    /// When its sandbox started, in the format of `submittedAt`.
     pub started_at: Option<String>,
+    /// When the result was recorded, in the format of `submittedAt`.
     pub finished_at: Option<String>,
+}
+
+impl ExecutionView {
+    /// The outputs' exact bytes ([`crate::outputs::read`]) in place of the status's
+    /// excerpts: text where they are UTF-8, else base64 (said by the `…Encoding` fields);
+    /// `output` from them (invalid UTF-8 replaced).
+    pub fn with_outputs(mut self, out: &Outputs) -> Self {
+        (self.stdout, self.stdout_encoding) = text_or_base64(out.stdout.as_deref());
+        (self.stderr, self.stderr_encoding) = text_or_base64(out.stderr.as_deref());
+        (self.compile_output, self.compile_output_encoding) = text_or_base64(out.compile_output.as_deref());
+        if self.output.is_some() {
+            let lossy = crate::outputs::lossy;
+            self.output = Some(
+                if self.verdict == Some(Verdict::CompilationError) && !out.compile_output().is_empty() {
+                    lossy(out.compile_output())
+                } else if out.stdout.is_some() || out.stderr.is_some() {
+                    format!("{}{}", lossy(out.stdout()), lossy(out.stderr()))
+                } else {
+                    self.output.unwrap_or_default()
+                },
+            );
+        }
+        self
+    }
+}
+
+/// An RFC 3339 time as JavaScript's `toISOString()` writes it: UTC, milliseconds, `Z`
+/// (`2026-12-01T22:04:49.123Z`). Anything that does not parse is left as it is.
+pub fn iso_millis(time: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(time) {
+        Ok(t) => t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        Err(_) => time.to_string(),
+    }
 }
 
 impl From<&ExecView> for ExecutionView {
@@ -67,23 +138,30 @@ impl From<&ExecView> for ExecutionView {
             job_id: v.name.clone(),
             status: v.phase(),
             output,
-            submitted_at: v.submitted_at(),
+            submitted_at: v.submitted_at().as_deref().map(iso_millis),
             id: v.name.clone(),
             language: v.language.clone(),
             verdict: s.verdict,
             stdout: s.stdout.clone(),
             stderr: s.stderr.clone(),
             compile_output: s.compile_output.clone(),
+            stdout_encoding: encoding_name(s.stdout_encoding),
+            stderr_encoding: encoding_name(s.stderr_encoding),
+            compile_output_encoding: encoding_name(s.compile_output_encoding),
             stdout_truncated: s.stdout_truncated,
             stderr_truncated: s.stderr_truncated,
+            compile_output_truncated: s.compile_output_truncated,
+            compile: s.compile.clone(),
+            runs: s.runs,
+            callback: s.callback.clone(),
             exit_code: s.exit_code,
             signal: s.signal.clone(),
             time: s.time_ms,
             wall_time: s.wall_time_ms,
             memory: s.memory_kib,
             message: s.message.clone(),
-            started_at: s.started_at.clone(),
-            finished_at: s.finished_at.clone(),
+            started_at: s.started_at.as_deref().map(iso_millis),
+            finished_at: s.finished_at.as_deref().map(iso_millis),
         }
     }
 }
@@ -92,6 +170,14 @@ impl From<&ExecView> for ExecutionView {
 mod tests {
     use super::*;
     use rce_api::ExecutionStatus;
+
+    #[test]
+    fn times_are_written_as_javascripts_to_iso_string() {
+        assert_eq!(iso_millis("2026-12-01T22:04:49Z"), "2026-12-01T22:04:49.000Z");
+        assert_eq!(iso_millis("2026-12-01T22:04:49.123456789Z"), "2026-12-01T22:04:49.123Z");
+        assert_eq!(iso_millis("2026-12-01T23:04:49.5+01:00"), "2026-12-01T22:04:49.500Z");
+        assert_eq!(iso_millis("yesterday"), "yesterday");
+    }
 
     #[test]
     fn phase_and_verdict_serialize_as_their_names() {

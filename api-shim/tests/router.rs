@@ -159,6 +159,8 @@ async fn seed_status_reads_the_cluster_then_the_redis_mirror() {
     assert_eq!(st["status"], "Pending");
     assert_eq!(st["output"], Value::Null);
     assert!(st["submittedAt"].is_string(), "{st}");
+    let at = st["submittedAt"].as_str().unwrap();
+    assert!(at.len() == 24 && at.ends_with('Z') && at.as_bytes()[19] == b'.', "toISOString() format: {at}");
     // The mirror says Completed.
     let ex = e.cluster.all().remove(0);
     e.status.publish(doc(&ex, completed("42\n")));
@@ -170,7 +172,8 @@ async fn seed_status_reads_the_cluster_then_the_redis_mirror() {
     assert_eq!(st["exitCode"], 0);
     assert_eq!(st["time"], 12);
     assert_eq!(st["memory"], 9000);
-    assert_eq!(st["submittedAt"], "2026-01-01T00:00:00Z");
+    // JavaScript's toISOString(), as the seed wrote it.
+    assert_eq!(st["submittedAt"], "2026-01-01T00:00:00.000Z");
 }
 
 #[tokio::test]
@@ -1430,4 +1433,67 @@ async fn piston_output_is_the_full_bytes_in_arrival_order() {
     let output = r["run"]["output"].as_str().unwrap();
     assert_eq!(output, format!("{}E{}", &big[..60_000], &big[60_000..]));
     assert_eq!(e.cluster.all()[0].spec.stdin.as_deref(), Some("a\nb\n"));
+}
+
+#[tokio::test]
+async fn native_executions_take_the_new_spec_fields_and_refuse_unknown_ones() {
+    let e = env(&["--callback-allow", "127.0.0.1/32"]);
+    let body = json!({"language": "python", "source": "print(1)", "redirectStderrToStdout": true, "runs": 3,
+                      "limits": {"stackKiB": 65536}, "callback": {"url": "http://127.0.0.1:9/hook"}});
+    let (code, _, r) = call(&e.app, post("/api/executions", &body.to_string())).await;
+    assert_eq!(code, StatusCode::CREATED, "{r}");
+    let ex = e.cluster.all().remove(0);
+    assert!(ex.spec.redirect_stderr_to_stdout);
+    assert_eq!(ex.spec.runs, Some(3));
+    assert_eq!(ex.spec.limits.unwrap().stack_kib, Some(65536));
+    let cb = ex.spec.callback.unwrap();
+    assert_eq!((cb.url.as_str(), cb.format), ("http://127.0.0.1:9/hook", rce_api::CallbackFormat::Rce));
+    for (bad, words) in [
+        (json!({"language": "python", "source": "1", "bogus": 1}), "bogus"),
+        (json!({"language": "python", "source": "1", "runs": 0}), "runs must be between 1 and 20"),
+        (json!({"language": "python", "source": "1", "compilerOptions": ["-O2"]}), "no compile step"),
+        (json!({"language": "python", "source": "1", "callback": {"url": "http://10.1.2.3/x"}}), "not allowed"),
+    ] {
+        let (code, _, r) = call(&e.app, post("/api/executions", &bad.to_string())).await;
+        assert!(code.is_client_error(), "{bad}: {code} {r}");
+        assert!(r.to_string().contains(words), "{bad}: {r}");
+    }
+    assert_eq!(e.cluster.all().len(), 1);
+    // Callbacks are off by default.
+    let off = env(&[]);
+    let body = json!({"language": "python", "source": "1", "callback": {"url": "http://127.0.0.1:9/hook"}});
+    let (code, _, r) = call(&off.app, post("/api/executions", &body.to_string())).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.to_string().contains("callbacks are not enabled"), "{r}");
+}
+
+#[tokio::test]
+async fn native_and_seed_status_carry_the_exact_bytes() {
+    let e = env(&[]);
+    let (_, _, r) = call(&e.app, post("/api/executions", r#"{"language":"bash","source":"x"}"#)).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    let ex = e.cluster.all().remove(0);
+    let st = ExecutionStatus {
+        stdout: Some("/v8AQQo=".into()),
+        stdout_encoding: rce_api::FileEncoding::Base64,
+        stderr: Some("e".repeat(10)),
+        output: Some(rce_api::StoredOutput {
+            config_maps: vec![format!("{id}-output-0")],
+            stdout_bytes: 5,
+            stderr_bytes: 70_000,
+            compile_output_bytes: 0,
+        }),
+        ..completed("")
+    };
+    let mut part = vec![0xfe, 0xff, 0x00, 0x41, 0x0a];
+    part.extend(std::iter::repeat_n(b'e', 70_000));
+    e.cluster.put_config_map("default", &format!("{id}-output-0"), "part", part);
+    e.cluster.set_status("default", &id, st.clone());
+    e.status.publish(doc(&ex, st));
+    let (code, _, v) = call(&e.app, get(&format!("/api/executions/{id}"))).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!((&v["stdout"], &v["stdoutEncoding"]), (&json!("/v8AQQo="), &json!("base64")));
+    assert_eq!(v["stderr"].as_str().unwrap().len(), 70_000);
+    let (_, _, s) = call(&e.app, get(&format!("/api/status/{id}"))).await;
+    assert_eq!(s["output"].as_str().unwrap().len(), "\u{fffd}\u{fffd}\0A\n".len() + 70_000, "{s}");
 }

@@ -18,7 +18,7 @@ use axum::{
     Extension, Json,
 };
 use futures::{Stream, StreamExt};
-use rce_api::{Limits, SourceFile};
+use rce_api::{options, Callback, Limits, SourceFile, MAX_RUNS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -28,6 +28,7 @@ use crate::{
     backend::{lookup, watch, ExecView},
     catalog,
     error::{ApiError, Flavor, JsonBody},
+    outputs,
     state::AppState,
     submit::{self, Program, Submission},
     views::ExecutionView,
@@ -51,6 +52,20 @@ pub struct CreateExecution {
     pub limits: Option<Limits>,
     /// When given, stdout is compared with it: Accepted or WrongAnswer.
     pub expected_output: Option<String>,
+    /// The program's stderr goes to its stdout (one stream, in the order written).
+    #[serde(default)]
+    pub redirect_stderr_to_stdout: bool,
+    /// Options for the compiler, one argument each; each must match the Runtime's
+    /// `compilerOptions` allow-list. Refused for a language without a compile step.
+    #[serde(default)]
+    pub compiler_options: Vec<String>,
+    /// How many times the program runs (1 to 20); the figures are the average.
+    pub runs: Option<u32>,
+    /// `{url, format}`: where the result is PUT once the Execution ends (`format`: `rce`,
+    /// the status document, by default; or `judge0`). The destination must be admitted by
+    /// the server's `--callback-allow`.
+    #[schema(value_type = Option<Object>)]
+    pub callback: Option<Callback>,
 }
 
 /// Check a submission's files by the domain core's rules (the operator's, word for word).
@@ -77,6 +92,19 @@ pub async fn create(
         }
         _ => return Err(ApiError::invalid("give exactly one of source and files")),
     };
+    if let Some(runs) = req.runs {
+        if runs == 0 || runs > MAX_RUNS {
+            return Err(ApiError::invalid(format!("runs must be between 1 and {MAX_RUNS}")));
+        }
+    }
+    if !req.compiler_options.is_empty() {
+        let compiles = options::takes_options(runtime.spec.compile.as_deref());
+        options::check(&runtime.spec.compiler_options, compiles, &req.compiler_options)
+            .map_err(|e| ApiError::invalid(e.0))?;
+    }
+    if let Some(cb) = &req.callback {
+        state.callback_policy().check_url(cb.url.trim()).map_err(|e| ApiError::invalid(e.0))?;
+    }
     let sub = Submission {
         runtime,
         program,
@@ -87,7 +115,14 @@ pub async fn create(
         api: Flavor::Native,
         annotations: Default::default(),
     };
-    let created = submit::submit(&state, &tenant, sub).await?;
+    catalog::resolve_limits(&sub.runtime, sub.limits.as_ref(), &state.cap())
+        .map_err(|e| ApiError::limit(&e))?;
+    let mut ex = submit::build(&tenant, &submit::new_name(), &sub, &state.labels);
+    ex.spec.redirect_stderr_to_stdout = req.redirect_stderr_to_stdout;
+    ex.spec.compiler_options = req.compiler_options;
+    ex.spec.runs = req.runs;
+    ex.spec.callback = req.callback.map(|c| Callback { url: c.url.trim().to_string(), ..c });
+    let created = submit::submit_execution(&state, ex).await?;
     Ok((StatusCode::CREATED, Json(ExecutionView::from(&ExecView::from_execution(&created)))))
 }
 
@@ -108,7 +143,9 @@ pub async fn get_one(
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    Ok(Json(ExecutionView::from(&find(&state, &tenant, &id).await?)))
+    let view = find(&state, &tenant, &id).await?;
+    let out = outputs::read(&*state.cluster, &view).await?;
+    Ok(Json(ExecutionView::from(&view).with_outputs(&out)))
 }
 
 async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Receiver<ExecView>, ApiError> {

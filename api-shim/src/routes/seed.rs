@@ -85,5 +85,6 @@ pub async fn status(
     let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &job_id, false)
         .await?
         .ok_or_else(|| ApiError::not_found("Job not found"))?;
-    Ok(Json(ExecutionView::from(&view)))
+    let out = crate::outputs::read(&*state.cluster, &view).await?;
+    Ok(Json(ExecutionView::from(&view).with_outputs(&out)))
 }
