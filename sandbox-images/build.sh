@@ -373,16 +373,33 @@ ensure_runner() {
 # Upstream part of a Debian version: 1:3.11.2-1+b1 → 3.11.2, 18.19.0+dfsg-6~deb12u2 → 18.19.0.
 upstream_version() { sed -E 's/^[0-9]+://; s/^.*[+]really//; s/-[^-]*$//; s/[+~](dfsg|ds|repack|really).*$//I'; }
 
+semver() { # leading numeric components of a version, exactly three: 1.14.0.dfsg → 1.14.0
+  local v out
+  IFS= read -r v
+  [[ "$v" =~ ^([0-9]+)(\.[0-9]+)?(\.[0-9]+)? ]] || { echo 0.0.0; return; }
+  out="${BASH_REMATCH[1]}${BASH_REMATCH[2]:-.0}${BASH_REMATCH[3]:-.0}"
+  echo "$out"
+}
+
 render_runtime() { # render_runtime LANG IMAGE VERSIONS-FILE OUT
   local lang="$1" image="$2" versions="$3" out="$4" text pkg v full
   text="$(cat "$LANGS_DIR/$lang/runtime.yaml")"
-  while [[ "$text" =~ \{\{debversion:([a-zA-Z0-9.+-]+)\}\} ]]; do
-    pkg="${BASH_REMATCH[1]}"
+  while [[ "$text" =~ \{\{deb(full)?version:([a-zA-Z0-9.+-]+)\}\} ]]; do
+    pkg="${BASH_REMATCH[2]}"
     full="$(awk -F'\t' -v p="$pkg" '$1 == p { print $2 }' "$versions")"
     [[ -n "$full" ]] || die "$lang: package $pkg is not installed in the image"
     v="$(upstream_version <<<"$full")"
     text="${text//"{{debversion:$pkg}}"/$v}"
     text="${text//"{{debfullversion:$pkg}}"/$full}"
+  done
+  # {{semver:PKG}}: the upstream version as SemVer "x.y.z" (Piston's lists), padded with zeros:
+  # 17.0.13+11 → 17.0.13, 1.14.0.dfsg → 1.14.0, 4.2.2.20221110 → 4.2.2, 9.0 → 9.0.0.
+  while [[ "$text" =~ \{\{semver:([a-zA-Z0-9.+-]+)\}\} ]]; do
+    pkg="${BASH_REMATCH[1]}"
+    full="$(awk -F'\t' -v p="$pkg" '$1 == p { print $2 }' "$versions")"
+    [[ -n "$full" ]] || die "$lang: package $pkg is not installed in the image"
+    v="$(upstream_version <<<"$full" | semver)"
+    text="${text//"{{semver:$pkg}}"/$v}"
   done
   text="${text//"{{image}}"/$image}"
   printf '%s\n' "$text" >"$out.tmp"

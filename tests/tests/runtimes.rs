@@ -3,20 +3,27 @@
 //! from the sample programs in `sandbox-images/langs/<runtime>/tests/`; then the submission
 //! features (several files, args, expectedOutput, limit overrides).
 //!
+//! A case may be a directory instead (`tests/hello/`, ...): its files are submitted together,
+//! the Runtime's source file first (the multi-file Runtime's `compile` and `run` scripts).
+//! `RCE_TEST_RUNTIMES=kotlin,haskell` runs only those Runtimes' cases.
+//!
 //! The Executions carry no `rce.dev/operator` label, so `make up`'s operator runs them; with
 //! no operator they get no status and the tests fail with a message saying so.
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use kube::ResourceExt;
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::{describe, langs_dir, message, phase, sample, stdout, verdict};
 use rce_tests::with_engine;
 use serde_json::json;
 
-/// The whole catalog: ~45 Executions, 6 at a time, JVM and Scala compiles among them.
-const CATALOG_WAIT: Duration = Duration::from_secs(420);
+/// The whole catalog: ~90 Executions, a few at a time, JVM, Kotlin, Scala and GHC compiles
+/// among them.
+const CATALOG_WAIT: Duration = Duration::from_secs(900);
+/// `make up` installs this many Runtimes.
+const CATALOG_SIZE: usize = 35;
 const WAIT: Duration = Duration::from_secs(180);
 
 /// Ends with a newline: the line-based echo samples (C++, C#, Pascal, Scala) add one.
@@ -32,6 +39,33 @@ enum Expect {
 
 fn file_spec(lang: &str, file: &str, content: &str) -> serde_json::Value {
     json!({"language": lang, "files": [{"name": file, "content": content}]})
+}
+
+/// The files of a directory sample `sandbox-images/langs/<lang>/tests/<case>/`, the entry
+/// file (`entry`) first, as an Execution's `files`.
+fn sample_dir(lang: &str, case: &str, entry: &str) -> Result<Option<Vec<serde_json::Value>>> {
+    let dir = langs_dir().join(lang).join("tests").join(case);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).context("file name")?.to_string();
+        let content =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.push((name, content));
+    }
+    files.sort_by_key(|(n, _)| (n != entry, n.clone()));
+    ensure!(files.first().is_some_and(|(n, _)| n == entry), "{}: no entry file {entry}", dir.display());
+    Ok(Some(files.into_iter().map(|(name, content)| json!({"name": name, "content": content})).collect()))
+}
+
+/// `RCE_TEST_RUNTIMES`: the Runtimes to test (all when unset or empty).
+fn selected() -> Option<Vec<String>> {
+    let v = std::env::var("RCE_TEST_RUNTIMES").unwrap_or_default();
+    let names: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    (!names.is_empty()).then_some(names)
 }
 
 fn check(case: Expect, e: &Execution) -> Result<(), String> {
@@ -74,30 +108,47 @@ async fn every_runtime_runs_hello_echo_and_compile_error() -> Result<()> {
     with_engine!("rt-catalog", |eng| {
         let runtimes = eng.runtimes().await?;
         let names: Vec<String> = runtimes.iter().map(|r| r.name_any()).collect();
-        ensure!(
-            runtimes.len() >= 15,
-            "only {} Runtimes installed ({names:?}); `make up` installs 17",
-            runtimes.len()
-        );
+        let only = selected();
+        if only.is_none() {
+            ensure!(
+                runtimes.len() >= CATALOG_SIZE,
+                "only {} Runtimes installed ({names:?}); `make up` installs {CATALOG_SIZE}",
+                runtimes.len()
+            );
+        }
+        let mut problems = Vec::new();
+        if let Some(only) = &only {
+            for l in only.iter().filter(|l| !names.contains(l)) {
+                problems.push(format!("{l}: selected by RCE_TEST_RUNTIMES but not installed"));
+            }
+        }
 
         let mut cases: Vec<(String, String, Expect)> = Vec::new(); // (execution, language, case)
         let mut specs = Vec::new();
-        let mut problems = Vec::new();
         for rt in &runtimes {
             let lang = rt.name_any();
+            if only.as_ref().is_some_and(|o| !o.contains(&lang)) {
+                continue;
+            }
             let file = &rt.spec.source_file;
             let mut add = |case: &str, expect: Expect, spec: serde_json::Value| {
                 let name = format!("{lang}-{}", case.replace('_', "-"));
                 cases.push((name.clone(), lang.clone(), expect));
                 specs.push((name, spec));
             };
-            match sample(&lang, "hello")? {
-                Some(src) => add("hello", Expect::Hello, file_spec(&lang, file, &src)),
-                None => problems.push(format!("{lang}: no sample program tests/hello.*")),
+            let files_spec = |files: Vec<serde_json::Value>| json!({"language": lang, "files": files});
+            match (sample_dir(&lang, "hello", file)?, sample(&lang, "hello")?) {
+                (Some(files), _) => add("hello", Expect::Hello, files_spec(files)),
+                (None, Some(src)) => add("hello", Expect::Hello, file_spec(&lang, file, &src)),
+                (None, None) => problems.push(format!("{lang}: no sample program tests/hello.*")),
             }
-            match sample(&lang, "echo")? {
-                Some(src) => {
-                    let mut spec = file_spec(&lang, file, &src);
+            let echo = match (sample_dir(&lang, "echo", file)?, sample(&lang, "echo")?) {
+                (Some(files), _) => Some(files_spec(files)),
+                (None, Some(src)) => Some(file_spec(&lang, file, &src)),
+                (None, None) => None,
+            };
+            match echo {
+                Some(mut spec) => {
                     spec["stdin"] = json!(ECHO_STDIN);
                     add("echo", Expect::Echo, spec);
                 }
@@ -106,12 +157,15 @@ async fn every_runtime_runs_hello_echo_and_compile_error() -> Result<()> {
                 None => problems.push(format!("{lang}: no sample program tests/echo.*")),
             }
             if rt.spec.compile.is_some() {
-                match sample(&lang, "compile_error")? {
+                match (sample_dir(&lang, "compile_error", file)?, sample(&lang, "compile_error")?) {
+                    (Some(files), _) => add("compile_error", Expect::CompileError, files_spec(files)),
                     // `source`, not `files`: both ways of submitting are covered.
-                    Some(src) => {
+                    (None, Some(src)) => {
                         add("compile_error", Expect::CompileError, json!({"language": lang, "source": src}))
                     }
-                    None => problems.push(format!("{lang}: compiles, but has no tests/compile_error.*")),
+                    (None, None) => {
+                        problems.push(format!("{lang}: compiles, but has no tests/compile_error.*"))
+                    }
                 }
             }
         }
@@ -127,6 +181,11 @@ async fn every_runtime_runs_hello_echo_and_compile_error() -> Result<()> {
             }
         }
         eprintln!("{passed} of {} cases passed across {} Runtimes", cases.len(), runtimes.len());
+        for (name, _, _) in &cases {
+            if let Some(st) = done.get(name).and_then(|e| e.status.as_ref()) {
+                eprintln!("  {name}: {:?} {} ms wall", st.verdict, st.wall_time_ms.unwrap_or(0));
+            }
+        }
         ensure!(problems.is_empty(), "{} problem(s):\n- {}", problems.len(), problems.join("\n- "));
         Ok(())
     })

@@ -1,0 +1,2 @@
+import shutil, sys
+shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)

@@ -1,0 +1,3 @@
+#include <iostream>
+#include "greeting.h"
+int main() { std::cout << greeting() << "\n"; }

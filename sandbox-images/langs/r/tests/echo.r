@@ -1,0 +1,4 @@
+con <- file("stdin")
+lines <- readLines(con)
+close(con)
+cat(paste0(lines, "\n"), sep = "")
