@@ -31,6 +31,25 @@
 //! 4. the program failed and a file in the work dir or the temporary dir reached
 //!    `fileSizeKib` (a shell reporting its child's SIGXFSZ as exit status 153) → `fileSize`.
 //!
+//! The stages:
+//! - each stage's program gets its stage's limits as rlimits too: `RLIMIT_STACK` (soft and
+//!   hard) is `stackKib`, `RLIMIT_FSIZE` `fileSizeKib`, `RLIMIT_CPU` and `RLIMIT_NPROC` from
+//!   `cpuTimeMs` and `processes`;
+//! - the compile stage's stderr is its stdout (one pipe, as Judge0's `--stderr-to-stdout`):
+//!   the compiler's messages are in `compile.stdout` in the order written, `compile.stderr`
+//!   is empty. The run stage has the same with `redirectStderrToStdout`;
+//! - `arrival` records the order in which the runner read stdout and stderr (see
+//!   [`output::Arrival`]: writes to both streams between two of the runner's wake-ups are
+//!   read stdout first);
+//! - `runs` (Judge0's `number_of_runs`): the compile stage runs once, the run stage up to
+//!   `runs` times (at most [`MAX_RUNS`]), each from the work dir and the temporary dir as
+//!   they were after compiling ([`snapshot`]), with nothing of the previous run left
+//!   running; it stops after the first run that did not exit 0 or hit a limit. The result's
+//!   `run` is the last run's, its CPU time, wall time and memory the averages over the runs
+//!   made ([`average`]); `runs` in the result is how many ran (0 after a compile error). When
+//!   the dirs are too large to keep ([`snapshot::MAX_BYTES`]), the program runs once and the
+//!   result says `runs: 1`.
+//!
 //! Memory, CPU time (of all the stage's processes together) and tasks are sampled while the
 //! stage runs and enforced then: the stage is killed as soon as one is over its limit.
 //! `processes` is the number of tasks (processes and threads) the program may have at once:
