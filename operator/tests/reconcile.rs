@@ -76,11 +76,16 @@ fn serve(
             let uri = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
             let s = Sent { method: parts.method, uri, body };
             let (code, value) = answer(&s);
+            // A Pod log is text, not JSON.
+            let raw = match (&value, s.uri.contains("/log?")) {
+                (Value::String(text), true) => text.as_bytes().to_vec(),
+                _ => serde_json::to_vec(&value).expect("JSON"),
+            };
             sent.push(s);
             let response = Response::builder()
                 .status(code)
                 .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&value).expect("JSON")))
+                .body(Body::from(raw))
                 .expect("a response");
             respond.send_response(response);
         }
@@ -135,12 +140,23 @@ async fn reconcile(
     others: &[Execution],
     answer: impl FnMut(&Sent) -> Answer + Send + 'static,
 ) -> (Action, Vec<Sent>) {
+    reconcile_with_pods(exec, config, others, &[], answer).await
+}
+
+/// [`reconcile`] with these sandbox Pods in the cache.
+async fn reconcile_with_pods(
+    exec: &Execution,
+    config: Config,
+    others: &[Execution],
+    pods: &[Pod],
+    answer: impl FnMut(&Sent) -> Answer + Send + 'static,
+) -> (Action, Vec<Sent>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let server = serve(handle, answer);
     let client = Client::new(service, "default");
     let mut cached = others.to_vec();
     cached.push(exec.clone());
-    let ctx = context(client, config, &cached, &[]);
+    let ctx = context(client, config, &cached, pods);
     let action =
         tokio::time::timeout(Duration::from_secs(10), controller::reconcile(Arc::new(exec.clone()), ctx))
             .await
@@ -430,4 +446,175 @@ async fn a_deleted_execution_has_its_finalizer_removed() {
             {"op": "remove", "path": "/metadata/finalizers/0"},
         ])
     );
+}
+
+/// The sandbox Pod of attempt 1 of `exec`, terminated, and its log: the runner's result line
+/// with `stdout`, sealed with the Pod's key.
+fn terminated_sandbox(exec: &Execution, stdout: &[u8]) -> (Pod, String) {
+    use rce_api::protocol::{Outcome, RunResult, StageResult};
+    let settings = Config::defaults().sandbox();
+    let plan = rce_operator::validate::plan(&exec.spec, &python(), &settings).expect("a plan");
+    let key = rce_operator::sandbox::new_result_key();
+    let mut pod = rce_operator::sandbox::build_pod(exec, 1, &plan, &python(), &settings, &key);
+    pod.status = Some(
+        serde_json::from_value(json!({
+            "phase": "Succeeded",
+            "containerStatuses": [{"name": "runner", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+        }))
+        .expect("a Pod status"),
+    );
+    pod.metadata.uid = Some("pod-uid-1".into());
+    let result = RunResult {
+        run_id: rce_operator::sandbox::run_id(UID, 1),
+        outcome: Outcome::Ran,
+        compile: None,
+        run: Some(StageResult { exit_code: Some(0), stdout: stdout.to_vec(), ..Default::default() }),
+        message: None,
+        runs: 1,
+    };
+    let key = rce_api::mac::unhex(&key).expect("a hex key");
+    (pod, format!("{}\n", rce_api::protocol::seal(&result, Some(&key))))
+}
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/t/configmaps";
+
+#[tokio::test]
+async fn a_large_output_is_stored_in_owned_config_maps_before_the_status_names_them() {
+    use base64::Engine as _;
+    let exec = execution(hello(), true, processing_status(1));
+    let stdout = vec![b'x'; rce_api::STATUS_EXCERPT_BYTES + 100];
+    let (pod, log) = terminated_sandbox(&exec, &stdout);
+    let mut usual = usual(exec.clone());
+    let answer = move |s: &Sent| {
+        if s.uri.contains("/log?") {
+            return (StatusCode::OK, Value::String(log.clone()));
+        }
+        usual(s)
+    };
+    let (_, sent) = reconcile_with_pods(&exec, config(), &[], &[pod], answer).await;
+    let order = calls(&sent);
+    let cm = order
+        .iter()
+        .position(|c| *c == call(Method::POST, format!("{CONFIG_MAPS}?&fieldManager=rce-operator")))
+        .expect("a ConfigMap created");
+    let status = order.iter().position(|c| *c == call(Method::PATCH, status_uri())).expect("a status");
+    assert!(cm < status, "the ConfigMap comes first: {order:?}");
+    let body = &sent[cm].body;
+    assert_eq!(body["metadata"]["name"], format!("{NAME}-output-0"));
+    let owner = &body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["uid"], &owner["controller"]),
+        (&json!("Execution"), &json!(UID), &json!(true))
+    );
+    let part = base64::engine::general_purpose::STANDARD
+        .decode(body["binaryData"]["part"].as_str().expect("a part"))
+        .expect("base64");
+    assert_eq!(part, stdout);
+    let st = &sent[status].body["status"];
+    assert_eq!((&st["phase"], &st["verdict"]), (&json!("Completed"), &json!("Accepted")));
+    assert_eq!(st["stdout"].as_str().map(str::len), Some(rce_api::STATUS_EXCERPT_BYTES));
+    assert_eq!(
+        st["output"],
+        json!({"configMaps": [format!("{NAME}-output-0")], "stdoutBytes": stdout.len(), "stderrBytes": 0, "compileOutputBytes": 0})
+    );
+}
+
+#[tokio::test]
+async fn a_config_map_of_the_name_that_is_not_the_executions_is_left_alone() {
+    let exec = execution(hello(), true, processing_status(1));
+    let (pod, log) = terminated_sandbox(&exec, &vec![b'y'; rce_api::STATUS_EXCERPT_BYTES * 2]);
+    let mut usual = usual(exec.clone());
+    let foreign = format!("{CONFIG_MAPS}/{NAME}-output-0");
+    let theirs = foreign.clone();
+    let answer = move |s: &Sent| {
+        if s.uri.contains("/log?") {
+            return (StatusCode::OK, Value::String(log.clone()));
+        }
+        if s.method == Method::POST && s.uri.starts_with(CONFIG_MAPS) {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "configmaps \"hello-output-0\" already exists", "reason": "AlreadyExists", "code": 409});
+            return (StatusCode::CONFLICT, status);
+        }
+        if s.method == Method::GET && s.uri == theirs {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "hello-output-0", "namespace": NS}, "data": {"mine": "yes"}});
+            return (StatusCode::OK, cm);
+        }
+        usual(s)
+    };
+    let (_, sent) = reconcile_with_pods(&exec, config(), &[], &[pod], answer).await;
+    assert!(
+        !sent.iter().any(|s| s.uri.starts_with(&foreign) && s.method != Method::GET),
+        "the foreign ConfigMap was written: {:?}",
+        calls(&sent)
+    );
+    let status = sent.iter().find(|s| s.uri == status_uri()).expect("a status");
+    let st = &status.body["status"];
+    assert_eq!((&st["phase"], &st["verdict"]), (&json!("Failed"), &json!("InternalError")));
+    assert_eq!(condition(st, "Ready")["reason"], "OutputNotStored");
+    assert_eq!(
+        st["message"],
+        format!(
+            "a ConfigMap named {NAME}-output-0 already exists in namespace {NS} and is not this Execution's; \
+             it was left alone and the full output was not stored"
+        )
+    );
+    assert!(st.get("output").is_none() && st.get("stdout").is_none(), "{st}");
+}
+
+/// Reconcile `exec` once, keeping the operator's context (and so its callback tasks) until
+/// the mocked API server has answered `expect` requests or 5 s have passed.
+async fn reconcile_and_wait(exec: &Execution, expect: usize) -> Vec<Sent> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let mut usual = usual(exec.clone());
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let server = serve(handle, move |s| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        usual(s)
+    });
+    let ctx = context(Client::new(service, "default"), config(), std::slice::from_ref(exec), &[]);
+    controller::reconcile(Arc::new(exec.clone()), ctx.clone()).await.expect("reconcile succeeded");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while seen.load(Ordering::SeqCst) < expect && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let a request beyond those expected show itself.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the client was dropped")
+        .expect("the mock server did not panic")
+}
+
+#[tokio::test]
+async fn a_terminal_execution_records_a_refused_callback_once() {
+    let spec =
+        json!({"language": "python", "source": "print(1)", "callback": {"url": "http://127.0.0.1:9/cb"}});
+    let exec = execution(spec.clone(), true, json!({"phase": "Completed", "verdict": "Accepted"}));
+    let sent = reconcile_and_wait(&exec, 2).await;
+    // The delivery task reads the Execution again, then records why nothing was sent.
+    assert_eq!(
+        calls(&sent),
+        [
+            call(Method::GET, format!("{EXECUTIONS}/{NAME}")),
+            call(Method::PATCH, format!("{EXECUTIONS}/{NAME}/status?&fieldManager=rce-operator")),
+        ]
+    );
+    assert_eq!(
+        sent[1].body,
+        json!({"status": {"callback": {"attempts": 0, "delivered": false,
+            "error": "callback URL \"http://127.0.0.1:9/cb\" is not allowed: callbacks are not enabled on this server"}}})
+    );
+    // Once recorded, never again.
+    let done = execution(
+        spec,
+        true,
+        json!({"phase": "Completed", "verdict": "Accepted", "callback": {"attempts": 1, "delivered": true}}),
+    );
+    let sent = reconcile_and_wait(&done, 0).await;
+    assert!(sent.is_empty(), "{:?}", calls(&sent));
 }
