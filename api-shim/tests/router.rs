@@ -1497,3 +1497,33 @@ async fn native_and_seed_status_carry_the_exact_bytes() {
     let (_, _, s) = call(&e.app, get(&format!("/api/status/{id}"))).await;
     assert_eq!(s["output"].as_str().unwrap().len(), "\u{fffd}\u{fffd}\0A\n".len() + 70_000, "{s}");
 }
+
+#[tokio::test]
+async fn judge0_numericality_words_are_upstreams() {
+    let e = j0_env(&[]);
+    for (field, value, message) in [
+        ("cpu_time_limit", json!(-1), "must be greater than or equal to 0"),
+        ("cpu_extra_time", json!(-1), "must be greater than or equal to 0"),
+        ("stack_limit", json!(-1), "must be greater than or equal to 0"),
+        ("max_file_size", json!(-1), "must be greater than or equal to 0"),
+        ("wall_time_limit", json!(0.5), "must be greater than or equal to 1"),
+        ("max_processes_and_or_threads", json!(0), "must be greater than 0"),
+        ("cpu_time_limit", json!("abc"), "is not a number"),
+        // The Runtime's maxima (python's here: 15 s, 512 MiB), in Judge0's units.
+        ("wall_time_limit", json!(15.5), "must be less than or equal to 15.0"),
+        ("memory_limit", json!(524289), "must be less than or equal to 524288"),
+    ] {
+        let (code, got, _) = j0_submit(&e, json!({"language_id": 71, "source_code": "x", field: value})).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}: {got}");
+        assert_eq!(got, json!({field: [message]}), "{field}={value}");
+    }
+    // A project's run script gets no arguments (upstream writes no run script for it).
+    let project = j0_zip(&[("run", b"echo \"$@\"\n")]);
+    let (code, body, ex) = j0_submit(
+        &e,
+        json!({"language_id": 89, "additional_files": b64(&project), "command_line_arguments": "x y"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert!(ex.unwrap().spec.args.is_empty());
+}

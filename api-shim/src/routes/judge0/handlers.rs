@@ -476,16 +476,24 @@ pub async fn config_info(State(state): State<AppState>) -> Json<Value> {
     Json(config_values(&state))
 }
 
-/// The values of `/config_info`: rce's built-in defaults (a Runtime may set its own), the
-/// ceilings (`--cap-*`) as the maxima, in Judge0's units (s, KB).
+/// The values of `/config_info`: rce's built-in defaults (a Runtime may set its own, which
+/// its submissions show), as maxima the most any Runtime allows under the ceilings
+/// (`--cap-*`), in Judge0's units (s, KB).
 pub fn config_values(state: &AppState) -> Value {
     let d = rce_api::ResolvedLimits::DEFAULT;
-    let c = state.cap();
+    // The maxima: the most any language allows (its Runtime's maximum under the ceilings).
+    let cap = state.cap();
+    let runtimes = state.cluster.runtimes();
+    let c = if runtimes.is_empty() {
+        cap
+    } else {
+        rce_api::ResolvedLimits::from_fn(|f| {
+            runtimes.iter().map(|rt| catalog::max_limits(rt, &cap).get(f)).max().unwrap_or(cap.get(f))
+        })
+    };
     let secs = |ms: u64| ms as f64 / 1000.0;
     let max_file = c.file_size_kib.min(c.output_bytes / 1024);
-    let mut compile_options: Vec<String> = state
-        .cluster
-        .runtimes()
+    let mut compile_options: Vec<String> = runtimes
         .iter()
         .filter(|rt| rt.spec.compile.is_some() && !rt.spec.compiler_options.is_empty())
         .map(|rt| catalog::display_name(rt))

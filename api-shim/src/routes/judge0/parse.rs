@@ -285,29 +285,40 @@ impl RawSubmission {
         let expected_output = utf8(bytes(self.expected_output, b64), "expected_output", &mut errors);
 
         // Numbers, with upstream's bounds where rce's limits do not say them.
-        let mut at_least = |given: Option<Loose<Numeric>>, key: &str, min: f64, words: &str| {
+        // Upstream's numericality bounds: `Above(m)` is "greater than m", `From(m)` "greater
+        // than or equal to m". A zero limit is refused besides (isolate reads 0 as "no
+        // limit"; rce has no unlimited run).
+        enum Bound {
+            Above(u32),
+            From(u32),
+            FromNonZero,
+        }
+        let mut bounded = |given: Option<Loose<Numeric>>, key: &str, bound: Bound| {
             let v = number(given, key, &mut errors)?;
-            if v < min || (v == 0.0 && min == 0.0 && words.is_empty()) {
-                add_error(
-                    &mut errors,
-                    key,
-                    if words.is_empty() { "must be greater than 0".to_string() } else { words.to_string() },
-                );
-                return None;
+            let refusal = match bound {
+                Bound::Above(m) if v <= f64::from(m) => Some(format!("must be greater than {m}")),
+                Bound::From(m) if v < f64::from(m) => Some(format!("must be greater than or equal to {m}")),
+                Bound::FromNonZero if v < 0.0 => Some("must be greater than or equal to 0".to_string()),
+                Bound::FromNonZero if v == 0.0 => Some("must be greater than 0".to_string()),
+                _ => None,
+            };
+            match refusal {
+                Some(words) => {
+                    add_error(&mut errors, key, words);
+                    None
+                }
+                None => Some(v),
             }
-            Some(v)
         };
-        let runs = at_least(self.number_of_runs, "number_of_runs", 0.0, "");
-        let cpu = at_least(self.cpu_time_limit, "cpu_time_limit", 0.0, "");
-        let extra =
-            at_least(self.cpu_extra_time, "cpu_extra_time", 0.0, "must be greater than or equal to 0");
-        let wall =
-            at_least(self.wall_time_limit, "wall_time_limit", 1.0, "must be greater than or equal to 1");
-        let mem =
-            at_least(self.memory_limit, "memory_limit", 2048.0, "must be greater than or equal to 2048");
-        let stack = at_least(self.stack_limit, "stack_limit", 0.0, "");
-        let procs = at_least(self.max_processes_and_or_threads, "max_processes_and_or_threads", 0.0, "");
-        let fsize = at_least(self.max_file_size, "max_file_size", 0.0, "");
+        let runs = bounded(self.number_of_runs, "number_of_runs", Bound::Above(0));
+        let cpu = bounded(self.cpu_time_limit, "cpu_time_limit", Bound::FromNonZero);
+        let extra = bounded(self.cpu_extra_time, "cpu_extra_time", Bound::From(0));
+        let wall = bounded(self.wall_time_limit, "wall_time_limit", Bound::From(1));
+        let mem = bounded(self.memory_limit, "memory_limit", Bound::From(2048));
+        let stack = bounded(self.stack_limit, "stack_limit", Bound::FromNonZero);
+        let procs =
+            bounded(self.max_processes_and_or_threads, "max_processes_and_or_threads", Bound::Above(0));
+        let fsize = bounded(self.max_file_size, "max_file_size", Bound::FromNonZero);
         if let Some(r) = runs {
             if r > f64::from(MAX_RUNS) {
                 add_error(&mut errors, "number_of_runs", format!("must be less than or equal to {MAX_RUNS}"));
@@ -358,6 +369,8 @@ impl RawSubmission {
                 add_error(&mut errors, "command_line_arguments", "is too long (maximum is 512 characters)");
                 vec![]
             }
+            // A project's `run` script is run as it is: upstream adds no arguments to it.
+            Some(Loose::Valid(_)) if is_project => vec![],
             Some(Loose::Valid(s)) => split_args(&sanitized(&s)),
             _ => vec![],
         };
@@ -547,7 +560,7 @@ mod tests {
             ),
             json!({
                 "enable_network": ["enabling network is not allowed"],
-                "stack_limit": ["must be greater than 0"],
+                "stack_limit": ["must be greater than or equal to 0"],
                 "number_of_runs": ["must be less than or equal to 20"],
                 "cpu_extra_time": ["must be less than or equal to 0.0"],
                 "memory_limit": ["must be greater than or equal to 2048"],
