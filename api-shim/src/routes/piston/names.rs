@@ -34,10 +34,25 @@ pub fn entry(rt: &Runtime) -> PistonRuntime {
         },
         None => PistonRuntime {
             language: catalog::name(rt).to_string(),
-            version: rt.spec.version.clone(),
+            version: semver(&rt.spec.version),
             aliases: rt.spec.aliases.clone(),
             runtime: None,
         },
+    }
+}
+
+/// A version as SemVer (upstream's versions all are): a numeric `MAJOR` or `MAJOR.MINOR`
+/// padded with zeros (`9.1` → `9.1.0`); anything else as it is.
+pub fn semver(version: &str) -> String {
+    let v = version.trim();
+    let parts: Vec<&str> = v.split('.').collect();
+    let numeric = parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if numeric && parts.len() < 3 {
+        let mut parts: Vec<&str> = parts;
+        parts.resize(3, "0");
+        parts.join(".")
+    } else {
+        v.to_string()
     }
 }
 
@@ -149,6 +164,19 @@ mod tests {
         );
         let bash = serde_json::to_value(&l[0]).unwrap();
         assert_eq!(bash, serde_json::json!({"language": "bash", "version": "5.2.15", "aliases": ["sh"]}));
+    }
+
+    #[test]
+    fn own_versions_are_listed_as_semver() {
+        assert_eq!(semver("9.1"), "9.1.0");
+        assert_eq!(semver("3"), "3.0.0");
+        assert_eq!(semver("3.11.2"), "3.11.2");
+        assert_eq!(semver("1.2.3.4"), "1.2.3.4");
+        assert_eq!(semver("2.0-rc1"), "2.0-rc1");
+        let rts = vec![Arc::new(runtime("plaintext", "9.1", &[], &[43]))];
+        assert_eq!(entry(&rts[0]).version, "9.1.0");
+        assert!(find(&rts, "plaintext", "9.1.0").is_some());
+        assert!(find(&rts, "plaintext", "9").is_some());
     }
 
     #[test]

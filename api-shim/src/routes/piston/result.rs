@@ -77,12 +77,16 @@ fn run_stage(view: &ExecView, out: &Outputs) -> Value {
 
 /// The compile stage: its figures from `status.compile`, its one stream (the compiler's
 /// stdout and stderr together, as the runner records it) as `stderr` and `output`.
-fn compile_stage(s: &ExecutionStatus, out: &Outputs) -> Value {
+fn compile_stage(s: &ExecutionStatus, phase: Phase, out: &Outputs) -> Value {
     let failed = s.verdict == Some(Verdict::CompilationError);
     let text = lossy(out.compile_output());
     let figures = s.compile.clone().unwrap_or(StageFigures {
-        // An operator that does not record the compile figures: what the verdict says.
-        exit_code: Some(if failed { 1 } else { 0 }),
+        // No compile figures: what the verdict says (nothing, when the system failed).
+        exit_code: match (phase, failed) {
+            (Phase::Failed, _) => None,
+            (_, true) => Some(1),
+            (_, false) => Some(0),
+        },
         ..Default::default()
     });
     let signal = figures.signal.clone();
@@ -125,7 +129,7 @@ pub fn result(runtime: &Runtime, view: &ExecView, out: &Outputs) -> Value {
     let compiled =
         runtime.spec.compile.is_some() || s.compile.is_some() || s.verdict == Some(Verdict::CompilationError);
     if compiled {
-        let compile = compile_stage(s, out);
+        let compile = compile_stage(s, view.phase(), out);
         doc["compile"] = compile.clone();
         if s.verdict == Some(Verdict::CompilationError) {
             doc["run"] = compile;
