@@ -598,6 +598,9 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
         .rev()
         .collect();
     let tail = tail.join("\n");
+    // The log can be tens of MiB (the outputs as base64): not kept past this point.
+    drop(text);
+    drop(log);
     let finish = outcome::finish_all(&outcome::Finished {
         result: opened.as_ref(),
         termination: t,
