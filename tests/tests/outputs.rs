@@ -2,11 +2,12 @@
 //! operator of its own (in-process, serving only its namespace, see `tests/tests/operator.rs`):
 //! exact bytes (text or base64), outputs beyond the status excerpt stored in ConfigMaps owned
 //! by the Execution (up to the 4 MiB output ceiling, stdout and stderr), a ConfigMap in the
-//! way left alone, stderr redirected, runs counted, and the result callback: exactly one PUT
-//! to a listener the test starts on 127.0.0.1 (admitted by `--callback-allow 127.0.0.1/32`),
-//! refused under the default policy, three tries against a listener that never answers.
+//! way left alone, stderr redirected, runs counted, compiler options and the compile stage's
+//! figures, and the result callback: exactly one PUT to a listener the test starts on
+//! 127.0.0.1 (admitted by `--callback-allow 127.0.0.1/32`), refused under the default policy,
+//! three tries against a listener that never answers.
 //!
-//! The Runtimes `python` and `bash` must be installed (`make up`).
+//! The Runtimes `python`, `bash` and `c` must be installed (`make up`).
 
 use std::{
     net::SocketAddr,
@@ -375,4 +376,55 @@ async fn a_destination_that_never_answers_gets_three_tries_of_five_seconds() -> 
     });
     server.abort();
     result
+}
+
+#[tokio::test]
+async fn compiler_options_reach_the_compiler_and_the_compile_stage_reports_its_figures() -> Result<()> {
+    with_engine!(operator "out-options", |_| {}, needs ["c", "bash"], |h| {
+        let src = "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", X); return 0; }\n";
+        h.submit("opt", serde_json::json!({"language": "c", "source": src, "compilerOptions": ["-DX=5", "-Wall"]}))
+            .await?;
+        h.submit("noopt", serde_json::json!({"language": "c", "source": src})).await?;
+        h.submit(
+            "badopt",
+            serde_json::json!({"language": "c", "source": src, "compilerOptions": ["-fplugin=/tmp/x.so"]}),
+        )
+        .await?;
+        h.submit(
+            "script",
+            serde_json::json!({"language": "bash", "source": "echo", "compilerOptions": ["-O2"]}),
+        )
+        .await?;
+
+        let e = h.wait_done("opt").await?;
+        let st = status(&e);
+        ensure!(verdict(&e) == Some(Verdict::Accepted) && st.stdout.as_deref() == Some("5\n"), "{}", describe(&e));
+        let c = st.compile.clone().context("no compile figures")?;
+        ensure!(c.exit_code == Some(0) && c.signal.is_none() && c.wall_time_ms > 0, "{}", describe(&e));
+
+        let e = h.wait_done("noopt").await?;
+        let st = status(&e);
+        ensure!(verdict(&e) == Some(Verdict::CompilationError), "{}", describe(&e));
+        ensure!(st.compile_output.as_deref().unwrap_or_default().contains("X’ undeclared"), "{}", describe(&e));
+        ensure!(st.compile.as_ref().and_then(|c| c.exit_code) == Some(1), "{}", describe(&e));
+
+        let e = h.wait_done("badopt").await?;
+        let st = status(&e);
+        ensure!(st.phase == Some(Phase::Failed), "{}", describe(&e));
+        ensure!(
+            st.message.as_deref().unwrap_or_default().starts_with(
+                "compiler option \"-fplugin=/tmp/x.so\" is not allowed; this language accepts: -O* "
+            ),
+            "{}",
+            describe(&e)
+        );
+        let e = h.wait_done("script").await?;
+        ensure!(
+            status(&e).message.as_deref()
+                == Some("compiler options are not accepted: this language has no compile step"),
+            "{}",
+            describe(&e)
+        );
+        Ok(())
+    })
 }
