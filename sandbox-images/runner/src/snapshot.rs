@@ -56,7 +56,9 @@ impl Snapshot {
     pub fn restore(&self) -> Result<(), String> {
         for (root, mode, entries) in &self.roots {
             let err = |p: &Path, e: std::io::Error| format!("{}: {e}", root.join(p).display());
-            set_mode(root, 0o700 | mode).map_err(|e| err(Path::new(""), e))?;
+            // (A root is usually not the runner's own, an emptyDir's mount point: its mode is
+            // changed only where the program could have changed it.)
+            ensure_mode(root, *mode).map_err(|e| err(Path::new(""), e))?;
             empty_dir(root).map_err(|e| err(Path::new(""), e))?;
             for (rel, entry) in entries {
                 let path = root.join(rel);
@@ -87,7 +89,6 @@ impl Snapshot {
                     set_mode(&root.join(rel), *mode).map_err(|e| err(rel, e))?;
                 }
             }
-            set_mode(root, *mode).map_err(|e| err(Path::new(""), e))?;
         }
         Ok(())
     }
@@ -169,6 +170,14 @@ fn read_forcibly(path: &Path, mode: u32) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// [`set_mode`] only when the mode is not `mode` already.
+fn ensure_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    set_mode(path, mode)
+}
+
 /// chmod of a path that is not a symlink (checked: a symlink's target is never changed).
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
@@ -184,7 +193,9 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
         let path = dir.join(name);
         let meta = std::fs::symlink_metadata(&path)?;
         if meta.file_type().is_dir() {
-            set_mode(&path, 0o700)?;
+            if meta.mode() & 0o700 != 0o700 {
+                set_mode(&path, (meta.mode() & 0o7777) | 0o700)?;
+            }
             empty_dir(&path)?;
             std::fs::remove_dir(&path)?;
         } else {

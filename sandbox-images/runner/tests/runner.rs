@@ -896,6 +896,28 @@ echo done"#;
     assert_eq!(std::fs::read_to_string(sb.work().join("count")).expect("count"), "x\n");
 }
 
+/// As in a sandbox: the work dir and /tmp are mount points the runner does not own (root's,
+/// mode 1777), the runner and the program run under another uid.
+#[test]
+fn repeated_runs_in_dirs_the_runner_does_not_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    for d in [sb.work(), sb.root.join("tmp")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    }
+    std::fs::set_permissions(&sb.root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut req = sh("cat count 2>/dev/null; echo x >> count; mkdir -p d/e; chmod 0 d; touch \"$TMPDIR/t\"; ls \"$TMPDIR\"");
+    req.runs = 3;
+    let uid = "54324";
+    let out = sb
+        .command(&req, &["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"])
+        .output()
+        .expect("start setpriv");
+    let r = parse_output(&out);
+    let run = ran(&r);
+    assert_eq!((r.runs, s(&run.stdout).as_str()), (3, "t\n"), "{r:#?}");
+}
+
 #[test]
 fn repeated_runs_stop_at_the_first_failure_or_limit() {
     let count = "n=$(($(cat ../n 2>/dev/null || echo 0) + 1)); echo $n > ../n; echo run $n";
