@@ -180,9 +180,9 @@ async fn exact_bytes_and_a_config_map_in_the_way() -> Result<()> {
     })
 }
 
-/// Needs sandbox images with the runner of issue 10 (one stream, several runs).
+/// Needs sandbox images with the runner of issue 10 (one stream, arrival order, several runs).
 #[tokio::test]
-async fn redirect_and_runs_reach_the_runner() -> Result<()> {
+async fn redirect_arrival_and_runs_reach_the_runner() -> Result<()> {
     with_engine!(operator "out-redirect", |_| {}, needs RUNTIMES, |h| {
         h.submit(
             "redirect",
@@ -191,6 +191,20 @@ async fn redirect_and_runs_reach_the_runner() -> Result<()> {
         )
         .await?;
         h.submit("runs", serde_json::json!({"language": "bash", "source": "echo once", "runs": 3})).await?;
+        h.submit(
+            "order",
+            serde_json::json!({"language": "bash", "source": "echo a; sleep 0.1; echo b >&2; sleep 0.1; echo c"}),
+        )
+        .await?;
+
+        let e = h.wait_done("order").await?;
+        let st = status(&e);
+        ensure!(
+            st.stdout.as_deref() == Some("a\nc\n") && st.stderr.as_deref() == Some("b\n"),
+            "{}",
+            describe(&e)
+        );
+        ensure!(st.arrival == [2, -2, 2], "the order of arrival: {}", describe(&e));
 
         let e = h.wait_done("redirect").await?;
         let st = status(&e);
@@ -425,6 +439,35 @@ async fn compiler_options_reach_the_compiler_and_the_compile_stage_reports_its_f
             "{}",
             describe(&e)
         );
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn the_stack_limit_is_the_programs_stack() -> Result<()> {
+    with_engine!(operator "out-stack", |_| {}, needs ["c"], |h| {
+        // About 100 MB of stack: more than Judge0's default of 64000 KiB, less than 256 MiB.
+        let src = "#include <stdio.h>\n\
+            int f(int n) { volatile char buf[1000]; buf[0] = (char)n; return n ? f(n - 1) + buf[0] % 2 : 0; }\n\
+            int main(void) { printf(\"%d\\n\", f(100000)); return 0; }\n";
+        let limits = |stack: Option<u64>| {
+            let mut l = serde_json::json!({"memoryMiB": 512});
+            if let Some(s) = stack {
+                l["stackKiB"] = serde_json::json!(s);
+            }
+            l
+        };
+        h.submit("small", serde_json::json!({"language": "c", "source": src, "limits": limits(None)})).await?;
+        h.submit("big", serde_json::json!({"language": "c", "source": src, "limits": limits(Some(256 * 1024))}))
+            .await?;
+        let e = h.wait_done("small").await?;
+        ensure!(
+            verdict(&e) == Some(Verdict::RuntimeError) && status(&e).signal.as_deref() == Some("SIGSEGV"),
+            "the default stack is too small: {}",
+            describe(&e)
+        );
+        let e = h.wait_done("big").await?;
+        ensure!(verdict(&e) == Some(Verdict::Accepted), "256 MiB of stack is enough: {}", describe(&e));
         Ok(())
     })
 }
