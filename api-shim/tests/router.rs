@@ -1527,3 +1527,26 @@ async fn judge0_numericality_words_are_upstreams() {
     assert_eq!(code, StatusCode::CREATED, "{body}");
     assert!(ex.unwrap().spec.args.is_empty());
 }
+
+#[tokio::test]
+async fn judge0_full_queue_and_statistics_as_upstream() {
+    let e = j0_env(&["--max-pending", "2"]);
+    for i in 0..2 {
+        let (code, body, _) = j0_submit(&e, json!({"language_id": 71, "source_code": format!("print({i})")})).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    let (code, body, _) = j0_submit(&e, json!({"language_id": 50, "source_code": "x"})).await;
+    e.cluster.set_pending(Some(2));
+    let (full, full_body, _) = j0_submit(&e, json!({"language_id": 50, "source_code": "x"})).await;
+    assert_eq!((full, full_body), (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "queue is full"})));
+    let _ = (code, body);
+    let (code, _, st) = call(&e.app, get("/statistics")).await;
+    assert_eq!(code, StatusCode::OK, "{st}");
+    let total = st["submissions"]["total"].as_u64().unwrap();
+    assert!(total >= 2, "{st}");
+    assert_eq!(st["submissions"]["last_30_days"].as_object().unwrap().len(), 30, "{st}");
+    let by_language: u64 = st["languages"].as_array().unwrap().iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    assert_eq!(by_language, total, "{st}");
+    assert_eq!(st["statuses"][0]["status"], json!({"id": 1, "name": "In Queue"}), "{st}");
+    assert!(st["created_at"].as_str().unwrap().ends_with('Z'));
+}

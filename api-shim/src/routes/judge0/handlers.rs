@@ -56,6 +56,14 @@ fn check_batch_size(n: usize, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Upstream's words for a full queue (`check_queue_size`: 503 `{"error": "queue is full"}`).
+fn queue_words(mut e: ApiError) -> ApiError {
+    if e.code == "queue_full" {
+        e.message = "queue is full".into();
+    }
+    e
+}
+
 fn invalid(errors: Map<String, Value>) -> ApiError {
     ApiError::invalid("invalid submission").with_fields(Value::Object(errors))
 }
@@ -69,7 +77,7 @@ fn execution(tenant: &Tenant, name: &str, j: &Judge0Submission, state: &AppState
 
 /// Create it (back-pressure, then create, or publish with a queue).
 async fn create_execution(state: &AppState, ex: Execution) -> Result<Execution, ApiError> {
-    submit::submit_execution(state, ex).await
+    submit::submit_execution(state, ex).await.map_err(queue_words)
 }
 
 /// The full outputs of a finished submission whose status holds only excerpts (read from
@@ -116,7 +124,7 @@ pub async fn create(
     let wait = flag(&q, "wait");
     let fields = requested_fields(q.get("fields").map(String::as_str))?;
     let b64 = flag(&q, "base64_encoded");
-    submit::check_backpressure(&state, 1)?;
+    submit::check_backpressure(&state, 1).map_err(queue_words)?;
     let body: Value = parse_json(&read_body(req, &state).await?)?;
     let runtimes = state.cluster.runtimes();
     let cap = state.cap();
@@ -294,7 +302,7 @@ pub async fn batch_create(
     let body: Value = parse_json(&read_body(req, &state).await?)?;
     let items = batch_items(&body);
     check_batch_size(items.len(), state.config.max_batch)?;
-    submit::check_backpressure(&state, items.len())?;
+    submit::check_backpressure(&state, items.len()).map_err(queue_words)?;
     let runtimes = state.cluster.runtimes();
     let cap = state.cap();
     let ctx = Context { runtimes: &runtimes, cap: &cap, callbacks: state.callback_policy() };
