@@ -433,7 +433,7 @@ pub fn requested_fields(param: Option<&str>) -> Result<Vec<Field>, Vec<String>> 
 
 /// A language's Judge0 name: the display name with the version inside its parenthesis, as
 /// Judge0 writes them ("C (GCC 12.2.0)", "JavaScript (Node.js 18.19.0)"), or after it
-/// ("Python (3.11.2)").
+/// ("Python (3.11.2)"); the multi-file language by its bare name, "Multi-file program".
 pub fn language_name(rt: &Runtime) -> String {
     let display = if rt.spec.display_name.is_empty() {
         rt.metadata.name.clone().unwrap_or_default()
@@ -441,7 +441,8 @@ pub fn language_name(rt: &Runtime) -> String {
         rt.spec.display_name.clone()
     };
     let version = rt.spec.version.trim();
-    if version.is_empty() {
+    // Upstream knows the multi-file language by its bare name (`Language#is_project`).
+    if version.is_empty() || rt.spec.judge0_ids.contains(&MULTI_FILE_LANGUAGE_ID) {
         return display;
     }
     match display.trim_end().strip_suffix(')') {
@@ -777,6 +778,9 @@ mod tests {
             "JavaScript (Node.js 18.19.0)"
         );
         assert_eq!(language_name(&runtime("Plain Text", "")), "Plain Text");
+        let mut multi = runtime("Multi-file program", "5.2.15");
+        multi.spec.judge0_ids = vec![89];
+        assert_eq!(language_name(&multi), "Multi-file program");
     }
 
     fn exec(status: ExecutionStatus) -> Execution {
