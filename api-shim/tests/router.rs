@@ -1550,3 +1550,15 @@ async fn judge0_full_queue_and_statistics_as_upstream() {
     assert_eq!(st["statuses"][0]["status"], json!({"id": 1, "name": "In Queue"}), "{st}");
     assert!(st["created_at"].as_str().unwrap().ends_with('Z'));
 }
+
+#[tokio::test]
+async fn judge0_created_at_keeps_the_milliseconds_of_arrival() {
+    let e = j0_env(&[]);
+    let (_, body, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "1"})).await;
+    let ex = ex.unwrap();
+    let given = ex.metadata.annotations.as_ref().unwrap()["rce.dev/judge0-created-at"].clone();
+    assert!(given.len() == 24 && given.as_bytes()[19] == b'.' && given.ends_with('Z'), "{given}");
+    let token = body["token"].as_str().unwrap();
+    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=created_at"))).await;
+    assert_eq!(s, json!({"created_at": given}));
+}

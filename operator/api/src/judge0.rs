@@ -45,6 +45,9 @@ pub const LANGUAGE_ID_ANNOTATION: &str = "rce.dev/judge0-language-id";
 /// Annotation holding the `additional_files` zip as given (base64), so that it can be
 /// answered back as upstream does.
 pub const ADDITIONAL_FILES_ANNOTATION: &str = "rce.dev/judge0-additional-files";
+/// Annotation holding the time the submission was received, with milliseconds (an
+/// Execution's `creationTimestamp` has whole seconds only).
+pub const CREATED_AT_ANNOTATION: &str = "rce.dev/judge0-created-at";
 /// Annotation holding `compiler_options` as given (one string).
 pub const COMPILER_OPTIONS_ANNOTATION: &str = "rce.dev/judge0-compiler-options";
 
@@ -568,9 +571,12 @@ impl Field {
             },
             Field::Status => json!({ "id": o.status_id, "description": status_description(o.status_id) }),
             Field::StatusId => json!(o.status_id),
-            Field::CreatedAt => {
-                json!(s.created_at.or(st.submitted_at.as_deref()).and_then(timestamp))
-            }
+            Field::CreatedAt => json!(
+                s.annotation(CREATED_AT_ANNOTATION)
+                    .or(s.created_at)
+                    .or(st.submitted_at.as_deref())
+                    .and_then(timestamp)
+            ),
             Field::FinishedAt => json!(st.finished_at.as_deref().and_then(timestamp)),
             Field::Time => json!(figure(st.time_ms).map(units::secs)),
             Field::WallTime => json!(figure(st.wall_time_ms).map(units::secs)),

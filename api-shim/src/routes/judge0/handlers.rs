@@ -72,6 +72,10 @@ fn invalid(errors: Map<String, Value>) -> ApiError {
 fn execution(tenant: &Tenant, name: &str, j: &Judge0Submission, state: &AppState) -> Execution {
     let mut ex = submit::build(tenant, name, &j.sub, &state.labels);
     j.extras.apply(&mut ex.spec);
+    ex.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(judge0::CREATED_AT_ANNOTATION.to_string(), judge0::format_time(now_millis()));
     ex
 }
 
