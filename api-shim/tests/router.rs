@@ -394,7 +394,8 @@ async fn judge0_validation_errors_are_field_errors() {
     )
     .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["cpu_time_limit"], json!(["must be greater than 0"]));
+    // 0 is isolate's "no limit": the largest rce allows; the wall-clock limit is still refused.
+    assert_eq!(body, json!({"wall_time_limit": ["must be less than or equal to 15.0"]}));
     let (code, _, body) = call(
         &e.app,
         post("/submissions", r#"{"language_id": 71, "source_code": "1", "wall_time_limit": 100}"#),
@@ -1561,4 +1562,23 @@ async fn judge0_created_at_keeps_the_milliseconds_of_arrival() {
     let token = body["token"].as_str().unwrap();
     let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=created_at"))).await;
     assert_eq!(s, json!({"created_at": given}));
+}
+
+#[tokio::test]
+async fn judge0_zero_limits_are_isolates_no_limit_so_rces_largest() {
+    let e = j0_env(&[]);
+    let (code, body, ex) = j0_submit(
+        &e,
+        json!({"language_id": 71, "source_code": "1", "cpu_time_limit": 0, "stack_limit": 0, "max_file_size": 0}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let l = ex.unwrap().spec.limits.unwrap();
+    // python's maxima in the test catalog, under the built-in ceilings.
+    assert_eq!((l.cpu_time_ms, l.stack_kib), (Some(10_000), Some(256 * 1024)));
+    assert_eq!((l.file_size_kib, l.output_bytes), (Some(4096), Some(4096 * 1024)));
+    let token = body["token"].as_str().unwrap();
+    let (_, _, s) =
+        call(&e.app, get(&format!("/submissions/{token}?fields=cpu_time_limit,stack_limit,max_file_size"))).await;
+    assert_eq!(s, json!({"cpu_time_limit": "10.0", "stack_limit": 262144, "max_file_size": 4096}));
 }

@@ -286,20 +286,19 @@ impl RawSubmission {
 
         // Numbers, with upstream's bounds where rce's limits do not say them.
         // Upstream's numericality bounds: `Above(m)` is "greater than m", `From(m)` "greater
-        // than or equal to m". A zero limit is refused besides (isolate reads 0 as "no
-        // limit"; rce has no unlimited run).
+        // than or equal to m", `FromZero` the same for 0, where 0 is isolate's "no limit"
+        // (rce's largest: the Runtime's maximum under the ceilings).
         enum Bound {
             Above(u32),
             From(u32),
-            FromNonZero,
+            FromZero,
         }
         let mut bounded = |given: Option<Loose<Numeric>>, key: &str, bound: Bound| {
             let v = number(given, key, &mut errors)?;
             let refusal = match bound {
                 Bound::Above(m) if v <= f64::from(m) => Some(format!("must be greater than {m}")),
                 Bound::From(m) if v < f64::from(m) => Some(format!("must be greater than or equal to {m}")),
-                Bound::FromNonZero if v < 0.0 => Some("must be greater than or equal to 0".to_string()),
-                Bound::FromNonZero if v == 0.0 => Some("must be greater than 0".to_string()),
+                Bound::FromZero if v < 0.0 => Some("must be greater than or equal to 0".to_string()),
                 _ => None,
             };
             match refusal {
@@ -311,14 +310,14 @@ impl RawSubmission {
             }
         };
         let runs = bounded(self.number_of_runs, "number_of_runs", Bound::Above(0));
-        let cpu = bounded(self.cpu_time_limit, "cpu_time_limit", Bound::FromNonZero);
+        let cpu = bounded(self.cpu_time_limit, "cpu_time_limit", Bound::FromZero);
         let extra = bounded(self.cpu_extra_time, "cpu_extra_time", Bound::From(0));
         let wall = bounded(self.wall_time_limit, "wall_time_limit", Bound::From(1));
         let mem = bounded(self.memory_limit, "memory_limit", Bound::From(2048));
-        let stack = bounded(self.stack_limit, "stack_limit", Bound::FromNonZero);
+        let stack = bounded(self.stack_limit, "stack_limit", Bound::FromZero);
         let procs =
             bounded(self.max_processes_and_or_threads, "max_processes_and_or_threads", Bound::Above(0));
-        let fsize = bounded(self.max_file_size, "max_file_size", Bound::FromNonZero);
+        let fsize = bounded(self.max_file_size, "max_file_size", Bound::FromZero);
         if let Some(r) = runs {
             if r > f64::from(MAX_RUNS) {
                 add_error(&mut errors, "number_of_runs", format!("must be less than or equal to {MAX_RUNS}"));
@@ -401,6 +400,17 @@ impl RawSubmission {
             ..Default::default()
         };
         if let Some(rt) = &runtime {
+            let max = catalog::max_limits(rt, ctx.cap);
+            if cpu == Some(0.0) {
+                limits.cpu_time_ms = Some(max.cpu_time_ms);
+            }
+            if stack == Some(0.0) {
+                limits.stack_kib = Some(max.stack_kib);
+            }
+            let fsize = match fsize {
+                Some(v) if v == 0.0 => Some(max_file_size(rt, ctx.cap) as f64),
+                v => v,
+            };
             let kb = fsize.map(units::whole).unwrap_or_else(|| default_max_file_size(rt, ctx.cap));
             limits.file_size_kib = Some(kb);
             limits.output_bytes = Some(kb.saturating_mul(1024));
