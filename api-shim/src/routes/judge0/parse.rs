@@ -408,7 +408,7 @@ impl RawSubmission {
                 limits.stack_kib = Some(max.stack_kib);
             }
             let fsize = match fsize {
-                Some(v) if v == 0.0 => Some(max_file_size(rt, ctx.cap) as f64),
+                Some(0.0) => Some(max_file_size(rt, ctx.cap) as f64),
                 v => v,
             };
             let kb = fsize.map(units::whole).unwrap_or_else(|| default_max_file_size(rt, ctx.cap));
