@@ -19,7 +19,18 @@
 //! and `run` scripts, Runtime `multi`). Refused with upstream's words: `enable_network: true`,
 //! `enable_per_process_and_thread_time_limit: true` and `…_memory_limit: true` (rce limits
 //! the whole program, as upstream does with its defaults), `cpu_extra_time` above 0 (rce
-//! stops a program at its CPU limit: no extra time).
+//! stops a program at its CPU limit: no extra time). A `cpu_time_limit`, `stack_limit` or
+//! `max_file_size` of 0 is isolate's "no limit": the Runtime's maximum under the ceilings,
+//! which the submission then shows. Refused by rce (the contract has text stdin only):
+//! a `stdin` or `expected_output` that is not UTF-8 ("is not valid UTF-8 text").
+//!
+//! Annotations on the Execution: the Judge0 language id asked for, `created_at` with
+//! milliseconds, `compiler_options` and `additional_files` as given (to answer them back;
+//! a zip over 96 KiB is answered as null).
+//!
+//! Authorization (`X-Auth-User`, header or parameter) is an rce API key or token of the
+//! caller's own tenant; with auth off there is no authorization token, so the list, delete
+//! and `/authorize` answer 403 as upstream does when `AUTHZ_TOKEN` is unset.
 //!
 //! Files: [`status`] (the status table), [`fields`] (the field table and rendering, over the
 //! core's), [`parse`] (a raw submission validated into a [`parse::Judge0Submission`]),
