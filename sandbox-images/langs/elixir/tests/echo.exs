@@ -1,0 +1,1 @@
+IO.stream(:stdio, :line) |> Enum.each(&IO.write/1)

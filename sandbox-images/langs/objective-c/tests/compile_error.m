@@ -1,0 +1,2 @@
+#import <Foundation/Foundation.h>
+int main(void) { NSString *s = 42 return 0; }
