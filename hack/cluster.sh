@@ -186,7 +186,9 @@ maxPods: 110
 kubeAPIQPS: 100
 kubeAPIBurst: 200
 serializeImagePulls: false
-containerLogMaxSize: 10Mi
+# A result line can be ~22 MiB (4 MiB per stream, run and compile, base64): the log must
+# not rotate under it.
+containerLogMaxSize: 64Mi
 # Images are imported, never pulled: the kubelet must not garbage-collect them (this disk
 # looks fuller to the kubelet than it is, and GC removed sandbox images mid-run).
 imageGCHighThresholdPercent: 100

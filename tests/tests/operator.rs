@@ -128,7 +128,7 @@ async fn hello_in_python_javascript_and_bash_and_runtime_errors() -> Result<()> 
 #[tokio::test]
 async fn invalid_executions_fail_with_a_precise_message() -> Result<()> {
     with_engine!(operator "op-invalid", |_| {}, needs RUNTIMES, |h| {
-        h.submit("cobol", serde_json::json!({"language": "cobol", "source": "x"})).await?;
+        h.submit("intercal", serde_json::json!({"language": "intercal", "source": "x"})).await?;
         h.submit(
             "greedy",
             serde_json::json!({"language": "python", "source": "x", "limits": {"memoryMiB": 999999}}),
@@ -141,7 +141,7 @@ async fn invalid_executions_fail_with_a_precise_message() -> Result<()> {
         .await?;
         h.submit("neither", serde_json::json!({"language": "python"})).await?;
         for (name, needle) in [
-            ("cobol", "unknown language \"cobol\"; known languages:"),
+            ("intercal", "unknown language \"intercal\"; known languages:"),
             ("greedy", "limits.memoryMiB = 999999 exceeds the maximum of"),
             ("escape", "is not allowed"),
             ("neither", "give either spec.source or spec.files"),

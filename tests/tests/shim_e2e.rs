@@ -436,7 +436,7 @@ async fn shim_auth_rate_limits_tenants_and_a_burst_of_bad_requests() -> Result<(
     let big = format!(r#"{{"language":"python","code":"{}"}}"#, "x".repeat(300 * 1024));
     let cases: Vec<(String, u16)> = vec![
         ("{\"language\":".to_string(), 400),
-        (r#"{"language":"cobol","code":"x"}"#.to_string(), 422),
+        (r#"{"language":"intercal","code":"x"}"#.to_string(), 422),
         (big, 413),
     ];
     let started = std::time::Instant::now();
