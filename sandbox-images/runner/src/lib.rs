@@ -42,13 +42,14 @@
 //!   [`output::Arrival`]: writes to both streams between two of the runner's wake-ups are
 //!   read stdout first);
 //! - `runs` (Judge0's `number_of_runs`): the compile stage runs once, the run stage up to
-//!   `runs` times (at most [`MAX_RUNS`]), each from the work dir and the temporary dir as
-//!   they were after compiling ([`snapshot`]), with nothing of the previous run left
-//!   running; it stops after the first run that did not exit 0 or hit a limit. The result's
-//!   `run` is the last run's, its CPU time, wall time and memory the averages over the runs
-//!   made ([`average`]); `runs` in the result is how many ran (0 after a compile error). When
-//!   the dirs are too large to keep ([`snapshot::MAX_BYTES`]), the program runs once and the
-//!   result says `runs: 1`.
+//!   `runs` times (at most [`MAX_RUNS`]), each from the work dir and the temporary dir (and
+//!   in a sandbox [`SHM_DIR`]) as they were after compiling ([`snapshot`]), with nothing of
+//!   the previous run left running; it stops after the first run that did not exit 0 or hit
+//!   a limit. The result's `run` is the last run's, its CPU time, wall time and memory the
+//!   averages over the runs made ([`average`]); `runs` in the result is how many ran (0
+//!   after a compile error). When the dirs are too large to keep ([`snapshot::MAX_BYTES`]),
+//!   or something of a run could not be stopped, the program runs fewer times and the
+//!   result's `runs` says so.
 //!
 //! Memory, CPU time (of all the stage's processes together) and tasks are sampled while the
 //! stage runs and enforced then: the stage is killed as soon as one is over its limit.
@@ -253,8 +254,14 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
     let wanted = req.runs.clamp(1, MAX_RUNS);
     // Repeated runs start from the dirs as they are now (see `snapshot`). When they cannot
     // be kept, the program runs once, and `runs` says so.
-    let snapshot =
-        (wanted > 1).then(|| snapshot::Snapshot::take(&[&config.work_dir, &config.tmp_dir]).ok()).flatten();
+    let mut dirs = vec![config.work_dir.as_path(), config.tmp_dir.as_path()];
+    // In a sandbox (PID 1, measured through its own cgroup) /dev/shm is the container's own
+    // tmpfs, writable by the program: it is restored too. (Elsewhere it is the host's.)
+    let shm = Path::new(SHM_DIR);
+    if sys::is_init() && matches!(config.source, meter::Source::Cgroup(_)) && shm.is_dir() {
+        dirs.push(shm);
+    }
+    let snapshot = (wanted > 1).then(|| snapshot::Snapshot::take(&dirs).ok()).flatten();
     let wanted = if snapshot.is_some() { wanted } else { 1 };
     let run_spec = spec(&run, req.stdin.as_bytes(), &req.limits, true, req.redirect_stderr_to_stdout);
     let mut results: Vec<StageResult> = Vec::new();
@@ -292,6 +299,9 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         runs,
     }
 }
+
+/// The shared-memory tmpfs of a container, restored between repeated runs in a sandbox.
+pub const SHM_DIR: &str = "/dev/shm";
 
 /// Most runs of the run stage in one request (Judge0's `number_of_runs` is at most 20).
 pub const MAX_RUNS: u32 = 20;
