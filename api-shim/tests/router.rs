@@ -1582,3 +1582,23 @@ async fn judge0_zero_limits_are_isolates_no_limit_so_rces_largest() {
         call(&e.app, get(&format!("/submissions/{token}?fields=cpu_time_limit,stack_limit,max_file_size"))).await;
     assert_eq!(s, json!({"cpu_time_limit": "10.0", "stack_limit": 262144, "max_file_size": 4096}));
 }
+
+#[tokio::test]
+async fn judge0_options_for_a_compiler_that_takes_none_are_refused_in_upstreams_words() {
+    let mut c = rce_api_shim::testing::runtime("c", "12.2.0", &[], &[50]);
+    c.spec.compile = Some(["gcc", "-o", "main", "{file}"].map(String::from).to_vec());
+    let mut cpp = rce_api_shim::testing::runtime("cpp", "12.2.0", &[], &[54]);
+    cpp.spec.display_name = "C++ (GCC)".into();
+    cpp.spec.compile = Some(["g++", "{options}", "-o", "main", "{file}"].map(String::from).to_vec());
+    cpp.spec.compiler_options = vec!["-O*".into()];
+    let cluster = MemoryCluster::with_runtimes(vec![c, cpp]);
+    let state = AppState::new(Config::parse_from(["rce-api-shim"]), cluster, Arc::new(MemoryStatus::default())).unwrap();
+    let app = app(state);
+    let (code, _, body) =
+        call(&app, post("/submissions", r#"{"language_id":50,"source_code":"x","compiler_options":"-O2"}"#)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body, json!({"compiler_options": ["setting compiler options is only allowed for C++ (GCC)"]}));
+    let (code, _, body) =
+        call(&app, post("/submissions", r#"{"language_id":54,"source_code":"x","compiler_options":"-O2"}"#)).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+}

@@ -225,6 +225,27 @@ fn limit_error(errors: &mut Map<String, Value>, e: &LimitError, rt: &Runtime, ca
     }
 }
 
+/// Upstream's refusal for a language whose compiler takes no options: "setting compiler
+/// options is only allowed for A, B and C" (the languages that take them).
+fn options_languages(runtimes: &[Arc<Runtime>]) -> String {
+    let mut names: Vec<String> = runtimes
+        .iter()
+        .filter(|rt| {
+            options::takes_options(rt.spec.compile.as_deref()) && !rt.spec.compiler_options.is_empty()
+        })
+        .map(|rt| catalog::display_name(rt))
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.split_last() {
+        None => "setting compiler options is not allowed".to_string(),
+        Some((last, [])) => format!("setting compiler options is only allowed for {last}"),
+        Some((last, rest)) => {
+            format!("setting compiler options is only allowed for {} and {last}", rest.join(", "))
+        }
+    }
+}
+
 /// Parse one Judge0 submission object, or Judge0-style field errors.
 pub fn parse_submission(
     v: &Value,
@@ -356,8 +377,12 @@ impl RawSubmission {
                     );
                 } else {
                     compiler_options = options::split(&sanitized(text));
-                    let compiles = options::takes_options(rt.spec.compile.as_deref());
-                    if let Err(e) = options::check(&rt.spec.compiler_options, compiles, &compiler_options) {
+                    if !options::takes_options(rt.spec.compile.as_deref()) {
+                        // Compiled, but its compile command takes no options: upstream's
+                        // words for a language outside ALLOWED_LANGUAGES_FOR_COMPILER_OPTIONS.
+                        add_error(&mut errors, "compiler_options", options_languages(ctx.runtimes));
+                    } else if let Err(e) = options::check(&rt.spec.compiler_options, true, &compiler_options)
+                    {
                         add_error(&mut errors, "compiler_options", e.0);
                     }
                 }
