@@ -200,7 +200,8 @@ async fn shim_judge0_clients_work_unchanged() -> Result<()> {
     .await?;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["status"]["id"], 3, "{}", r.text);
-    assert_eq!(r.body["stdout"], "MjEyMQo="); // "2121\n"
+    // "2121\n", in Ruby's Base64.encode64 (a line break after every 60 characters and at the end).
+    assert_eq!(r.body["stdout"], "MjEyMQo=\n");
     assert!(r.body["time"].as_str().unwrap().parse::<f64>().is_ok());
     // Non-zero exit → NZEC (11); expected output mismatch → Wrong Answer (4).
     let r =
