@@ -318,8 +318,9 @@ async fn shim_piston_clients_work_unchanged() -> Result<()> {
         r#"{"language":"brainfudge","version":"*","files":[{"content":"+"}]}"#,
     )
     .await?;
-    assert_eq!(r.status, 422);
-    assert!(r.body["message"].as_str().unwrap().contains("runtime is unknown"), "{}", r.text);
+    // Upstream's v2.js: 400 {"message": "<language>-<version> runtime is unknown"}.
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["message"], "brainfudge-* runtime is unknown", "{}", r.text);
     shim.finish(vec![ns]).await
 }
 
