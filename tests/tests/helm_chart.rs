@@ -586,11 +586,23 @@ fn default_runtimes_match_the_sandbox_images_catalog() {
         assert_eq!(rt.spec.image, format!("rce.dev/sandbox-{lang}:0.1.0"), "{lang} image");
         let rendered = &DEFAULT.raw::<Runtime>(lang)["spec"];
         let catalog = lang_runtime(lang);
-        for (key, want) in catalog["spec"].as_object().expect("a catalog spec") {
-            if want.as_str().is_some_and(|s| s.contains("{{")) {
-                continue; // filled in by sandbox-images/build.sh (image, version)
+        // Placeholders (image, versions) are filled in by sandbox-images/build.sh, at any depth.
+        fn same(path: &str, got: &serde_json::Value, want: &serde_json::Value) {
+            match want {
+                serde_json::Value::String(s) if s.contains("{{") => {}
+                serde_json::Value::Object(m) => {
+                    for (k, w) in m {
+                        same(&format!("{path}.{k}"), &got[k], w);
+                    }
+                    let extra: Vec<&String> =
+                        got.as_object().into_iter().flatten().map(|(k, _)| k).filter(|k| !m.contains_key(*k)).collect();
+                    assert!(extra.is_empty(), "{path}: the chart has {extra:?} beyond the catalog");
+                }
+                _ => assert_eq!(got, want, "{path} vs the catalog's runtime.yaml"),
             }
-            assert_eq!(&rendered[key], want, "{lang} spec.{key} vs sandbox-images/langs/{lang}/runtime.yaml");
+        }
+        for (key, want) in catalog["spec"].as_object().expect("a catalog spec") {
+            same(&format!("{lang} spec.{key}"), &rendered[key], want);
         }
         let v = &rt.spec.version;
         let parts: Vec<&str> = v.split('.').collect();

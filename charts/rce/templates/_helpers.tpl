@@ -113,7 +113,7 @@ dnsPolicy: ClusterFirstWithHostNet
 {{/* The ceilings on every limit, given to the operator and the shim alike (the shim refuses at
 once what the operator would refuse). Unset ones keep the built-in ceilings. */}}
 {{- define "rce.capEnv" -}}
-{{- $names := dict "wallTimeMs" "RCE_CAP_WALL_TIME_MS" "cpuTimeMs" "RCE_CAP_CPU_TIME_MS" "memoryMiB" "RCE_CAP_MEMORY_MIB" "processes" "RCE_CAP_PROCESSES" "outputBytes" "RCE_CAP_OUTPUT_BYTES" "fileSizeKiB" "RCE_CAP_FILE_SIZE_KIB" }}
+{{- $names := dict "wallTimeMs" "RCE_CAP_WALL_TIME_MS" "cpuTimeMs" "RCE_CAP_CPU_TIME_MS" "memoryMiB" "RCE_CAP_MEMORY_MIB" "processes" "RCE_CAP_PROCESSES" "outputBytes" "RCE_CAP_OUTPUT_BYTES" "fileSizeKiB" "RCE_CAP_FILE_SIZE_KIB" "stackKiB" "RCE_CAP_STACK_KIB" }}
 {{- range $key, $value := .Values.limitCaps }}
 - name: {{ get $names $key }}
   value: {{ $value | quote }}
