@@ -151,7 +151,7 @@ for lang in "${langs[@]}"; do
     c="$lw/case-$kind"; mkdir -p "$c"; cp "$lw/env" "$c/env"
     # argv files, {file} replaced by the entry file's name
     if [[ "$(yq -r '.spec.compile // empty | length' "$rt")" != "" ]]; then
-      yq -j --arg f "$src_name" '.spec.compile[] | gsub("\\{file\\}"; $f) + "\u0000"' "$rt" >"$c/compile.argv"
+      yq -j --arg f "$src_name" '.spec.compile[] | select(. != "{options}") | gsub("\\{file\\}"; $f) + "\u0000"' "$rt" >"$c/compile.argv"
     fi
     yq -j --arg f "$src_name" '.spec.run[] | gsub("\\{file\\}"; $f) + "\u0000"' "$rt" >"$c/run.argv"
     case "$kind" in
@@ -164,7 +164,7 @@ for lang in "${langs[@]}"; do
         def lim: {wallTimeMs, cpuTimeMs, memoryKib: (.memoryMiB * 1024), processes, outputBytes,
                   fileSizeKib: .fileSizeKiB};
         {files: [{name: $f, content: $content}], stdin: $stdin, args: [],
-         compile: .spec.compile, run: .spec.run,
+         compile: (.spec.compile | if . then map(select(. != "{options}")) else . end), run: .spec.run,
          env: [(.spec.env // [])[] | [.name, .value]],
          limits: (.spec.defaultLimits | lim),
          compileLimits: ((.spec.compileLimits // .spec.defaultLimits) | lim)}' "$rt" >"$c/request.json"
