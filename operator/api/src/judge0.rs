@@ -437,6 +437,9 @@ pub fn requested_fields(param: Option<&str>) -> Result<Vec<Field>, Vec<String>> 
 /// A language's Judge0 name: the display name with the version inside its parenthesis, as
 /// Judge0 writes them ("C (GCC 12.2.0)", "JavaScript (Node.js 18.19.0)"), or after it
 /// ("Python (3.11.2)"); the multi-file language by its bare name, "Multi-file program".
+/// Judge0 ids whose languages upstream lists under a bare name, without a version.
+pub const BARE_NAMED: [u32; 3] = [43, 44, MULTI_FILE_LANGUAGE_ID];
+
 pub fn language_name(rt: &Runtime) -> String {
     let display = if rt.spec.display_name.is_empty() {
         rt.metadata.name.clone().unwrap_or_default()
@@ -444,8 +447,9 @@ pub fn language_name(rt: &Runtime) -> String {
         rt.spec.display_name.clone()
     };
     let version = rt.spec.version.trim();
-    // Upstream knows the multi-file language by its bare name (`Language#is_project`).
-    if version.is_empty() || rt.spec.judge0_ids.contains(&MULTI_FILE_LANGUAGE_ID) {
+    // Upstream names three languages without a version: Plain Text (43), Executable (44) and
+    // the multi-file program (89, `Language#is_project` knows it by that bare name).
+    if version.is_empty() || rt.spec.judge0_ids.first().is_some_and(|id| BARE_NAMED.contains(id)) {
         return display;
     }
     match display.trim_end().strip_suffix(')') {
@@ -787,6 +791,9 @@ mod tests {
         let mut multi = runtime("Multi-file program", "5.2.15");
         multi.spec.judge0_ids = vec![89];
         assert_eq!(language_name(&multi), "Multi-file program");
+        let mut text = runtime("Plain Text", "9.1");
+        text.spec.judge0_ids = vec![43];
+        assert_eq!(language_name(&text), "Plain Text", "upstream's 43 has no version");
     }
 
     fn exec(status: ExecutionStatus) -> Execution {
