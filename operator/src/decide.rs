@@ -78,7 +78,9 @@ impl Timeouts {
             start_timeout: Duration::from_secs(config.start_timeout_seconds),
             result_margin: Duration::from_secs(config.result_margin_seconds),
             fallback_deadline: Duration::from_secs(
-                config.cap().wall_time_ms.div_ceil(1000) * 2 + config.sandbox.start_margin_seconds,
+                // The compile stage and up to MAX_RUNS runs, a second apart.
+                (config.cap().wall_time_ms.div_ceil(1000) + 1) * (u64::from(rce_api::MAX_RUNS) + 1)
+                    + config.sandbox.start_margin_seconds,
             ),
         }
     }
@@ -262,8 +264,9 @@ mod tests {
                 image_error_grace: secs(7),
                 start_timeout: secs(90),
                 result_margin: secs(45),
-                // 11 s (rounded up) twice, plus the start margin.
-                fallback_deadline: secs(37),
+                // 11 s (rounded up) and a second, for the compile stage and 20 runs, plus
+                // the start margin.
+                fallback_deadline: secs(12 * 21 + 15),
             }
         );
     }

@@ -61,7 +61,11 @@ pub fn sizes(plan: &Plan, runtime: &Runtime, settings: &SandboxSettings) -> Size
     // The result line holds stdout and stderr of the run and of the compile step, base64.
     let outputs = 2 * (l.output_bytes + plan.compile_limits.map_or(0, |c| c.output_bytes));
     let ephemeral_mib = 32 + (outputs * 4 / 3).div_ceil(1024 * 1024);
-    let wall_ms = l.wall_time_ms + plan.compile_limits.map_or(0, |c| c.wall_time_ms);
+    // Each of the runs (Judge0's number_of_runs) may take its whole wall time, plus a second
+    // for the runner's clean-up and restore between runs; the compile stage runs once.
+    let runs = u64::from(plan.request.runs.max(1));
+    let wall_ms = runs * (l.wall_time_ms + if runs > 1 { 1000 } else { 0 })
+        + plan.compile_limits.map_or(0, |c| c.wall_time_ms);
     Sizes {
         work_mib,
         tmp_mib,
@@ -437,6 +441,11 @@ spec:
         assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
         // 15 s compile + 2.5 s run, rounded up, plus the margin.
         assert_eq!(spec.active_deadline_seconds, Some(28));
+        // Three runs: each its wall time and a second for the restore: 15 + 3 × 3.5 s, plus
+        // the margin.
+        let mut three = p.clone();
+        three.request.runs = 3;
+        assert_eq!(sizes(&three, &rt, &s).active_deadline_seconds, 36);
         let lim = spec.containers[0].resources.clone().unwrap().limits.unwrap();
         // The compile step's 384 MiB is the larger need.
         assert_eq!(lim["memory"].0, "432Mi");
