@@ -13,6 +13,9 @@ const modules = process.env.RCE_CLIENTS_NODE_MODULES;
 assert.ok(modules, 'RCE_CLIENTS_NODE_MODULES is not set (run the tests with hack/clients.sh)');
 const require = createRequire(`${modules}/`);
 
+/** Options of every test: a client with no timeout of its own cannot hang the run. */
+export const T = { timeout: 120_000 };
+
 /** Import an installed package by name (its main entry). */
 export async function load(name) {
   return import(pathToFileURL(require.resolve(name)).href);

@@ -73,3 +73,27 @@ def poll(predicate, timeout=60, every=0.2):
         if time.monotonic() > deadline:
             pytest.fail(f"not done within {timeout}s")
         time.sleep(every)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """CPython 3.11.7's ast module can crash (SystemError: AST constructor recursion depth
+    mismatch) while pytest reads the source of a traceback entry; that would end the whole
+    session (an INTERNALERROR). Report the test's own failure instead, without the listing."""
+    try:
+        return (yield)
+    except SystemError as e:
+        from _pytest.reports import TestReport
+
+        failure = f"{call.excinfo.typename}: {call.excinfo.value}" if call.excinfo else "failed"
+        return TestReport(
+            item.nodeid,
+            item.location,
+            {k: 1 for k in item.keywords},
+            "failed",
+            f"{failure}\n(the traceback could not be formatted: {e})",
+            call.when,
+            duration=call.duration,
+            start=call.start,
+            stop=call.stop,
+        )

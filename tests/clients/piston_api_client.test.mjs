@@ -4,19 +4,19 @@
 // Results are { success, data } (or { success: false, error }).
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { API, load, shimAnswers } from './clients.mjs';
+import { API, T, load, shimAnswers } from './clients.mjs';
 
 let lib;
 before(async () => {
   await shimAnswers();
   lib = await load('piston-api-client');
-});
+}, T);
 
 for (const kind of ['PistonClient', 'NodePistonClient']) {
   describe(kind, () => {
     const client = () => new lib[kind]({ server: API });
 
-    test('runtimes', async () => {
+    test('runtimes', T, async () => {
       const runtimes = await client().runtimes();
       assert.equal(runtimes.success, true, String(runtimes.error));
       const ts = runtimes.data.find((r) => r.language === 'typescript');
@@ -25,7 +25,7 @@ for (const kind of ['PistonClient', 'NodePistonClient']) {
       assert.ok(runtimes.data.find((r) => r.language === 'javascript' && r.runtime === 'node'));
     });
 
-    test('execute: the README example', async () => {
+    test('execute: the README example', T, async () => {
       const result = await client().execute({
         language: 'node-js',
         version: '*',
@@ -41,7 +41,7 @@ for (const kind of ['PistonClient', 'NodePistonClient']) {
       assert.equal(result.data.compile, undefined);
     });
 
-    test('execute: typescript through an alias, stdin', async () => {
+    test('execute: typescript through an alias, stdin', T, async () => {
       const result = await client().execute({
         language: 'ts',
         version: '*',
@@ -53,7 +53,7 @@ for (const kind of ['PistonClient', 'NodePistonClient']) {
       assert.equal(result.data.run.stdout, 'SHOUT\n', JSON.stringify(result.data));
     });
 
-    test('execute: compile stage figures', async () => {
+    test('execute: compile stage figures', T, async () => {
       const result = await client().execute({
         language: 'rust',
         version: '*',
@@ -68,7 +68,7 @@ for (const kind of ['PistonClient', 'NodePistonClient']) {
       assert.equal(run.stdout, '42\n');
     });
 
-    test('execute: unknown runtime', async () => {
+    test('execute: unknown runtime', T, async () => {
       const result = await client().execute({ language: 'nope', version: '*', files: [{ content: '' }] });
       assert.equal(result.success, true); // the client resolves any JSON body
       assert.deepEqual(result.data, { message: 'nope-* runtime is unknown' });

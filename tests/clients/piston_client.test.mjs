@@ -6,16 +6,16 @@
 // `language` equals the name given, and sends args ["1", "2", "3"] unless told otherwise.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { API, load, shimAnswers } from './clients.mjs';
+import { API, T, load, shimAnswers } from './clients.mjs';
 
 let client;
 before(async () => {
   await shimAnswers();
   const { piston } = await load('piston-client');
   client = piston({ server: API });
-});
+}, T);
 
-test('runtimes lists upstream names with versions and aliases', async () => {
+test('runtimes lists upstream names with versions and aliases', T, async () => {
   const runtimes = await client.runtimes();
   assert.ok(Array.isArray(runtimes), JSON.stringify(runtimes));
   const names = runtimes.map((r) => r.language);
@@ -28,7 +28,7 @@ test('runtimes lists upstream names with versions and aliases', async () => {
   }
 });
 
-test('execute: the README example', async () => {
+test('execute: the README example', T, async () => {
   const result = await client.execute('python', 'print("Hello World!")');
   assert.equal(result.language, 'python');
   const py = (await client.runtimes()).find((r) => r.language === 'python');
@@ -40,7 +40,7 @@ test('execute: the README example', async () => {
   assert.equal(result.run.signal, null);
 });
 
-test('execute passes the default args and the given stdin', async () => {
+test('execute passes the default args and the given stdin', T, async () => {
   const result = await client.execute('javascript', [
     'const lines = require("fs").readFileSync(0, "utf8");',
     'console.log(JSON.stringify([process.argv.slice(2), lines]));',
@@ -50,7 +50,7 @@ test('execute passes the default args and the given stdin', async () => {
   assert.deepEqual(JSON.parse(result.run.stdout), [['1', '2', '3'], 'in put\n']);
 });
 
-test('execute with files, args and a compiled language', async () => {
+test('execute with files, args and a compiled language', T, async () => {
   const result = await client.execute({
     language: 'c++',
     files: [{ name: 'main.cpp', content: '#include <iostream>\nint main(int c, char** v) { std::cout << c - 1 << v[1] << "\\n"; }\n' }],
@@ -61,14 +61,14 @@ test('execute with files, args and a compiled language', async () => {
   assert.equal(result.run.output, '1x\n');
 });
 
-test('a compile error still has run.output', async () => {
+test('a compile error still has run.output', T, async () => {
   const result = await client.execute('c', 'int main( {');
   assert.notEqual(result.compile.code, 0);
   assert.match(result.run.output, /error/);
   assert.deepEqual(result.run, result.compile);
 });
 
-test('stderr and a non-zero exit code', async () => {
+test('stderr and a non-zero exit code', T, async () => {
   const result = await client.execute('bash', 'echo out; echo err >&2; exit 4');
   assert.equal(result.run.stdout, 'out\n');
   assert.equal(result.run.stderr, 'err\n');
@@ -76,7 +76,7 @@ test('stderr and a non-zero exit code', async () => {
   assert.equal(result.run.code, 4);
 });
 
-test('an unknown language answers as upstream', async () => {
+test('an unknown language answers as upstream', T, async () => {
   // No runtime matches, so the client sends no version; upstream answers 400
   // {"message": "<lang>-<version> runtime is unknown"}.
   const result = await client.execute('cobolscript', 'x', { version: '1.0.0' });
