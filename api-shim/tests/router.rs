@@ -961,7 +961,8 @@ fn j0_env(args: &[&str]) -> Env {
     let mut multi = rce_api_shim::testing::runtime("multi", "5.2.15", &[], &[89]);
     multi.spec.display_name = "Multi-file program".into();
     multi.spec.source_file = "run".into();
-    multi.spec.compile = Some(["bash", "-c", "if [ -f compile ]; then exec /bin/bash compile; fi"].map(String::from).to_vec());
+    multi.spec.compile =
+        Some(["bash", "-c", "if [ -f compile ]; then exec /bin/bash compile; fi"].map(String::from).to_vec());
     multi.spec.run = vec!["/bin/bash".into(), "run".into()];
     rts.push(multi);
     let cluster = MemoryCluster::with_runtimes(rts);
@@ -1028,7 +1029,12 @@ async fn judge0_attributes_reach_the_execution_spec() {
     let s = ex.unwrap().spec;
     let l = s.limits.unwrap();
     assert_eq!((l.file_size_kib, l.output_bytes, l.stack_kib), (Some(1024), Some(1024 * 1024), None));
-    assert!(!s.redirect_stderr_to_stdout && s.runs.is_none() && s.callback.is_none() && s.compiler_options.is_empty());
+    assert!(
+        !s.redirect_stderr_to_stdout
+            && s.runs.is_none()
+            && s.callback.is_none()
+            && s.compiler_options.is_empty()
+    );
 }
 
 #[tokio::test]
@@ -1082,8 +1088,11 @@ async fn judge0_refusals_are_upstreams_field_errors() {
 async fn judge0_additional_files_are_extracted_safely() {
     let e = j0_env(&[]);
     let zip = j0_zip(&[("mymod.py", b"X = 5\n"), ("data/in.bin", &[0xfe, 0xff]), ("main.py", b"ignored")]);
-    let (code, body, ex) =
-        j0_submit(&e, json!({"language_id": 71, "source_code": "import mymod", "additional_files": b64(&zip)})).await;
+    let (code, body, ex) = j0_submit(
+        &e,
+        json!({"language_id": 71, "source_code": "import mymod", "additional_files": b64(&zip)}),
+    )
+    .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     let ex = ex.unwrap();
     let files = ex.spec.files.clone().unwrap();
@@ -1094,7 +1103,8 @@ async fn judge0_additional_files_are_extracted_safely() {
     assert_eq!((files[2].encoding, files[2].content.as_str()), (rce_api::FileEncoding::Base64, "/v8="));
     // Answered back as given (Ruby's encode64 of the zip's bytes).
     let token = ex.metadata.name.clone().unwrap();
-    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=additional_files,source_code"))).await;
+    let (_, _, s) =
+        call(&e.app, get(&format!("/submissions/{token}?fields=additional_files,source_code"))).await;
     assert_eq!(s["source_code"], "import mymod");
     assert_eq!(s["additional_files"].as_str().unwrap().replace('\n', ""), b64(&zip));
 
@@ -1124,7 +1134,8 @@ async fn judge0_additional_files_are_extracted_safely() {
         (b"not a zip".to_vec(), "is not a valid zip archive"),
     ] {
         let (code, body, ex) =
-            j0_submit(&e, json!({"language_id": 71, "source_code": "1", "additional_files": b64(&zip)})).await;
+            j0_submit(&e, json!({"language_id": 71, "source_code": "1", "additional_files": b64(&zip)}))
+                .await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{words}: {body}");
         let msg = body["additional_files"][0].as_str().unwrap_or_default().to_string();
         assert!(msg.contains(words), "{words}: {msg}");
@@ -1152,31 +1163,65 @@ async fn judge0_results_render_as_upstream_renders_them() {
     let all = "fields=*";
     // Accepted: exit 0, empty stderr is null, times with milliseconds.
     let (_, _, s) = show(completed("hi\n"), all).await;
-    assert_eq!((s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()), (json!(3), json!(0), Value::Null));
-    assert_eq!((s["stdout"].clone(), s["stderr"].clone(), s["message"].clone()), (json!("hi\n"), Value::Null, Value::Null));
-    assert_eq!((s["time"].clone(), s["wall_time"].clone(), s["memory"].clone()), (json!("0.012"), json!("0.04"), json!(9000)));
+    assert_eq!(
+        (s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()),
+        (json!(3), json!(0), Value::Null)
+    );
+    assert_eq!(
+        (s["stdout"].clone(), s["stderr"].clone(), s["message"].clone()),
+        (json!("hi\n"), Value::Null, Value::Null)
+    );
+    assert_eq!(
+        (s["time"].clone(), s["wall_time"].clone(), s["memory"].clone()),
+        (json!("0.012"), json!("0.04"), json!(9000))
+    );
     assert_eq!(s["finished_at"], "2026-01-01T00:00:01.000Z");
     let created = s["created_at"].as_str().unwrap();
     assert!(created.len() == 24 && created.ends_with('Z') && created.as_bytes()[19] == b'.', "{created}");
-    assert_eq!((s["number_of_runs"].clone(), s["stack_limit"].clone(), s["max_file_size"].clone()), (json!(1), json!(64000), json!(1024)));
+    assert_eq!(
+        (s["number_of_runs"].clone(), s["stack_limit"].clone(), s["max_file_size"].clone()),
+        (json!(1), json!(64000), json!(1024))
+    );
     assert_eq!(s["redirect_stderr_to_stdout"], false);
     // A signal: exit_code 0, the number, isolate's words.
-    let (_, _, s) = show(ExecutionStatus { signal: Some("SIGSEGV".into()), exit_code: None, ..finished(Verdict::RuntimeError) }, all).await;
-    assert_eq!((s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()), (json!(7), json!(0), json!(11)));
+    let (_, _, s) = show(
+        ExecutionStatus {
+            signal: Some("SIGSEGV".into()),
+            exit_code: None,
+            ..finished(Verdict::RuntimeError)
+        },
+        all,
+    )
+    .await;
+    assert_eq!(
+        (s["status"]["id"].clone(), s["exit_code"].clone(), s["exit_signal"].clone()),
+        (json!(7), json!(0), json!(11))
+    );
     assert_eq!(s["message"], "Caught fatal signal 11");
     // An error exit.
-    let (_, _, s) = show(ExecutionStatus { exit_code: Some(3), ..finished(Verdict::RuntimeError) }, all).await;
-    assert_eq!((s["status"]["id"].clone(), s["message"].clone()), (json!(11), json!("Exited with error status 3")));
+    let (_, _, s) =
+        show(ExecutionStatus { exit_code: Some(3), ..finished(Verdict::RuntimeError) }, all).await;
+    assert_eq!(
+        (s["status"]["id"].clone(), s["message"].clone()),
+        (json!(11), json!("Exited with error status 3"))
+    );
     // Output over max_file_size: SIGXFSZ.
     let (_, _, s) = show(finished(Verdict::OutputLimitExceeded), all).await;
     assert_eq!(s["status"], json!({"id": 8, "description": "Runtime Error (SIGXFSZ)"}));
     assert_eq!(s["exit_signal"], 25);
     // Memory: killed by the OOM killer as isolate would report it.
-    let (_, _, s) = show(ExecutionStatus { signal: Some("SIGKILL".into()), ..finished(Verdict::MemoryLimitExceeded) }, all).await;
+    let (_, _, s) = show(
+        ExecutionStatus { signal: Some("SIGKILL".into()), ..finished(Verdict::MemoryLimitExceeded) },
+        all,
+    )
+    .await;
     assert_eq!((s["status"]["id"].clone(), s["exit_signal"].clone()), (json!(12), json!(9)));
     // Time.
     let (_, _, s) = show(finished(Verdict::TimeLimitExceeded), all).await;
-    assert_eq!((s["status"]["id"].clone(), s["message"].clone(), s["exit_code"].clone()), (json!(5), json!("Time limit exceeded"), json!(0)));
+    assert_eq!(
+        (s["status"]["id"].clone(), s["message"].clone(), s["exit_code"].clone()),
+        (json!(5), json!("Time limit exceeded"), json!(0))
+    );
     // A compile error: the run's fields are null.
     let ce = ExecutionStatus {
         compile_output: Some("main.c:1: error\n".into()),
@@ -1241,9 +1286,14 @@ async fn judge0_large_outputs_are_read_whole_from_their_config_maps() {
 #[tokio::test]
 async fn judge0_wait_with_bytes_that_are_not_text_answers_201_with_the_token() {
     let e = j0_env(&[]);
-    let st = ExecutionStatus { stdout: Some("/w==".into()), stdout_encoding: rce_api::FileEncoding::Base64, ..completed("") };
+    let st = ExecutionStatus {
+        stdout: Some("/w==".into()),
+        stdout_encoding: rce_api::FileEncoding::Base64,
+        ..completed("")
+    };
     fake_operator(e.cluster.clone(), e.status.clone(), st);
-    let (code, _, s) = call(&e.app, post("/submissions?wait=true", r#"{"language_id":71,"source_code":"x"}"#)).await;
+    let (code, _, s) =
+        call(&e.app, post("/submissions?wait=true", r#"{"language_id":71,"source_code":"x"}"#)).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(s["error"], "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true query parameter");
     assert!(s["token"].is_string());
@@ -1277,14 +1327,22 @@ async fn judge0_catalog_and_configuration_tell_the_truth() {
     // Each submission gets what /config_info says.
     let (_, _, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "1"})).await;
     let token = ex.unwrap().metadata.name.unwrap();
-    let (_, _, s) = call(&e.app, get(&format!("/submissions/{token}?fields=max_file_size,stack_limit,cpu_extra_time"))).await;
+    let (_, _, s) =
+        call(&e.app, get(&format!("/submissions/{token}?fields=max_file_size,stack_limit,cpu_extra_time")))
+            .await;
     assert_eq!(s, json!({"max_file_size": 1024, "stack_limit": 64000, "cpu_extra_time": "0.0"}));
 }
 
 #[tokio::test]
 async fn judge0_information_routes_answer() {
     let e = j0_env(&[]);
-    for (path, kind) in [("/system_info", "object"), ("/workers", "array"), ("/isolate", "text"), ("/license", "text"), ("/version", "text")] {
+    for (path, kind) in [
+        ("/system_info", "object"),
+        ("/workers", "array"),
+        ("/isolate", "text"),
+        ("/license", "text"),
+        ("/version", "text"),
+    ] {
         let (code, _, body) = call(&e.app, get(path)).await;
         assert_eq!(code, StatusCode::OK, "{path}: {body}");
         match kind {
@@ -1325,9 +1383,13 @@ async fn judge0_authentication_and_authorization_as_upstream() {
     assert_eq!(code, StatusCode::OK);
     let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa")])).await;
     assert_eq!(code, StatusCode::FORBIDDEN);
-    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-one-aaaa")])).await;
+    let (code, _, _) =
+        call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-one-aaaa")]))
+            .await;
     assert_eq!(code, StatusCode::OK);
-    let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-two-bbbb")])).await;
+    let (code, _, _) =
+        call(&e.app, req("/authorize", &[("X-Auth-Token", "key-one-aaaa"), ("X-Auth-User", "key-two-bbbb")]))
+            .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
     let (code, _, _) = call(&e.app, req("/authorize", &[("X-Auth-User", "key-one-aaaa")])).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
@@ -1335,13 +1397,21 @@ async fn judge0_authentication_and_authorization_as_upstream() {
     // The list: only the caller's tenant, newest first, paged as upstream.
     for (key, n) in [("key-one-aaaa", 3), ("key-two-bbbb", 1)] {
         for i in 0..n {
-            let r = with(post("/submissions", &format!(r#"{{"language_id":71,"source_code":"print({i})"}}"#)), "X-Auth-Token", key);
+            let r = with(
+                post("/submissions", &format!(r#"{{"language_id":71,"source_code":"print({i})"}}"#)),
+                "X-Auth-Token",
+                key,
+            );
             let (code, _, _) = call(&e.app, r).await;
             assert_eq!(code, StatusCode::CREATED);
         }
     }
     let list = |q: &str, user: &str| {
-        let r = with(with(get(&format!("/submissions?{q}")), "X-Auth-Token", "key-one-aaaa"), "X-Auth-User", user);
+        let r = with(
+            with(get(&format!("/submissions?{q}")), "X-Auth-Token", "key-one-aaaa"),
+            "X-Auth-User",
+            user,
+        );
         let app = e.app.clone();
         async move { call(&app, r).await }
     };
@@ -1349,7 +1419,10 @@ async fn judge0_authentication_and_authorization_as_upstream() {
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["submissions"].as_array().unwrap().len(), 2);
     assert_eq!(body["submissions"][0]["status_id"], 1);
-    assert_eq!(body["meta"], json!({"current_page": 1, "next_page": 2, "prev_page": null, "total_pages": 2, "total_count": 3}));
+    assert_eq!(
+        body["meta"],
+        json!({"current_page": 1, "next_page": 2, "prev_page": null, "total_pages": 2, "total_count": 3})
+    );
     let (_, _, body) = list("page=2&per_page=2", "key-one-aaaa").await;
     assert_eq!(body["submissions"].as_array().unwrap().len(), 1);
     let (code, _, body) = list("page=0", "key-one-aaaa").await;
@@ -1359,7 +1432,15 @@ async fn judge0_authentication_and_authorization_as_upstream() {
     let (code, _, _) = list("", "key-two-bbbb").await;
     assert_eq!(code, StatusCode::FORBIDDEN);
     // Delete: authorized, then refused as upstream's default configuration refuses it.
-    let r = with(with(Request::delete("/submissions/0b7e4a4e-0000-4000-8000-000000000000").body(Body::empty()).unwrap(), "X-Auth-Token", "key-one-aaaa"), "X-Auth-User", "key-one-aaaa");
+    let r = with(
+        with(
+            Request::delete("/submissions/0b7e4a4e-0000-4000-8000-000000000000").body(Body::empty()).unwrap(),
+            "X-Auth-Token",
+            "key-one-aaaa",
+        ),
+        "X-Auth-User",
+        "key-one-aaaa",
+    );
     let (code, _, body) = call(&e.app, r).await;
     assert_eq!((code, body), (StatusCode::BAD_REQUEST, json!({"error": "delete not allowed"})));
 }
@@ -1378,25 +1459,42 @@ async fn piston_names_stages_stdin_and_stored_outputs_as_upstream() {
     });
     e.cluster.runtimes.lock().unwrap().push(Arc::new(cpp));
     let (_, _, rts) = call(&e.app, get("/api/v2/runtimes")).await;
-    assert!(rts.as_array().unwrap().contains(&json!({"language": "c++", "version": "12.2.0", "aliases": ["cpp", "g++"]})), "{rts}");
+    assert!(
+        rts.as_array()
+            .unwrap()
+            .contains(&json!({"language": "c++", "version": "12.2.0", "aliases": ["cpp", "g++"]})),
+        "{rts}"
+    );
 
     // A compile error: `run` is the compile stage, with its figures.
     let failed = ExecutionStatus {
         phase: Some(Phase::Completed),
         verdict: Some(Verdict::CompilationError),
         compile_output: Some("main.cpp:1:1: error: x\n".into()),
-        compile: Some(rce_api::StageFigures { exit_code: Some(1), signal: None, time_ms: 300, wall_time_ms: 350, memory_kib: 40000 }),
+        compile: Some(rce_api::StageFigures {
+            exit_code: Some(1),
+            signal: None,
+            time_ms: 300,
+            wall_time_ms: 350,
+            memory_kib: 40000,
+        }),
         ..Default::default()
     };
     fake_operator(e.cluster.clone(), e.status.clone(), failed);
-    let (code, _, r) =
-        call(&e.app, post("/api/v2/execute/", r#"{"language":"c++","version":"12","files":[{"content":"x"}]}"#)).await;
+    let (code, _, r) = call(
+        &e.app,
+        post("/api/v2/execute/", r#"{"language":"c++","version":"12","files":[{"content":"x"}]}"#),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{r}");
     assert_eq!((&r["language"], &r["version"]), (&json!("c++"), &json!("12.2.0")));
     assert_eq!(r["run"], r["compile"], "{r}");
     assert_eq!(r["run"]["output"], "main.cpp:1:1: error: x\n");
     assert_eq!((&r["compile"]["code"], &r["compile"]["status"]), (&json!(1), &json!("RE")));
-    assert_eq!((&r["compile"]["cpu_time"], &r["compile"]["wall_time"], &r["compile"]["memory"]), (&json!(300), &json!(350), &json!(40_000_000)));
+    assert_eq!(
+        (&r["compile"]["cpu_time"], &r["compile"]["wall_time"], &r["compile"]["memory"]),
+        (&json!(300), &json!(350), &json!(40_000_000))
+    );
     let ex = e.cluster.all().remove(0);
     assert_eq!(ex.spec.language, "cpp");
     // Upstream's final newline on stdin (none given: "\n").
@@ -1453,7 +1551,10 @@ async fn native_executions_take_the_new_spec_fields_and_refuse_unknown_ones() {
         (json!({"language": "python", "source": "1", "bogus": 1}), "bogus"),
         (json!({"language": "python", "source": "1", "runs": 0}), "runs must be between 1 and 20"),
         (json!({"language": "python", "source": "1", "compilerOptions": ["-O2"]}), "no compile step"),
-        (json!({"language": "python", "source": "1", "callback": {"url": "http://10.1.2.3/x"}}), "not allowed"),
+        (
+            json!({"language": "python", "source": "1", "callback": {"url": "http://10.1.2.3/x"}}),
+            "not allowed",
+        ),
     ] {
         let (code, _, r) = call(&e.app, post("/api/executions", &bad.to_string())).await;
         assert!(code.is_client_error(), "{bad}: {code} {r}");
@@ -1514,7 +1615,8 @@ async fn judge0_numericality_words_are_upstreams() {
         ("wall_time_limit", json!(15.5), "must be less than or equal to 15.0"),
         ("memory_limit", json!(524289), "must be less than or equal to 524288"),
     ] {
-        let (code, got, _) = j0_submit(&e, json!({"language_id": 71, "source_code": "x", field: value})).await;
+        let (code, got, _) =
+            j0_submit(&e, json!({"language_id": 71, "source_code": "x", field: value})).await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}: {got}");
         assert_eq!(got, json!({field: [message]}), "{field}={value}");
     }
@@ -1533,7 +1635,8 @@ async fn judge0_numericality_words_are_upstreams() {
 async fn judge0_full_queue_and_statistics_as_upstream() {
     let e = j0_env(&["--max-pending", "2"]);
     for i in 0..2 {
-        let (code, body, _) = j0_submit(&e, json!({"language_id": 71, "source_code": format!("print({i})")})).await;
+        let (code, body, _) =
+            j0_submit(&e, json!({"language_id": 71, "source_code": format!("print({i})")})).await;
         assert_eq!(code, StatusCode::CREATED, "{body}");
     }
     let (code, body, _) = j0_submit(&e, json!({"language_id": 50, "source_code": "x"})).await;
@@ -1546,7 +1649,8 @@ async fn judge0_full_queue_and_statistics_as_upstream() {
     let total = st["submissions"]["total"].as_u64().unwrap();
     assert!(total >= 2, "{st}");
     assert_eq!(st["submissions"]["last_30_days"].as_object().unwrap().len(), 30, "{st}");
-    let by_language: u64 = st["languages"].as_array().unwrap().iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    let by_language: u64 =
+        st["languages"].as_array().unwrap().iter().map(|l| l["count"].as_u64().unwrap()).sum();
     assert_eq!(by_language, total, "{st}");
     assert_eq!(st["statuses"][0]["status"], json!({"id": 1, "name": "In Queue"}), "{st}");
     assert!(st["created_at"].as_str().unwrap().ends_with('Z'));
@@ -1579,7 +1683,8 @@ async fn judge0_zero_limits_are_isolates_no_limit_so_rces_largest() {
     assert_eq!((l.file_size_kib, l.output_bytes), (Some(4096), Some(4096 * 1024)));
     let token = body["token"].as_str().unwrap();
     let (_, _, s) =
-        call(&e.app, get(&format!("/submissions/{token}?fields=cpu_time_limit,stack_limit,max_file_size"))).await;
+        call(&e.app, get(&format!("/submissions/{token}?fields=cpu_time_limit,stack_limit,max_file_size")))
+            .await;
     assert_eq!(s, json!({"cpu_time_limit": "10.0", "stack_limit": 262144, "max_file_size": 4096}));
 }
 
@@ -1592,13 +1697,17 @@ async fn judge0_options_for_a_compiler_that_takes_none_are_refused_in_upstreams_
     cpp.spec.compile = Some(["g++", "{options}", "-o", "main", "{file}"].map(String::from).to_vec());
     cpp.spec.compiler_options = vec!["-O*".into()];
     let cluster = MemoryCluster::with_runtimes(vec![c, cpp]);
-    let state = AppState::new(Config::parse_from(["rce-api-shim"]), cluster, Arc::new(MemoryStatus::default())).unwrap();
+    let state =
+        AppState::new(Config::parse_from(["rce-api-shim"]), cluster, Arc::new(MemoryStatus::default()))
+            .unwrap();
     let app = app(state);
     let (code, _, body) =
-        call(&app, post("/submissions", r#"{"language_id":50,"source_code":"x","compiler_options":"-O2"}"#)).await;
+        call(&app, post("/submissions", r#"{"language_id":50,"source_code":"x","compiler_options":"-O2"}"#))
+            .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body, json!({"compiler_options": ["setting compiler options is only allowed for C++ (GCC)"]}));
     let (code, _, body) =
-        call(&app, post("/submissions", r#"{"language_id":54,"source_code":"x","compiler_options":"-O2"}"#)).await;
+        call(&app, post("/submissions", r#"{"language_id":54,"source_code":"x","compiler_options":"-O2"}"#))
+            .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
 }

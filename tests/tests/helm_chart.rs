@@ -594,8 +594,13 @@ fn default_runtimes_match_the_sandbox_images_catalog() {
                     for (k, w) in m {
                         same(&format!("{path}.{k}"), &got[k], w);
                     }
-                    let extra: Vec<&String> =
-                        got.as_object().into_iter().flatten().map(|(k, _)| k).filter(|k| !m.contains_key(*k)).collect();
+                    let extra: Vec<&String> = got
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k)
+                        .filter(|k| !m.contains_key(*k))
+                        .collect();
                     assert!(extra.is_empty(), "{path}: the chart has {extra:?} beyond the catalog");
                 }
                 _ => assert_eq!(got, want, "{path} vs the catalog's runtime.yaml"),

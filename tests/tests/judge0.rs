@@ -10,21 +10,21 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
-use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use anyhow::{bail, Context as _, Result};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 use rce_api_shim::{
-    AppState, Config, app, backend::Cluster as _, kube_backend::KubeCluster, redis_store::RedisStatus,
+    app, backend::Cluster as _, kube_backend::KubeCluster, redis_store::RedisStatus, AppState, Config,
 };
 use rce_tests::{
-    TestNamespace,
     exec::{remove_executions, strip_finalizers},
     operator::{OwnOperator, TURN},
     redis::shared_url as redis_url,
+    TestNamespace,
 };
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 struct Shim {
     base: String,

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{ensure, Context as _, Result};
 use kube::ResourceExt;
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::{describe, langs_dir, message, phase, sample, stdout, verdict};

@@ -27,14 +27,15 @@
 use std::collections::BTreeMap;
 
 use base64::{
-    Engine, alphabet,
-    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD},
+    alphabet,
+    engine::{general_purpose::STANDARD, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    Engine,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use crate::{
-    Execution, ExecutionSpec, ExecutionStatus, FileEncoding, Phase, ResolvedLimits, Runtime, Signal, Verdict,
-    limits::units::judge0 as units,
+    limits::units::judge0 as units, Execution, ExecutionSpec, ExecutionStatus, FileEncoding, Phase,
+    ResolvedLimits, Runtime, Signal, Verdict,
 };
 
 /// The Judge0 version this surface follows.
@@ -575,12 +576,11 @@ impl Field {
             },
             Field::Status => json!({ "id": o.status_id, "description": status_description(o.status_id) }),
             Field::StatusId => json!(o.status_id),
-            Field::CreatedAt => json!(
-                s.annotation(CREATED_AT_ANNOTATION)
-                    .or(s.created_at)
-                    .or(st.submitted_at.as_deref())
-                    .and_then(timestamp)
-            ),
+            Field::CreatedAt => json!(s
+                .annotation(CREATED_AT_ANNOTATION)
+                .or(s.created_at)
+                .or(st.submitted_at.as_deref())
+                .and_then(timestamp)),
             Field::FinishedAt => json!(st.finished_at.as_deref().and_then(timestamp)),
             Field::Time => json!(figure(st.time_ms).map(units::secs)),
             Field::WallTime => json!(figure(st.wall_time_ms).map(units::secs)),
@@ -604,9 +604,9 @@ impl Field {
             }
             Field::CompilerOptions => match s.annotation(COMPILER_OPTIONS_ANNOTATION) {
                 Some(given) => json!(given),
-                None => json!(
-                    spec.filter(|s| !s.compiler_options.is_empty()).map(|s| s.compiler_options.join(" "))
-                ),
+                None => json!(spec
+                    .filter(|s| !s.compiler_options.is_empty())
+                    .map(|s| s.compiler_options.join(" "))),
             },
             Field::CallbackUrl => json!(spec.and_then(|s| s.callback.as_ref()).map(|c| c.url.clone())),
             // Upstream answers the zip base64-encoded whatever `base64_encoded` says.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-pub use rce_api::judge0::{Field, NotText, Outputs, language_name};
-use rce_api::{ResolvedLimits, Runtime, judge0};
+pub use rce_api::judge0::{language_name, Field, NotText, Outputs};
+use rce_api::{judge0, ResolvedLimits, Runtime};
 use serde_json::{Map, Value};
 
 use crate::{backend::ExecView, catalog, error::ApiError};

@@ -4,25 +4,25 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    Extension, Json,
     extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
+    Extension, Json,
 };
-use rce_api::{Execution, Phase, Runtime, judge0};
-use serde_json::{Map, Value, json};
+use rce_api::{judge0, Execution, Phase, Runtime};
+use serde_json::{json, Map, Value};
 
 use super::{
-    fields::{Field, NotText, Outputs, language_name, needs_outputs, needs_spec, render, requested_fields},
-    parse::{Context, DEFAULT_MAX_FILE_SIZE_KB, Judge0Submission, batch_items, parse_submission},
+    fields::{language_name, needs_outputs, needs_spec, render, requested_fields, Field, NotText, Outputs},
+    parse::{batch_items, parse_submission, Context, Judge0Submission, DEFAULT_MAX_FILE_SIZE_KB},
     status::STATUSES,
     zipfiles,
 };
 use crate::{
     auth::Tenant,
-    backend::{ExecView, lookup},
+    backend::{lookup, ExecView},
     catalog,
-    error::{ApiError, parse_json, read_body},
+    error::{parse_json, read_body, ApiError},
     state::AppState,
     submit,
 };
@@ -564,7 +564,11 @@ fn human_kib(kib: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if v < 10.0 && i > 0 { format!("{:.1}{}", v, units[i]) } else { format!("{:.0}{}", v, units[i]) }
+    if v < 10.0 && i > 0 {
+        format!("{:.1}{}", v, units[i])
+    } else {
+        format!("{:.0}{}", v, units[i])
+    }
 }
 
 /// `GET /system_info`: upstream answers `lscpu` and `free -h` of its host as one object;

@@ -49,7 +49,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::require_tenant,
-    error::{Flavor, render},
+    error::{render, Flavor},
     state::AppState,
 };
 

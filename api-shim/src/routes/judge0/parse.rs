@@ -9,23 +9,22 @@
 
 use std::sync::Arc;
 
-use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use rce_api::{
-    Callback, CallbackFormat, FileEncoding, LimitError, LimitField, Limits, MAX_RUNS, ResolvedLimits,
-    Runtime, SourceFile,
-    judge0::{ADDITIONAL_FILES_ANNOTATION, COMPILER_OPTIONS_ANNOTATION, MULTI_FILE_LANGUAGE_ID, decode64},
+    judge0::{decode64, ADDITIONAL_FILES_ANNOTATION, COMPILER_OPTIONS_ANNOTATION, MULTI_FILE_LANGUAGE_ID},
     limits::units::judge0 as units,
-    options,
+    options, Callback, CallbackFormat, FileEncoding, LimitError, LimitField, Limits, ResolvedLimits, Runtime,
+    SourceFile, MAX_RUNS,
 };
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use super::{args::split_args, zipfiles};
 use crate::{
     catalog,
     error::Flavor,
     routes::raw::{self, Loose},
-    submit::{JUDGE0_ID_ANNOTATION, Program, Submission},
+    submit::{Program, Submission, JUDGE0_ID_ANNOTATION},
 };
 
 /// Upstream's default `max_file_size` (KB), which is also its output cap.
@@ -615,14 +614,12 @@ mod tests {
         assert_eq!(e["compiler_options"], json!(["is too long (maximum is 512 characters)"]));
         assert_eq!(e["command_line_arguments"], json!(["is too long (maximum is 512 characters)"]));
         // Zero and false are what upstream takes as "not enabled".
-        assert!(
-            parse(
-                json!({"language_id": 71, "source_code": "1", "cpu_extra_time": 0, "enable_network": "false",
+        assert!(parse(
+            json!({"language_id": 71, "source_code": "1", "cpu_extra_time": 0, "enable_network": "false",
                              "enable_per_process_and_thread_time_limit": false}),
-                false
-            )
-            .is_ok()
-        );
+            false
+        )
+        .is_ok());
     }
 
     #[test]

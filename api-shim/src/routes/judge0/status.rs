@@ -1,7 +1,7 @@
 //! Judge0's status table, and the status of an Execution in it: the domain core's
 //! ([`rce_api::judge0::outcome`]; the mapping is in its module docs).
 
-pub use rce_api::judge0::{STATUSES, status_description};
+pub use rce_api::judge0::{status_description, STATUSES};
 
 use crate::backend::ExecView;
 

@@ -11,8 +11,8 @@
 
 use std::io::{Cursor, Read};
 
-use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use rce_api::{FileEncoding, SourceFile, files::check_file_name};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use rce_api::{files::check_file_name, FileEncoding, SourceFile};
 
 /// Most files in the archive (the Execution holds at most 64 with the source).
 pub const MAX_ENTRIES: usize = rce_api::files::MAX_FILES - 1;
