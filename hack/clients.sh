@@ -62,6 +62,6 @@ t0=$SECONDS
 log "Python clients and the Judge0 attribute table (pytest, against $RCE_API)"
 "$VENV/bin/python" -m pytest -c "$DIR/pytest.ini" --rootdir "$DIR" "$DIR" || status=1
 log "npm clients (node --test, against $RCE_API)"
-timeout 900 node --test --test-concurrency=4 "$DIR"/*.test.mjs || status=1
+timeout 900 node --test --test-force-exit --test-concurrency=4 "$DIR"/*.test.mjs || status=1
 log "client tests finished in $((SECONDS - t0))s (exit $status)"
 exit $status
