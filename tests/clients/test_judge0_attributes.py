@@ -131,12 +131,9 @@ def test_config_info_has_upstreams_keys_and_defaults(cfg):
         "allow_enable_network", "enable_network",
     }  # fmt: skip
     # Upstream honours these by default (the issue: none may be accepted and ignored).
-    assert cfg["enable_wait_result"] is True
-    assert cfg["enable_compiler_options"] is True
-    assert cfg["enable_command_line_arguments"] is True
-    assert cfg["enable_additional_files"] is True
-    assert cfg["enable_callbacks"] is True
-    assert cfg["enable_batched_submissions"] is True
+    for key in ("enable_wait_result", "enable_compiler_options", "enable_command_line_arguments",
+                "enable_additional_files", "enable_callbacks", "enable_batched_submissions"):  # fmt: skip
+        assert cfg[key] is True, f"{key} is {cfg[key]}"
     assert (cfg["callbacks_max_tries"], cfg["callbacks_timeout"]) == (3, 5.0)
     # Upstream's defaults that rce adopts (config.rb): stack 64000 KB, output 1024 KB of at
     # most 4096 KB, 1 run of at most 20, batches of 20.
