@@ -64,10 +64,23 @@ fn falsy(v: &Value) -> bool {
     }
 }
 
+/// Upstream's configured compile timeout and CPU time (`PISTON_COMPILE_TIMEOUT`,
+/// `PISTON_COMPILE_CPU_TIME`), in ms.
+const PISTON_COMPILE_LIMIT_MS: u64 = 10_000;
+
 /// The configured limit of a constraint, in the request's unit (ms or bytes): the
 /// Runtime's maximum (under the operator's ceilings) for the run stage, the compile stage's
 /// own limits (`compileLimits`) for the compile stage.
 fn configured(name: &str, runtime: &Runtime, cap: &ResolvedLimits) -> u64 {
+    // A language without a compile stage has upstream's configured compile limits (its
+    // config's defaults: 10 s, 10 s of CPU, no memory limit): every client sends them, and
+    // they limit nothing, as upstream's do not for an interpreted language.
+    if runtime.spec.compile.is_none() && name.starts_with("compile_") {
+        return match name {
+            "compile_timeout" | "compile_cpu_time" => PISTON_COMPILE_LIMIT_MS,
+            _ => 0,
+        };
+    }
     let max = catalog::max_limits(runtime, cap);
     let run = catalog::resolve_limits(runtime, None, cap).unwrap_or(max);
     let compile = ResolvedLimits::for_compile(&runtime.spec.compile_limits.unwrap_or_default(), &run, cap);
@@ -301,6 +314,28 @@ mod tests {
             f(json!({"run_memory_limit": 4294967296_u64})),
             "run_memory_limit cannot exceed the configured limit of 536870912"
         );
+    }
+
+    #[test]
+    fn interpreted_languages_take_upstreams_compile_limits() {
+        // What every Piston client sends by default (upstream's config defaults).
+        let body = json!({"language": "python", "version": "*", "files": [{"content": "print(1)"}],
+            "compile_timeout": 10000, "run_timeout": 3000, "compile_cpu_time": 10000,
+            "run_cpu_time": 3000, "compile_memory_limit": -1, "run_memory_limit": -1});
+        let rt = runtime_without_compile();
+        let body = body.as_object().expect("an object").clone();
+        assert!(constraints(&body, &rt, &ResolvedLimits::CEILING).is_ok());
+        let over = json!({"compile_timeout": 10001});
+        let e = constraints(over.as_object().expect("an object"), &rt, &ResolvedLimits::CEILING).unwrap_err();
+        assert!(format!("{e:?}").contains("compile_timeout cannot exceed the configured limit of 10000"), "{e:?}");
+    }
+
+    fn runtime_without_compile() -> Runtime {
+        serde_json::from_value(json!({
+            "apiVersion": "rce.dev/v1alpha1", "kind": "Runtime", "metadata": {"name": "python"},
+            "spec": {"version": "3.11.2", "image": "x", "sourceFile": "main.py", "run": ["python3", "{file}"]}
+        }))
+        .expect("a Runtime")
     }
 
     #[test]
