@@ -29,6 +29,11 @@ const S_IFDIR: u32 = 0o040000;
 
 /// Extract the archive. `skip`: names already present (the source file), left as they are.
 /// `Err`: why it is refused, in words for the field error of `additional_files`.
+/// The name with its `.` components dropped (`./a/./b` is `a/b`).
+fn without_dot_components(name: &str) -> String {
+    name.split('/').filter(|c| *c != ".").collect::<Vec<_>>().join("/")
+}
+
 pub fn extract(zip: &[u8], skip: &[&str]) -> Result<Vec<SourceFile>, String> {
     let mut archive =
         zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| format!("is not a valid zip archive ({e})"))?;
@@ -40,7 +45,9 @@ pub fn extract(zip: &[u8], skip: &[&str]) -> Result<Vec<SourceFile>, String> {
     let mut out: Vec<SourceFile> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| format!("has an entry that cannot be read ({e})"))?;
-        let raw_name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        // `./` components mean nothing to unzip (the SDK's own examples have them); `..` and
+        // everything else is judged by the file name rules.
+        let raw_name = without_dot_components(&String::from_utf8_lossy(entry.name_raw()));
         if entry.encrypted() {
             return Err(format!("has an encrypted entry {raw_name:?}"));
         }
@@ -173,6 +180,14 @@ mod tests {
         assert_eq!((files[0].name.as_str(), files[0].content.as_str()), ("mymod.py", "X = 5\n"));
         assert_eq!(files[1].encoding, FileEncoding::Base64);
         assert_eq!(files[1].content, "/wA=");
+    }
+
+    #[test]
+    fn dot_components_are_dropped_as_unzip_does() {
+        let z = stored_zip(&[("./dir1/./dir2/f.txt", b"x", FILE), ("./", b"", 0o040755)]);
+        let files = extract(&z, &[]).expect("extracted");
+        assert_eq!(files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["dir1/dir2/f.txt"]);
+        assert!(extract(&stored_zip(&[("./../x", b"x", FILE)]), &[]).is_err(), "`..` stays refused");
     }
 
     #[test]
