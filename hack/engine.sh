@@ -11,6 +11,10 @@ export KUBECONFIG="$RCE_STATE/kubeconfig"
 REDIS_URL="redis://127.0.0.1:${RCE_REDIS_PORT:-16379}"
 OPERATOR_METRICS="${RCE_OPERATOR_METRICS:-127.0.0.1:9464}"
 SHIM_LISTEN="${RCE_SHIM_LISTEN:-127.0.0.1:8080}"
+# Result callbacks (Judge0's callback_url) of the local engine may reach 127.0.0.1 only: the
+# suite's callback tests start their listener there. Set RCE_CALLBACK_ALLOW= (empty) to turn
+# callbacks off; the chart's default is off.
+CALLBACK_ALLOW="${RCE_CALLBACK_ALLOW-127.0.0.1/32}"
 # debug by default: `make test` builds the same artifacts for the tests, so the engine costs
 # no second compile; RCE_PROFILE=release for benchmarks.
 PROFILE="${RCE_PROFILE:-debug}"
@@ -38,11 +42,11 @@ cmd_up() {
     log "runtimes: $(kubectl get runtimes -o name | wc -l)"
   fi
   NO_COLOR=1 RCE_LOG="${RCE_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_METRICS_ADDR="$OPERATOR_METRICS" \
-    RCE_IMAGE_PULL_POLICY=Never \
+    RCE_IMAGE_PULL_POLICY=Never RCE_CALLBACK_ALLOW="$CALLBACK_ALLOW" \
     start operator "$BIN/rce-operator"
   wait_http operator "http://$OPERATOR_METRICS/healthz" 60
   NO_COLOR=1 RCE_LOG="${RCE_LOG:-info}" RCE_REDIS_URL="$REDIS_URL" RCE_SHIM_LISTEN="$SHIM_LISTEN" \
-    start shim "$BIN/rce-api-shim"
+    RCE_CALLBACK_ALLOW="$CALLBACK_ALLOW" start shim "$BIN/rce-api-shim"
   wait_http shim "http://$SHIM_LISTEN/health" 60
   echo "http://$SHIM_LISTEN" > "$RCE_STATE/api-url"
   printf 'export RCE_API=http://%s\nexport RCE_OPERATOR_METRICS=http://%s\n' "$SHIM_LISTEN" "$OPERATOR_METRICS" > "$RCE_STATE/engine.env"
