@@ -23,8 +23,8 @@
 //! How a stage's [`protocol::StageResult::limit`] is decided (first match wins):
 //! 1. the runner killed the program: `output` (stdout or stderr passed `outputBytes`; also
 //!    when the program exited on its own after writing too much) or `wallTime`;
-//! 2. killed by SIGXCPU → `cpuTime`, by SIGXFSZ → `fileSize`; by SIGKILL when the cgroup's
-//!    OOM-kill counter went up → `memory`, or with CPU time ≥ the limit → `cpuTime`;
+//! 2. killed by SIGXCPU or SIGKILL with CPU time ≥ the limit → `cpuTime`, by SIGXFSZ →
+//!    `fileSize`; by SIGKILL when the cgroup's OOM-kill counter went up → `memory`;
 //! 3. peak memory above `memoryKib`, or the program failed while the OOM-kill counter went
 //!    up → `memory`; CPU time above `cpuTimeMs` → `cpuTime`; more tasks at once than
 //!    `processes` → `processes`;
@@ -33,8 +33,10 @@
 //!
 //! The stages:
 //! - each stage's program gets its stage's limits as rlimits too: `RLIMIT_STACK` (soft and
-//!   hard) is `stackKib`, `RLIMIT_FSIZE` `fileSizeKib`, `RLIMIT_CPU` and `RLIMIT_NPROC` from
-//!   `cpuTimeMs` and `processes`;
+//!   hard) is `stackKib`, `RLIMIT_FSIZE` `fileSizeKib`, `RLIMIT_NPROC` from `processes`,
+//!   `RLIMIT_CPU` a backstop a whole second or more past `cpuTimeMs` (the CPU-time limit is
+//!   the runner's own, on the CPU time it measures and reports: `timeMs` of a `cpuTime`
+//!   stage is at least `cpuTimeMs`);
 //! - the compile stage's stderr is its stdout (one pipe, as Judge0's `--stderr-to-stdout`):
 //!   the compiler's messages are in `compile.stdout` in the order written, `compile.stderr`
 //!   is empty. The run stage has the same with `redirectStderrToStdout`;

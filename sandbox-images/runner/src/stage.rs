@@ -143,6 +143,9 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     // (Capped at ~49 days so that the deadline cannot overflow.)
     let deadline = start + Duration::from_millis(limits.wall_time_ms.min(u64::from(u32::MAX)));
     let mut killed: Option<(LimitHit, Instant)> = None;
+    // The CPU time (ms) of the sample that stopped the stage for its CPU-time limit: the
+    // reported time is never less than the measure the verdict was based on.
+    let mut killed_at_cpu_ms: u64 = 0;
     let mut main_status: Option<libc::c_int> = None;
     let mut peak_kib: u64 = 0;
     let mut peak_tasks: u64 = 0;
@@ -203,6 +206,7 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
                 } else if limits.memory_kib > 0 && u.memory_kib > limits.memory_kib {
                     Some(LimitHit::Memory)
                 } else if u.cpu_us / 1000 > limits.cpu_time_ms {
+                    killed_at_cpu_ms = u.cpu_us / 1000;
                     Some(LimitHit::CpuTime)
                 } else {
                     None
@@ -253,8 +257,10 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
         io.poll_once(sigchld, (drain_deadline - now).min(MAX_POLL));
     }
 
+    // (The same measure as the live check; a later sample is not less in truth, but the
+    // runner's own CPU time since, taken out, may be counted sooner than the cgroup's.)
     let cpu_ms = match meter.sample(pid) {
-        Some(u) => u.cpu_us / 1000,
+        Some(u) => (u.cpu_us / 1000).max(killed_at_cpu_ms),
         None => return Err("the stage could not be measured: its cgroup could not be read".into()),
     };
     if let Some(p) = meter.tasks_peak() {
@@ -389,10 +395,10 @@ pub fn classify(f: &Facts<'_>) -> Option<LimitHit> {
     let failed = f.signal.is_some() || f.exit_code.is_some_and(|c| c != 0);
     let cpu_over = f.cpu_ms >= f.limits.cpu_time_ms;
     match f.signal {
-        // The kernel sends SIGXCPU at the limit (measured CPU time may read somewhat less:
-        // ticks, rusage scaling); a program that sends it to itself early is just killed by a
-        // signal.
-        Some(libc::SIGXCPU) if f.cpu_ms.saturating_mul(2) >= f.limits.cpu_time_ms => {
+        // The kernel sends SIGXCPU a second or more past the limit (RLIMIT_CPU is a backstop
+        // of the runner's own check): a CPU-time verdict only with a measured time at or over
+        // the limit; a program that sends it to itself early is just killed by a signal.
+        Some(libc::SIGXCPU) if cpu_over => {
             return Some(LimitHit::CpuTime);
         }
         Some(libc::SIGXFSZ) => return Some(LimitHit::FileSize),
@@ -638,8 +644,11 @@ mod tests {
 
     #[test]
     fn kernel_signals_map_to_limits() {
-        let at_cpu_limit = Facts { cpu_ms: 991, ..killed(libc::SIGXCPU) };
+        let at_cpu_limit = Facts { cpu_ms: 1000, ..killed(libc::SIGXCPU) };
         assert_eq!(classify(&at_cpu_limit), Some(LimitHit::CpuTime));
+        // A CPU-time verdict is never reported with a time under the limit.
+        let under = Facts { cpu_ms: 999, ..killed(libc::SIGXCPU) };
+        assert_eq!(classify(&under), None);
         // SIGXCPU sent by the program to itself, far below the limit: just a signal.
         assert_eq!(classify(&killed(libc::SIGXCPU)), None);
         assert_eq!(classify(&killed(libc::SIGXFSZ)), Some(LimitHit::FileSize));

@@ -48,10 +48,14 @@ impl ChildSetup {
 
     /// `hard_of` gives the current hard limit of a resource: a child cannot raise it.
     pub fn clamped(l: &StageLimits, hard_of: impl Fn(Resource) -> u64) -> Self {
-        // RLIMIT_CPU has a granularity of one second: SIGXCPU at the first whole second at or
-        // above the limit (the verdict also compares the measured time with the exact limit),
-        // SIGKILL one second later for programs that catch or ignore SIGXCPU.
-        let cpu_soft = l.cpu_time_ms.div_ceil(1000).max(1);
+        // The CPU-time limit is the runner's: it kills the stage once the CPU time it measures
+        // (and reports) passes `cpuTimeMs` (see `stage::run_stage`). RLIMIT_CPU is only a
+        // backstop, with whole seconds of the kernel's own measure of one process: set at
+        // the limit, it fired first whenever the limit was a multiple of a second, and the
+        // verdict then came with a reported time below the limit (gVisor's cgroup CPU time
+        // trails its rlimit's). So SIGXCPU at the first whole second at least one second past
+        // the limit, SIGKILL one second later for programs that catch or ignore SIGXCPU.
+        let cpu_soft = l.cpu_time_ms.saturating_add(1000).div_ceil(1000);
         let clamp = |r: Resource, soft: u64, hard: u64| {
             let hard = hard.min(hard_of(r));
             (soft.min(hard), hard)
@@ -60,7 +64,7 @@ impl ChildSetup {
         let fsize = l.file_size_kib.saturating_mul(1024);
         let stack = l.stack_kib.saturating_mul(1024);
         ChildSetup {
-            cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft + 1),
+            cpu: clamp(libc::RLIMIT_CPU, cpu_soft, cpu_soft.saturating_add(1)),
             nproc: clamp(libc::RLIMIT_NPROC, nproc, nproc),
             fsize: clamp(libc::RLIMIT_FSIZE, fsize, fsize),
             nofile: clamp(libc::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
@@ -440,7 +444,7 @@ mod tests {
     #[test]
     fn rlimits_from_stage_limits() {
         let s = ChildSetup::clamped(&limits(1000), |_| u64::MAX);
-        assert_eq!(s.cpu, (1, 2));
+        assert_eq!(s.cpu, (2, 3), "a backstop a whole second past the runner's own limit");
         assert_eq!(s.nproc, (13, 13), "the runner's own task, a pause's and one of headroom are added");
         assert_eq!(s.fsize, (1024 * 1024, 1024 * 1024));
         assert_eq!(s.nofile, (OPEN_FILES, OPEN_FILES));
@@ -449,8 +453,13 @@ mod tests {
         assert_eq!(ChildSetup::clamped(&big, |_| u64::MAX).stack, (256 << 20, 256 << 20));
         let unlimited = StageLimits { stack_kib: u64::MAX, ..limits(1000) };
         assert_eq!(ChildSetup::clamped(&unlimited, |_| u64::MAX).stack, (u64::MAX, u64::MAX));
-        assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (2, 3));
+        assert_eq!(ChildSetup::clamped(&limits(1500), |_| u64::MAX).cpu, (3, 4));
+        assert_eq!(ChildSetup::clamped(&limits(999), |_| u64::MAX).cpu, (2, 3));
         assert_eq!(ChildSetup::clamped(&limits(0), |_| u64::MAX).cpu, (1, 2));
+        assert_eq!(
+            ChildSetup::clamped(&limits(u64::MAX), |_| u64::MAX).cpu,
+            (u64::MAX.div_ceil(1000), u64::MAX.div_ceil(1000) + 1)
+        );
     }
 
     #[test]

@@ -292,6 +292,33 @@ fn cpu_time_limit() {
     assert!((800..=2_500).contains(&run.time_ms), "CPU time near the limit: {run:?}");
 }
 
+/// A CPU-time verdict is the runner's, on the measure it reports: the busy loop is killed
+/// once its measured CPU time passes the limit (not by `RLIMIT_CPU`'s whole seconds, which
+/// count the kernel's own measure and fire at the limit when it is a multiple of a second),
+/// and the reported time is at least the limit, and not much more: two sampling periods of
+/// 10 ms, and one clock tick, the granularity of the `/proc` measure these tests use.
+#[test]
+fn a_cpu_time_verdict_reports_at_least_the_limit() {
+    let sb = Sandbox::new();
+    for cpu_time_ms in [1_000, 2_000] {
+        let mut req = sh("while :; do :; done");
+        req.limits.cpu_time_ms = cpu_time_ms;
+        req.limits.wall_time_ms = 30_000;
+        let (r, _) = sb.run(&req);
+        let run = ran(&r);
+        assert_eq!(run.limit, Some(LimitHit::CpuTime), "{run:?}");
+        assert_eq!(
+            run.signal_name.as_deref(),
+            Some("SIGKILL"),
+            "the runner's kill, not RLIMIT_CPU's: {run:?}"
+        );
+        assert!(
+            (cpu_time_ms..cpu_time_ms + 30).contains(&run.time_ms),
+            "limit {cpu_time_ms} ms: CPU time at or just past it: {run:?}"
+        );
+    }
+}
+
 #[test]
 fn a_program_ignoring_sigterm_still_ends_at_the_wall_limit() {
     let sb = Sandbox::new();
