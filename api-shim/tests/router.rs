@@ -1028,7 +1028,9 @@ async fn judge0_attributes_reach_the_execution_spec() {
     let (_, _, ex) = j0_submit(&e, json!({"language_id": 71, "source_code": "print(1)"})).await;
     let s = ex.unwrap().spec;
     let l = s.limits.unwrap();
-    assert_eq!((l.file_size_kib, l.output_bytes, l.stack_kib), (Some(1024), Some(1024 * 1024), None));
+    // The defaults /config_info tells, set on the Execution (upstream's are global).
+    assert_eq!((l.file_size_kib, l.output_bytes, l.stack_kib), (Some(1024), Some(1024 * 1024), Some(64_000)));
+    assert_eq!(l.memory_mib, Some(rce_api::ResolvedLimits::DEFAULT.memory_mib));
     assert!(
         !s.redirect_stderr_to_stdout
             && s.runs.is_none()

@@ -51,6 +51,8 @@ pub const ADDITIONAL_FILES_ANNOTATION: &str = "rce.dev/judge0-additional-files";
 pub const CREATED_AT_ANNOTATION: &str = "rce.dev/judge0-created-at";
 /// Annotation holding `compiler_options` as given (one string).
 pub const COMPILER_OPTIONS_ANNOTATION: &str = "rce.dev/judge0-compiler-options";
+/// The `memory_limit` as the submission gave it, in KB (rce enforces it in whole MiB).
+pub const MEMORY_LIMIT_ANNOTATION: &str = "rce.dev/judge0-memory-limit";
 
 /// Judge0's statuses (`app/enumerations/status.rb`).
 pub const STATUSES: [(u32, &str); 14] = [
@@ -591,7 +593,12 @@ impl Field {
             Field::CpuTimeLimit => json!(limits.map(|l| units::secs(l.cpu_time_ms))),
             Field::CpuExtraTime => json!("0.0"),
             Field::WallTimeLimit => json!(limits.map(|l| units::secs(l.wall_time_ms))),
-            Field::MemoryLimit => json!(limits.map(|l| units::mib_to_kb(l.memory_mib))),
+            Field::MemoryLimit => {
+                match s.annotation(MEMORY_LIMIT_ANNOTATION).and_then(|kb| kb.parse::<u64>().ok()) {
+                    Some(kb) => json!(kb),
+                    None => json!(limits.map(|l| units::mib_to_kb(l.memory_mib))),
+                }
+            }
             Field::StackLimit => json!(limits.map(|l| l.stack_kib)),
             Field::MaxProcessesAndOrThreads => json!(limits.map(|l| l.processes)),
             Field::MaxFileSize => json!(limits.map(|l| l.file_size_kib)),

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use rce_api::{
-    judge0::{decode64, ADDITIONAL_FILES_ANNOTATION, COMPILER_OPTIONS_ANNOTATION, MULTI_FILE_LANGUAGE_ID},
+    judge0::{
+        decode64, ADDITIONAL_FILES_ANNOTATION, COMPILER_OPTIONS_ANNOTATION, MEMORY_LIMIT_ANNOTATION,
+        MULTI_FILE_LANGUAGE_ID,
+    },
     limits::units::judge0 as units,
     options, Callback, CallbackFormat, FileEncoding, LimitError, LimitField, Limits, ResolvedLimits, Runtime,
     SourceFile, MAX_RUNS,
@@ -436,8 +439,28 @@ impl RawSubmission {
                 v => v,
             };
             let kb = fsize.map(units::whole).unwrap_or_else(|| default_max_file_size(rt, ctx.cap));
-            limits.file_size_kib = Some(kb);
+            // The output cap is max_file_size, as isolate's; the file size limit too, except
+            // that a submission giving none keeps its Runtime's own file size default where
+            // that is larger (Erlang's JIT maps a 16 MiB file at start).
+            limits.file_size_kib = Some(match fsize {
+                Some(_) => kb,
+                None => kb.max(rt.spec.default_limits.file_size_kib.unwrap_or(0).min(max.file_size_kib)),
+            });
             limits.output_bytes = Some(kb.saturating_mul(1024));
+            // Limits not given take Judge0's defaults, the ones `/config_info` tells (as
+            // upstream, where they are global), under the Runtime's maximum.
+            let d = ResolvedLimits::DEFAULT;
+            for (field, default) in [
+                (LimitField::CpuTimeMs, d.cpu_time_ms),
+                (LimitField::WallTimeMs, d.wall_time_ms),
+                (LimitField::MemoryMiB, d.memory_mib),
+                (LimitField::Processes, d.processes),
+                (LimitField::StackKiB, d.stack_kib),
+            ] {
+                if limits.get(field).is_none() {
+                    limits.set(field, Some(default.min(max.get(field))));
+                }
+            }
             if let Err(e) = catalog::resolve_limits(rt, Some(&limits), ctx.cap) {
                 limit_error(&mut errors, &e, rt, ctx.cap);
             }
@@ -502,6 +525,11 @@ impl RawSubmission {
         if let Some(text) = options_text {
             annotations.insert(COMPILER_OPTIONS_ANNOTATION.to_string(), text);
         }
+        // The memory limit as given, in KB: rce enforces whole MiB (rounded up), upstream
+        // answers the number it was sent.
+        if let Some(kb) = mem.filter(|kb| *kb > 0.0) {
+            annotations.insert(MEMORY_LIMIT_ANNOTATION.to_string(), units::whole(kb).to_string());
+        }
         Ok(Judge0Submission {
             sub: Submission {
                 runtime,
@@ -559,8 +587,14 @@ mod tests {
         assert!(matches!(&sub.program, Program::Source(s) if s == "42"));
         let l = sub.limits.unwrap();
         assert_eq!(l.cpu_time_ms, Some(2500));
-        assert_eq!(l.wall_time_ms, None);
+        // An empty wall_time_limit is no value: Judge0's default (the one /config_info tells).
+        assert_eq!(l.wall_time_ms, Some(ResolvedLimits::DEFAULT.wall_time_ms));
+        assert_eq!(
+            (l.memory_mib, l.stack_kib, l.processes),
+            (Some(ResolvedLimits::DEFAULT.memory_mib), Some(64_000), Some(ResolvedLimits::DEFAULT.processes))
+        );
         assert_eq!((l.file_size_kib, l.output_bytes), (Some(1024), Some(1024 * 1024)));
+        assert!(!sub.annotations.contains_key(MEMORY_LIMIT_ANNOTATION), "no memory_limit given");
         assert!(sub.args.is_empty());
         assert_eq!(sub.api, Flavor::Judge0);
         assert_eq!(sub.annotations[JUDGE0_ID_ANNOTATION], "71");

@@ -327,7 +327,10 @@ mod tests {
         assert!(constraints(&body, &rt, &ResolvedLimits::CEILING).is_ok());
         let over = json!({"compile_timeout": 10001});
         let e = constraints(over.as_object().expect("an object"), &rt, &ResolvedLimits::CEILING).unwrap_err();
-        assert!(format!("{e:?}").contains("compile_timeout cannot exceed the configured limit of 10000"), "{e:?}");
+        assert!(
+            format!("{e:?}").contains("compile_timeout cannot exceed the configured limit of 10000"),
+            "{e:?}"
+        );
     }
 
     fn runtime_without_compile() -> Runtime {
