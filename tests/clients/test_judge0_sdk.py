@@ -357,7 +357,8 @@ def test_callback_url_put(client):
         submission = Submission(
             source_code="print('Hello, World!')", language=judge0.PYTHON, callback_url=url
         )
-        judge0.async_execute(client=client, submissions=submission)
+        # async_execute works on (and returns) a copy that carries the token.
+        submission = judge0.async_execute(client=client, submissions=submission)
         judge0.wait(client=client, submissions=submission)
 
         poll(lambda: _CallbackSink.received, timeout=30)

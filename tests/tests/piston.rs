@@ -156,9 +156,11 @@ async fn piston_stdin_gets_its_final_newline_and_output_keeps_the_arrival_order(
         .await?;
     assert_eq!(code, 200, "{text}");
     assert_eq!(r["run"]["stdout"], "[a]\n[b]\n", "{text}");
-    // stdout, stderr, stdout: `output` in that order, as upstream's `output += data`.
-    let prog =
-        "import sys\nprint('1', flush=True)\nprint('E', file=sys.stderr, flush=True)\nprint('2', flush=True)";
+    // stdout, stderr, stdout: `output` in that order, as upstream's `output += data`. Two
+    // pipes show only the order in which the reader woke (upstream's event loop too), so the
+    // writes are a moment apart.
+    let prog = "import sys, time\nprint('1', flush=True)\ntime.sleep(0.05)\nprint('E', file=sys.stderr, flush=True)\n\
+                time.sleep(0.05)\nprint('2', flush=True)";
     let (code, r, text) = shim.post("/api/v2/execute", &execute("python", prog, json!({}))).await?;
     assert_eq!(code, 200, "{text}");
     assert_eq!((&r["run"]["stdout"], &r["run"]["stderr"]), (&json!("1\n2\n"), &json!("E\n")), "{text}");

@@ -32,6 +32,9 @@ use crate::{
 
 /// Upstream's default `max_file_size` (KB), which is also its output cap.
 pub const DEFAULT_MAX_FILE_SIZE_KB: u64 = 1024;
+/// Runtime annotation: the smallest file size limit (KiB) its programs need, given to Judge0
+/// submissions that set no `max_file_size` (their output cap stays the default).
+pub const MIN_FILE_SIZE_ANNOTATION: &str = "rce.dev/judge0-min-file-size-kib";
 /// Longest `compiler_options` and `command_line_arguments` (upstream's length validations).
 pub const MAX_OPTIONS_TEXT: usize = 512;
 /// Largest `additional_files` kept (as given) to be answered back; a larger zip is still
@@ -440,11 +443,19 @@ impl RawSubmission {
             };
             let kb = fsize.map(units::whole).unwrap_or_else(|| default_max_file_size(rt, ctx.cap));
             // The output cap is max_file_size, as isolate's; the file size limit too, except
-            // that a submission giving none keeps its Runtime's own file size default where
-            // that is larger (Erlang's JIT maps a 16 MiB file at start).
+            // that a submission giving none gets at least what its Runtime says it needs
+            // (annotation `rce.dev/judge0-min-file-size-kib`: Erlang's JIT maps a 16 MiB file
+            // at start).
+            let floor = rt
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MIN_FILE_SIZE_ANNOTATION))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
             limits.file_size_kib = Some(match fsize {
                 Some(_) => kb,
-                None => kb.max(rt.spec.default_limits.file_size_kib.unwrap_or(0).min(max.file_size_kib)),
+                None => kb.max(floor.min(max.file_size_kib)),
             });
             limits.output_bytes = Some(kb.saturating_mul(1024));
             // Limits not given take Judge0's defaults, the ones `/config_info` tells (as
