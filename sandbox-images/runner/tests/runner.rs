@@ -312,8 +312,10 @@ fn a_cpu_time_verdict_reports_at_least_the_limit() {
             Some("SIGKILL"),
             "the runner's kill, not RLIMIT_CPU's: {run:?}"
         );
+        // At least the limit (the verdict's truth); past it by no more than the sampling
+        // delay of a loaded machine (the suite runs beside the cluster tests).
         assert!(
-            (cpu_time_ms..cpu_time_ms + 30).contains(&run.time_ms),
+            (cpu_time_ms..cpu_time_ms + 250).contains(&run.time_ms),
             "limit {cpu_time_ms} ms: CPU time at or just past it: {run:?}"
         );
     }
