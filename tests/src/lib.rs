@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod operator;
 pub mod redis;
+pub mod shim;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};

@@ -8,109 +8,15 @@
 //! With no cluster these tests fail; they never skip.
 #![allow(clippy::unwrap_used)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
-use rce_api_shim::{
-    app, backend::Cluster as _, kube_backend::KubeCluster, redis_store::RedisStatus, AppState, Config,
-};
 use rce_tests::{
-    exec::{remove_executions, strip_finalizers},
-    operator::{OwnOperator, TURN},
-    redis::shared_url as redis_url,
+    shim::{request, Resp, Shim},
     TestNamespace,
 };
 use serde_json::{json, Value};
-
-struct Shim {
-    base: String,
-    server: tokio::task::JoinHandle<()>,
-    _operator: OwnOperator,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Shim {
-    async fn finish(self, ns: TestNamespace) -> Result<()> {
-        remove_executions(&[&ns]).await?;
-        drop(self);
-        strip_finalizers(&ns).await?;
-        ns.cleanup().await
-    }
-}
-
-/// The shim and an operator of the test's own for `ns`; `callbacks`: the allow-list both
-/// take (`--callback-allow`).
-async fn start(ns: &str, extra: &[&str], callbacks: &str) -> Result<Shim> {
-    let turn = TURN.lock().await;
-    let client = rce_tests::client().await?;
-    let redis = redis_url();
-    let label = format!("rce.dev/operator={ns}");
-    let mut args =
-        vec!["rce-api-shim", "--namespace", ns, "--redis-url", &redis, "--execution-label", &label];
-    if !callbacks.is_empty() {
-        args.extend_from_slice(&["--callback-allow", callbacks]);
-    }
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args)?;
-    let cluster = KubeCluster::start(client);
-    if !cluster.wait_ready(Duration::from_secs(30)).await {
-        bail!("the shim's caches did not sync with the apiserver within 30 s");
-    }
-    if cluster.runtimes().is_empty() {
-        bail!("no Runtime objects in the cluster: is the operator installed (`make up`)?");
-    }
-    let status = Arc::new(RedisStatus::new(&config.redis_url)?);
-    let state = AppState::new(config, cluster, status)?;
-    if !state.status.ping().await {
-        bail!("Redis at {redis} does not answer: is it up (`make up`)?");
-    }
-    let mut op = OwnOperator::config(&[ns.to_string()])?;
-    op.callback_allow = rce_api::callback::Policy::parse(callbacks).map_err(anyhow::Error::msg)?;
-    let operator = OwnOperator::start(op);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = app(state);
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
-    Ok(Shim { base: format!("http://{addr}"), server, _operator: operator, _turn: turn })
-}
-
-struct Resp {
-    status: u16,
-    body: Value,
-    text: String,
-}
-
-async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Result<Resp> {
-    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
-    let mut b = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    if body.is_some() {
-        b = b.header("content-type", "application/json");
-    }
-    let req = b.body(Full::new(hyper::body::Bytes::from(body.unwrap_or("").to_string())))?;
-    let resp = tokio::time::timeout(Duration::from_secs(90), client.request(req))
-        .await
-        .context("HTTP timeout")??;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Resp { status, body, text })
-}
 
 /// `POST /submissions?wait=true&…` with a JSON body.
 async fn run(base: &str, query: &str, body: Value) -> Result<Resp> {
@@ -181,7 +87,7 @@ fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
 #[tokio::test]
 async fn judge0_compile_errors_signals_and_exits_as_upstream() -> Result<()> {
     let ns = TestNamespace::new("j0-status").await?;
-    let shim = start(&ns.name, &[], "").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let b = &shim.base;
     let all = "fields=*";
     let r = run_all(
@@ -241,7 +147,7 @@ async fn judge0_compile_errors_signals_and_exits_as_upstream() -> Result<()> {
 #[tokio::test]
 async fn judge0_exact_bytes_in_base64_and_upstreams_refusal_in_text() -> Result<()> {
     let ns = TestNamespace::new("j0-bytes").await?;
-    let shim = start(&ns.name, &[], "").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let b = &shim.base;
     let program =
         json!({"language_id": 46, "source_code": "printf '\\xfe\\xff\\x00A\\n'; printf '\\xff' >&2"});
@@ -278,7 +184,7 @@ async fn judge0_exact_bytes_in_base64_and_upstreams_refusal_in_text() -> Result<
 #[tokio::test]
 async fn judge0_max_file_size_is_the_output_cap() -> Result<()> {
     let ns = TestNamespace::new("j0-fsize").await?;
-    let shim = start(&ns.name, &[], "").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let b = &shim.base;
     let write = |kib: u64| format!("import sys\nsys.stdout.write('x' * {})\n", kib * 1024);
     let r = run_all(
@@ -318,7 +224,7 @@ async fn judge0_max_file_size_is_the_output_cap() -> Result<()> {
 #[tokio::test]
 async fn judge0_redirect_options_runs_and_stack_change_the_result() -> Result<()> {
     let ns = TestNamespace::new("j0-attrs").await?;
-    let shim = start(&ns.name, &[], "").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let b = &shim.base;
     let c = "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", X); return 0; }\n";
     let r = run_all(
@@ -365,7 +271,7 @@ async fn judge0_redirect_options_runs_and_stack_change_the_result() -> Result<()
 #[tokio::test]
 async fn judge0_additional_files_and_multi_file_programs() -> Result<()> {
     let ns = TestNamespace::new("j0-files").await?;
-    let shim = start(&ns.name, &[], "").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let b = &shim.base;
     let lib = zip(&[("mymod.py", b"X = 5\n"), ("data/in.txt", b"from the zip\n")]);
     let project = zip(&[
@@ -401,7 +307,7 @@ async fn judge0_additional_files_and_multi_file_programs() -> Result<()> {
 #[tokio::test]
 async fn judge0_callback_url_gets_the_submission_put() -> Result<()> {
     let ns = TestNamespace::new("j0-callback").await?;
-    let shim = start(&ns.name, &[], "127.0.0.1/32").await?;
+    let shim = Shim::start(&ns.name, &[], "127.0.0.1/32").await?;
     let b = &shim.base;
     // The callback target: a listener of this test on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -463,7 +369,7 @@ async fn judge0_callback_url_gets_the_submission_put() -> Result<()> {
 async fn judge0_list_is_the_callers_tenant_only() -> Result<()> {
     let ns = TestNamespace::new("j0-list").await?;
     let spec = format!("judge0-list-key-1:{}", ns.name);
-    let shim = start(&ns.name, &["--auth", "--api-key", &spec], "").await?;
+    let shim = Shim::start(&ns.name, &["--auth", "--api-key", &spec], "").await?;
     let b = &shim.base;
     let auth = [("X-Auth-Token", "judge0-list-key-1")];
     for i in 0..3 {

@@ -9,104 +9,35 @@
 //! they never skip.
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::collections::BTreeMap;
 
-use anyhow::{bail, Context as _, Result};
-use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+use anyhow::Result;
 use k8s_openapi::{api::core::v1::ConfigMap, ByteString};
 use kube::api::{ObjectMeta, PostParams};
 use rce_api::{ExecutionStatus, FileEncoding, StoredOutput, OUTPUT_PART_BYTES};
-use rce_api_shim::{app, kube_backend::KubeCluster, outputs, redis_store::RedisStatus, AppState, Config};
+use rce_api_shim::{kube_backend::KubeCluster, outputs};
 use rce_tests::{
-    exec::{remove_executions, strip_finalizers},
-    operator::{OwnOperator, TURN},
-    redis::shared_url as redis_url,
+    shim::{request, Shim},
     TestNamespace,
 };
 use serde_json::{json, Value};
 
-struct Shim {
-    base: String,
-    server: tokio::task::JoinHandle<()>,
-    _operator: OwnOperator,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
+/// Piston's calls on the shared test shim: (status, body, text).
+trait Piston {
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value, String)>;
+    async fn get(&self, path: &str) -> Result<(u16, Value, String)>;
 }
 
-impl Drop for Shim {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// The shim of this checkout against the real cluster and Redis, labelling its Executions
-/// for an operator of the test's own that serves only `ns`.
-async fn start_shim(ns: &str) -> Result<Shim> {
-    let turn = TURN.lock().await;
-    let client = rce_tests::client().await?;
-    let redis_url = redis_url();
-    let label = format!("rce.dev/operator={ns}");
-    let config = Config::try_parse_from([
-        "rce-api-shim",
-        "--namespace",
-        ns,
-        "--redis-url",
-        &redis_url,
-        "--execution-label",
-        &label,
-    ])?;
-    let cluster = KubeCluster::start(client);
-    if !cluster.wait_ready(Duration::from_secs(30)).await {
-        bail!("the shim's Runtime/Execution caches did not sync with the apiserver within 30 s");
-    }
-    let status = Arc::new(RedisStatus::new(&config.redis_url)?);
-    let state = AppState::new(config, cluster, status)?;
-    if !state.status.ping().await {
-        bail!("Redis at {redis_url} does not answer: is it up (`make up`)?");
-    }
-    let operator = OwnOperator::start(OwnOperator::config(&[ns.to_string()])?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = app(state);
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
-    Ok(Shim { base: format!("http://{addr}"), server, _operator: operator, _turn: turn })
-}
-
-impl Shim {
-    async fn finish(self, ns: TestNamespace) -> Result<()> {
-        remove_executions(&[&ns]).await?;
-        drop(self);
-        strip_finalizers(&ns).await?;
-        ns.cleanup().await
-    }
-
-    /// `POST {base}{path}` with a JSON body: (status, body, text).
+impl Piston for Shim {
     async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value, String)> {
-        request("POST", &format!("{}{path}", self.base), Some(body.to_string())).await
+        let r = request("POST", &format!("{}{path}", self.base), &[], Some(&body.to_string())).await?;
+        Ok((r.status, r.body, r.text))
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Value, String)> {
-        request("GET", &format!("{}{path}", self.base), None).await
+        let r = request("GET", &format!("{}{path}", self.base), &[], None).await?;
+        Ok((r.status, r.body, r.text))
     }
-}
-
-async fn request(method: &str, url: &str, body: Option<String>) -> Result<(u16, Value, String)> {
-    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
-    let mut b = http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        b = b.header("content-type", "application/json");
-    }
-    let req = b.body(Full::new(hyper::body::Bytes::from(body.unwrap_or_default())))?;
-    let resp = tokio::time::timeout(Duration::from_secs(90), client.request(req))
-        .await
-        .context("HTTP timeout")??;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null), text))
 }
 
 fn execute(language: &str, content: &str, extra: Value) -> Value {
@@ -118,7 +49,7 @@ fn execute(language: &str, content: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn piston_a_compile_error_sets_run_to_the_compile_stage_with_its_figures() -> Result<()> {
     let ns = TestNamespace::new("piston-cerr").await?;
-    let shim = start_shim(&ns.name).await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let (code, r, text) =
         shim.post("/api/v2/execute", &execute("c", "int main( { return 0; }", json!({}))).await?;
     assert_eq!(code, 200, "{text}");
@@ -146,7 +77,7 @@ async fn piston_a_compile_error_sets_run_to_the_compile_stage_with_its_figures()
 #[tokio::test]
 async fn piston_stdin_gets_its_final_newline_and_output_keeps_the_arrival_order() -> Result<()> {
     let ns = TestNamespace::new("piston-io").await?;
-    let shim = start_shim(&ns.name).await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     // A bash `while read` loop sees its last line only with upstream's final newline.
     let (code, r, text) = shim
         .post(
@@ -194,7 +125,7 @@ async fn piston_stdin_gets_its_final_newline_and_output_keeps_the_arrival_order(
 #[tokio::test]
 async fn piston_errors_are_upstreams_400s_and_words() -> Result<()> {
     let ns = TestNamespace::new("piston-err").await?;
-    let shim = start_shim(&ns.name).await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let cases = [
         (json!({"version": "*", "files": []}), "language is required as a string"),
         (json!({"language": "python", "version": 3, "files": []}), "version is required as a string"),
@@ -248,7 +179,7 @@ fn is_semver(v: &str) -> bool {
 #[tokio::test]
 async fn piston_runtimes_are_listed_and_run_under_upstreams_names() -> Result<()> {
     let ns = TestNamespace::new("piston-names").await?;
-    let shim = start_shim(&ns.name).await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
     let runtimes: Vec<rce_api::Runtime> =
         kube::Api::<rce_api::Runtime>::all(ns.client.clone()).list(&Default::default()).await?.items;
     let (code, list, text) = shim.get("/api/v2/runtimes").await?;
