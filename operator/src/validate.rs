@@ -106,6 +106,7 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         compile_limits: compile_limits.as_ref().map(ResolvedLimits::stage),
         redirect_stderr_to_stdout: spec.redirect_stderr_to_stdout,
         runs,
+        interactive: spec.interactive,
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;

@@ -66,6 +66,12 @@ pub struct ExecutionSpec {
     /// Where to send the result (an HTTP PUT) once the Execution ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<Callback>,
+    /// The program's stdin comes from the client while it runs (Piston's `/api/v2/connect`,
+    /// the playground's interactive mode) through Redis (`rce_api::redis_keys::stdin_key`),
+    /// not from `stdin`, which must be unset. Runs in a serving sandbox: a warm Pod, or a cold
+    /// one the operator attaches to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// Most runs of one Execution (`spec.runs`), Judge0's `MAX_NUMBER_OF_RUNS`.
@@ -340,6 +346,9 @@ pub struct ExecutionStatus {
     /// The sandbox Pod that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// The WarmPool whose Pod ran it (absent: a cold sandbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_pool: Option<String>,
     /// Human-readable explanation, chiefly for Failed and limit verdicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

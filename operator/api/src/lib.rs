@@ -28,6 +28,7 @@ pub mod names;
 pub mod options;
 pub mod protocol;
 mod quirks;
+pub mod serve;
 #[cfg(feature = "shutdown")]
 pub mod shutdown;
 pub mod signal;
@@ -40,6 +41,8 @@ pub mod judge0;
 pub mod redis_keys;
 #[cfg(feature = "crd")]
 pub mod runtime;
+#[cfg(feature = "crd")]
+pub mod warmpool;
 
 #[cfg(feature = "crd")]
 pub use execution::*;
@@ -50,6 +53,8 @@ pub use limits::{LimitError, LimitField, Limits, ResolvedLimits};
 #[cfg(feature = "crd")]
 pub use runtime::*;
 pub use signal::Signal;
+#[cfg(feature = "crd")]
+pub use warmpool::{WarmPool, WarmPoolSpec, WarmPoolStatus};
 
 /// API group of every rce resource.
 pub const GROUP: &str = "rce.dev";

@@ -101,6 +101,10 @@ pub struct RunRequest {
     /// averaged over the runs made (see [`RunResult::runs`]).
     #[serde(default = "one")]
     pub runs: u32,
+    /// The program's stdin is what arrives in [`crate::serve::Input::Stdin`] messages while it
+    /// runs, until [`crate::serve::Input::Eof`] (a serving runner only; `stdin` must be empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// Text encrypted with [`crate::mac::keystream_xor`] under the Pod's key and a random nonce.

@@ -14,6 +14,28 @@ pub fn status_channel(namespace: &str, name: &str) -> String {
     format!("rce:events:{namespace}:{name}")
 }
 
+/// Redis Stream of an Execution's live output, written by the operator while the program
+/// runs (XADD, capped with MAXLEN at [`LIVE_MAXLEN`], expiring [`LIVE_TTL_SECS`] after the
+/// last write). Each entry has a field `k`: `stdout` or `stderr` (with `d`, the bytes as
+/// read), `stage` (with `d`: "compile" or "run"), or `end` (the run finished; the terminal
+/// status follows on [`status_channel`]). Readers start at id `0` and follow with XREAD, so
+/// nothing written before they came is missed.
+pub fn live_key(namespace: &str, name: &str) -> String {
+    format!("rce:live:{namespace}:{name}")
+}
+
+/// Redis Stream of an interactive Execution's stdin, written by the shim (XADD) and read by
+/// the operator from id `0`: entries with `k` = `data` (with `d`, the bytes), `eof`, or
+/// `signal` (with `d`, a signal name such as "SIGINT").
+pub fn stdin_key(namespace: &str, name: &str) -> String {
+    format!("rce:stdin:{namespace}:{name}")
+}
+
+/// Most entries kept in a live stream.
+pub const LIVE_MAXLEN: usize = 10_000;
+/// Seconds a live or stdin stream is kept after its last write.
+pub const LIVE_TTL_SECS: u64 = 3600;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,6 +45,8 @@ mod tests {
         assert_eq!(status_key("default", "ex-1"), "rce:exec:default:ex-1");
         assert_eq!(status_channel("team-a", "ex-1"), "rce:events:team-a:ex-1");
         assert_ne!(status_key("a", "b"), status_channel("a", "b"));
+        assert_eq!(live_key("team-a", "ex-1"), "rce:live:team-a:ex-1");
+        assert_eq!(stdin_key("team-a", "ex-1"), "rce:stdin:team-a:ex-1");
     }
 }
 

@@ -144,6 +144,7 @@ fn sh(script: &str) -> RunRequest {
         compile_limits: None,
         redirect_stderr_to_stdout: false,
         runs: 1,
+        interactive: false,
     }
 }
 
