@@ -59,6 +59,10 @@ pub struct Context {
     pub executions: Store<Execution>,
     pub runtimes: Store<Runtime>,
     pub pods: Store<Pod>,
+    /// WarmPools (filled by the pool controller, [`crate::pool`]).
+    pub pools: Store<rce_api::WarmPool>,
+    /// Open attach sessions with serving runners, by Pod uid.
+    pub sessions: Arc<crate::attach::Sessions>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub mirror: Mirror,
@@ -76,6 +80,8 @@ impl Context {
         executions: Store<Execution>,
         runtimes: Store<Runtime>,
         pods: Store<Pod>,
+        pools: Store<rce_api::WarmPool>,
+        sessions: Arc<crate::attach::Sessions>,
         recorder: Recorder,
         metrics: Arc<Metrics>,
         mirror: Mirror,
@@ -90,6 +96,8 @@ impl Context {
             executions,
             runtimes,
             pods,
+            pools,
+            sessions,
             recorder,
             metrics,
             mirror,

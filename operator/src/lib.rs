@@ -5,6 +5,7 @@
 //! [`outcome`], [`outputs`], [`status`], [`queue`]. [`controller`] talks to the cluster, [`mirror`] to
 //! Redis, [`metrics`] serves /metrics and /healthz.
 
+pub mod attach;
 pub mod callback;
 pub mod config;
 pub mod controller;
@@ -121,6 +122,9 @@ pub async fn run_until(
     .default_backoff()
     .touched_objects();
 
+    // WarmPools: filled by the pool controller.
+    let (pools, _pool_writer) = reflector::store::<rce_api::WarmPool>();
+
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Execution>>();
     let wake = futures::stream::unfold(wake_rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
 
@@ -141,6 +145,8 @@ pub async fn run_until(
         controller.store(),
         runtimes.clone(),
         pods,
+        pools,
+        Arc::new(attach::Sessions::default()),
         recorder,
         metrics.clone(),
         mirror,

@@ -118,6 +118,8 @@ fn context(client: Client, config: Config, executions: &[Execution], pods: &[Pod
         fill(executions),
         fill(&[python()]),
         fill(pods),
+        fill(&[]),
+        Default::default(),
         recorder,
         metrics.clone(),
         Mirror::new(metrics),
