@@ -595,36 +595,63 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
             tracing::warn!(execution = %exec.name_any(), pod = %pod_name, %why, "sandbox result refused");
         }
     }
-    let text = String::from_utf8_lossy(&log);
+    let tail = log_tail(&log);
+    // The log can be tens of MiB (the outputs as base64): not kept past this point.
+    drop(log);
+    let exec = match record(exec, Some(pod), opened, t, request.as_ref(), &tail, ctx).await? {
+        Ok(exec) => exec,
+        Err(action) => return Ok(action),
+    };
+    ctx.done(&key_of(&exec));
+    delete_pod(&ns, &pod_name, pod.uid().as_deref(), ctx).await?;
+    expire(&exec, ctx).await
+}
+
+/// The last lines of a sandbox log that are not the result (for a Failed message).
+pub(crate) fn log_tail(log: &[u8]) -> String {
+    let text = String::from_utf8_lossy(log);
     let tail: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with(rce_api::protocol::RESULT_PREFIX))
+        .filter(|l| !l.starts_with(rce_api::protocol::RESULT_PREFIX) && !l.starts_with("{\"t\":"))
         .rev()
         .take(3)
         .collect::<Vec<_>>()
         .into_iter()
         .rev()
         .collect();
-    let tail = tail.join("\n");
-    // The log can be tens of MiB (the outputs as base64): not kept past this point.
-    drop(text);
-    drop(log);
+    tail.join("\n")
+}
+
+/// Record the end of a run: the result (or why there is none), the stored outputs, the
+/// terminal status, the metrics and the Event. `Err(action)` when the Execution ended
+/// `Failed` on the way (its outputs could not be stored).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record(
+    exec: &Execution,
+    pod: Option<&Pod>,
+    opened: std::result::Result<rce_api::protocol::RunResult, ResultError>,
+    t: &outcome::Termination,
+    request: Option<&rce_api::protocol::RunRequest>,
+    tail: &str,
+    ctx: &Context,
+) -> Result<std::result::Result<Execution, Action>> {
+    let ns = exec.namespace().unwrap_or_default();
     let finish = outcome::finish_all(&outcome::Finished {
         result: opened.as_ref(),
         termination: t,
-        limits: request.as_ref().map(|r| &r.limits),
-        compile_limits: request.as_ref().and_then(|r| r.compile_limits.as_ref()),
+        limits: request.map(|r| &r.limits),
+        compile_limits: request.and_then(|r| r.compile_limits.as_ref()),
         expected_output: exec.spec.expected_output.as_deref(),
         redirect: exec.spec.redirect_stderr_to_stdout,
         cap: ctx.config.status_output_bytes,
-        log_tail: &tail,
+        log_tail: tail,
     });
     let mut outcome = finish.status;
     // The full outputs are stored before the status that points at them is written.
     if let Some(full) = &finish.full {
         match store_outputs(exec, full, ctx).await? {
             Ok(stored) => outcome.output = Some(stored),
-            Err(msg) => return fail(exec, FailReason::OutputNotStored, &msg, ctx).await,
+            Err(msg) => return fail(exec, FailReason::OutputNotStored, &msg, ctx).await.map(Err),
         }
     }
     let old = exec.status.clone().unwrap_or_default();
@@ -648,7 +675,7 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
         Err(e) => return Err(e),
     };
     let st = exec.status.clone().unwrap_or_default();
-    record_finish(&exec, Some(pod), ctx);
+    record_finish(&exec, pod, ctx);
     let verdict = st.verdict.map(|v| v.as_str()).unwrap_or("");
     let note = match &st.message {
         Some(m) => format!("{verdict}: {m}"),
@@ -660,9 +687,7 @@ async fn complete(exec: &Execution, pod: &Pod, t: &outcome::Termination, ctx: &C
         ctx.event(&exec, EventType::Normal, "Completed", note).await;
     }
     tracing::info!(execution = %exec.name_any(), namespace = %ns, verdict, "execution finished");
-    ctx.done(&key_of(&exec));
-    delete_pod(&ns, &pod_name, pod.uid().as_deref(), ctx).await?;
-    expire(&exec, ctx).await
+    Ok(Ok(exec))
 }
 
 /// Create the output ConfigMaps of `exec` holding `full` (idempotent: ones already there and

@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod decide;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod mirror;
 pub mod names;
