@@ -59,12 +59,14 @@
 //! `RLIMIT_NPROC` leaves room for one more, and having it is the `processes` limit (a fork
 //! bomb is stopped and says so, rather than only seeing EAGAIN).
 
+pub mod clean;
 pub mod files;
 /// The wire protocol and its MAC live in the domain core, shared with the operator.
 pub use rce_api::{mac, protocol};
 pub mod filter;
 pub mod meter;
 pub mod output;
+pub mod serve;
 pub mod snapshot;
 pub mod stage;
 pub mod sys;
@@ -105,10 +107,21 @@ impl Config {
 
 /// Reads the request and executes it; every failure is a result, never a panic or an exit.
 pub fn run(config: &Config, key: Option<&[u8]>) -> RunResult {
-    let mut req = match load_request(&config.request_path) {
+    let req = match load_request(&config.request_path) {
         Ok(req) => req,
         Err(message) => return internal_error(message, None),
     };
+    run_request(req, config, key, None)
+}
+
+/// Executes a request (its sealed stdin opened with `key`), the result with its run id;
+/// `live`: a serving runner's channel (see [`execute_live`]).
+pub fn run_request(
+    mut req: RunRequest,
+    config: &Config,
+    key: Option<&[u8]>,
+    live: Option<&mut serve::Channel>,
+) -> RunResult {
     if let Some(sealed) = req.stdin_sealed.take() {
         match key
             .ok_or_else(|| "the stdin is sealed but the runner has no key".to_string())
@@ -118,7 +131,7 @@ pub fn run(config: &Config, key: Option<&[u8]>) -> RunResult {
             Err(message) => return RunResult { run_id: req.run_id.clone(), ..internal_error(message, None) },
         }
     }
-    RunResult { run_id: req.run_id.clone(), ..execute(&req, config) }
+    RunResult { run_id: req.run_id.clone(), ..execute_live(&req, config, live) }
 }
 
 /// Runs a closure, turning a panic into an `InternalError` result. (The panic hook still
@@ -205,6 +218,13 @@ fn validate_env(env: &[(String, String)]) -> Result<(), String> {
 
 /// Writes the files, compiles if asked, runs the program.
 pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
+    execute_live(req, config, None)
+}
+
+/// [`execute`] for a serving runner: a `Stage` frame as each stage begins, the stages' output
+/// as `Data` frames, and the operator's frames handled while they run (see
+/// [`stage::run_stage_live`]); an interactive request's stdin comes from the channel.
+pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut serve::Channel>) -> RunResult {
     let entry = req.files.first().map(|f| f.name.as_str());
     let prepared = (|| {
         validate_env(&req.env)?;
@@ -219,7 +239,8 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         Err(message) => return internal_error(message, None),
     };
 
-    let spec = |argv, stdin, limits, leftover_grace, merge_stderr| stage::StageSpec {
+    let interactive = req.interactive && live.is_some();
+    let spec = |argv, stdin, limits, leftover_grace, merge_stderr, interactive| stage::StageSpec {
         argv,
         env: &req.env,
         work_dir: &config.work_dir,
@@ -229,13 +250,17 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
         source: &config.source,
         leftover_grace,
         merge_stderr,
+        interactive,
     };
     let mut compile_result = None;
     if let Some(argv) = &compile {
         let limits = req.compile_limits.as_ref().unwrap_or(&req.limits);
         // The compiler's stderr is its stdout (as Judge0's `--stderr-to-stdout`): its
         // messages in the order it wrote them, in `compile.stdout`.
-        match stage::run_stage(&spec(argv, b"", limits, false, true)) {
+        if let Some(l) = live.as_deref_mut() {
+            l.stage("compile");
+        }
+        match stage::run_stage_live(&spec(argv, b"", limits, false, true, false), live.as_deref_mut()) {
             Ok(r) => {
                 let failed = r.exit_code != Some(0) || r.limit.is_some();
                 if failed {
@@ -265,7 +290,8 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
     }
     let snapshot = (wanted > 1).then(|| snapshot::Snapshot::take(&dirs).ok()).flatten();
     let wanted = if snapshot.is_some() { wanted } else { 1 };
-    let run_spec = spec(&run, req.stdin.as_bytes(), &req.limits, true, req.redirect_stderr_to_stdout);
+    let run_spec =
+        spec(&run, req.stdin.as_bytes(), &req.limits, true, req.redirect_stderr_to_stdout, interactive);
     let mut results: Vec<StageResult> = Vec::new();
     for i in 0..wanted {
         if i > 0 {
@@ -280,7 +306,10 @@ pub fn execute(req: &RunRequest, config: &Config) -> RunResult {
                 );
             }
         }
-        match stage::run_stage(&run_spec) {
+        if let Some(l) = live.as_deref_mut() {
+            l.stage("run");
+        }
+        match stage::run_stage_live(&run_spec, live.as_deref_mut()) {
             Ok(r) => {
                 let stop = r.exit_code != Some(0) || r.limit.is_some();
                 results.push(r);

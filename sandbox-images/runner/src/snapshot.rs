@@ -179,7 +179,7 @@ fn ensure_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// chmod of a path that is not a symlink (checked: a symlink's target is never changed).
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
         return Err(std::io::Error::other("a symlink where a directory was"));
     }
@@ -188,7 +188,7 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 
 /// Removes everything inside `dir` (not `dir`), never following a symlink, making
 /// directories writable and searchable as needed.
-fn empty_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn empty_dir(dir: &Path) -> std::io::Result<()> {
     for name in read_dir_forcibly(dir)? {
         let path = dir.join(name);
         let meta = std::fs::symlink_metadata(&path)?;

@@ -17,6 +17,7 @@ use crate::filter;
 use crate::meter::{Meter, Source};
 use crate::output::{Arrival, CappedBuf};
 use crate::protocol::{LimitHit, StageLimits, StageResult};
+use crate::serve::{Channel, Stream};
 use crate::sys;
 
 /// The environment every stage starts from (the request's `env` is added on top).
@@ -60,15 +61,30 @@ pub struct StageSpec<'a> {
     /// The program's stderr is its stdout: one pipe, so the order of their writes is kept,
     /// and the result's stderr is empty (the compile stage, and a run stage asked to).
     pub merge_stderr: bool,
+    /// The program's stdin comes from the serving runner's [`Channel`] (`Stdin` frames until
+    /// `Eof`), after `stdin`; only with a channel.
+    pub interactive: bool,
 }
 
 /// Runs one stage. `Err` means the stage could not be started (not a property of the
 /// program: a bad command, an I/O error); the message says why.
 pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
+    run_stage_live(spec, None)
+}
+
+/// [`run_stage`] for a serving runner: the stage's output is also sent on `live` as `Data`
+/// frames as it is read, and the operator's frames (`Stdin`, `Eof`, `Signal`) are handled in
+/// the same poll loop while the stage runs.
+pub fn run_stage_live(spec: &StageSpec<'_>, live: Option<&mut Channel>) -> Result<StageResult, String> {
     let sigchld = sys::init()?;
     let (program, args) = spec.argv.split_first().ok_or_else(|| "empty command".to_string())?;
     let limits = spec.limits;
-    let setup = sys::ChildSetup::for_limits(limits);
+    let mut setup = sys::ChildSetup::for_limits(limits);
+    if live.is_some() {
+        // In a Pod that serves again, no POSIX message queue may be made (see `clean`).
+        setup.msgqueue = Some((0, 0));
+    }
+    let interactive = spec.interactive && live.is_some();
     let seccomp = filter::program();
 
     let mut cmd = Command::new(program);
@@ -126,19 +142,32 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
     };
 
     let mut io = Pipes {
-        stdin: Some(StdinFeed { fd: OwnedFd::from(stdin), data: spec.stdin, written: 0 }),
+        stdin: Some(StdinFeed {
+            fd: OwnedFd::from(stdin),
+            data: std::borrow::Cow::Borrowed(spec.stdin),
+            written: 0,
+            more: interactive,
+        }),
         out: Capture::new(stdout, limits.output_bytes),
         err: stderr,
         arrival: Arrival::default(),
+        live,
+        pid,
+        merged: spec.merge_stderr,
+        interactive,
     };
     if let Err(e) = io.set_nonblocking() {
         sys::kill_program(pid);
         cleanup(pid, &mut 0);
         return Err(format!("cannot set up pipes: {e}"));
     }
-    if spec.stdin.is_empty() {
+    if spec.stdin.is_empty() && !interactive {
         io.stdin = None; // closing it gives the program EOF at once
     }
+    if let Some(l) = io.live.as_deref_mut() {
+        l.set_in_stage(true);
+    }
+    io.sync_live();
 
     // (Capped at ~49 days so that the deadline cannot overflow.)
     let deadline = start + Duration::from_millis(limits.wall_time_ms.min(u64::from(u32::MAX)));
@@ -246,6 +275,9 @@ pub fn run_stage(spec: &StageSpec<'_>) -> Result<StageResult, String> {
 
     // The stage is over when its main process is: kill whatever it left behind, reap it all,
     // then collect what is still in the pipes.
+    if let Some(l) = io.live.as_deref_mut() {
+        l.set_in_stage(false);
+    }
     cleanup(pid, &mut peak_kib);
     io.stdin = None;
     let drain_deadline = Instant::now() + CLEANUP_TIME;
@@ -453,8 +485,10 @@ pub fn any_file_at_least(dirs: &[PathBuf], bytes: u64) -> bool {
 
 struct StdinFeed<'a> {
     fd: OwnedFd,
-    data: &'a [u8],
+    data: std::borrow::Cow<'a, [u8]>,
     written: usize,
+    /// More may come (an interactive stage before its `Eof`): an empty feed stays open.
+    more: bool,
 }
 
 struct Capture {
@@ -476,7 +510,13 @@ impl Capture {
 
     /// Reads what is available without blocking, never more than one byte past the cap;
     /// records the kept bytes in `arrival` as stderr's or stdout's.
-    fn read_available(&mut self, arrival: &mut Arrival, stderr: bool) {
+    fn read_available(
+        &mut self,
+        arrival: &mut Arrival,
+        stderr: bool,
+        mut live: Option<&mut Channel>,
+        stream: Stream,
+    ) {
         let mut chunk = [0u8; CHUNK];
         while self.reading() {
             let want = self.buf.read_size(CHUNK);
@@ -485,7 +525,11 @@ impl Capture {
             match n {
                 0 => self.eof = true,
                 n if n > 0 => {
-                    arrival.record(stderr, self.buf.push_kept(&chunk[..n as usize]));
+                    let kept = self.buf.push_kept(&chunk[..n as usize]);
+                    arrival.record(stderr, kept);
+                    if let Some(l) = live.as_deref_mut() {
+                        l.data(stream, &chunk[..kept]);
+                    }
                 }
                 _ => match std::io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => {}
@@ -503,6 +547,14 @@ struct Pipes<'a> {
     /// `None` when stderr is merged into stdout.
     err: Option<Capture>,
     arrival: Arrival,
+    /// The serving runner's channel to the operator, if any.
+    live: Option<&'a mut Channel>,
+    /// The stage's main process (and process group), for `Signal` frames.
+    pid: libc::pid_t,
+    /// stderr is stdout: its `Data` frames are stdout's.
+    merged: bool,
+    /// The program's stdin comes from the channel.
+    interactive: bool,
 }
 
 impl Pipes<'_> {
@@ -530,10 +582,23 @@ impl Pipes<'_> {
     /// One `poll(2)` round over the self-pipe and the open pipes, then moves data.
     fn poll_once(&mut self, sigchld: RawFd, timeout: Duration) {
         let mut fds = vec![libc::pollfd { fd: sigchld, events: libc::POLLIN, revents: 0 }];
-        let mut idx = [None::<usize>; 3];
+        let mut idx = [None::<usize>; 5];
         if let Some(s) = &self.stdin {
-            idx[0] = Some(fds.len());
-            fds.push(libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+            // (An open-ended feed with nothing to write waits for the operator, not the pipe.)
+            if s.written < s.data.len() || !s.more {
+                idx[0] = Some(fds.len());
+                fds.push(libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+            }
+        }
+        if let Some(l) = &self.live {
+            if let Some(fd) = l.input_fd() {
+                idx[3] = Some(fds.len());
+                fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            }
+            if let Some(fd) = l.output_fd_if_pending() {
+                idx[4] = Some(fds.len());
+                fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+            }
         }
         for (i, c) in [(1, Some(&self.out)), (2, self.err.as_ref())] {
             let Some(c) = c else { continue };
@@ -552,17 +617,61 @@ impl Pipes<'_> {
             sys::drain_pipe(sigchld);
         }
         let ready = |i: usize| idx[i].is_some_and(|j| fds[j].revents != 0);
+        if ready(3) {
+            if let Some(l) = self.live.as_deref_mut() {
+                l.read_input();
+            }
+        }
+        if ready(3) || ready(4) {
+            self.sync_live();
+        }
         if ready(0) {
             self.feed_stdin();
         }
         if ready(1) {
-            self.out.read_available(&mut self.arrival, false);
+            self.out.read_available(&mut self.arrival, false, self.live.as_deref_mut(), Stream::Stdout);
         }
         if ready(2) {
             if let Some(err) = &mut self.err {
-                err.read_available(&mut self.arrival, true);
+                let stream = if self.merged { Stream::Stdout } else { Stream::Stderr };
+                err.read_available(&mut self.arrival, true, self.live.as_deref_mut(), stream);
             }
         }
+        if let Some(l) = self.live.as_deref_mut() {
+            l.flush();
+        }
+    }
+
+    /// Moves what the operator sent into the stage: signals to every process of the stage,
+    /// stdin to the program's pipe (an interactive stage), `Eof` as the pipe's end.
+    fn sync_live(&mut self) {
+        let Some(l) = self.live.as_deref_mut() else { return };
+        for signal in l.take_signals() {
+            sys::signal_program(self.pid, signal);
+        }
+        if !self.interactive {
+            return; // (kept by the channel for the run stage)
+        }
+        if !self.stdin.as_ref().is_some_and(|s| s.more) {
+            l.take_stdin(); // the program closed its stdin, or it was closed: nowhere to go
+            return;
+        }
+        let data = l.take_stdin();
+        let eof = l.stdin_eof();
+        if let Some(s) = &mut self.stdin {
+            if !data.is_empty() {
+                // (What was written is dropped: the feed holds only what is still to go.)
+                let rest = s.data[s.written..].to_vec();
+                let mut v = rest;
+                v.extend_from_slice(&data);
+                s.data = std::borrow::Cow::Owned(v);
+                s.written = 0;
+            }
+            if eof {
+                s.more = false;
+            }
+        }
+        self.feed_stdin();
     }
 
     /// Writes what the pipe takes; closes it when everything is written or the program
@@ -572,7 +681,9 @@ impl Pipes<'_> {
         loop {
             let rest = &s.data[s.written..];
             if rest.is_empty() {
-                self.stdin = None;
+                if !s.more {
+                    self.stdin = None;
+                }
                 return;
             }
             let len = rest.len().min(CHUNK);

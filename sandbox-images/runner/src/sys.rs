@@ -35,6 +35,9 @@ pub struct ChildSetup {
     /// RLIMIT_STACK, soft = hard: the program's main-thread stack (and the default of its
     /// threads' stacks in most runtimes).
     pub stack: (u64, u64),
+    /// RLIMIT_MSGQUEUE, only for a serving runner's stages (`Some((0, 0))`): no POSIX message
+    /// queue can be created, so none can outlive a run (see `clean`). `None` leaves it alone.
+    pub msgqueue: Option<(u64, u64)>,
 }
 
 /// Open files per process of a stage. Files are a node-wide resource (`fs.file-max`), so a
@@ -69,6 +72,7 @@ impl ChildSetup {
             fsize: clamp(libc::RLIMIT_FSIZE, fsize, fsize),
             nofile: clamp(libc::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
             stack: clamp(libc::RLIMIT_STACK, stack, stack),
+            msgqueue: None,
         }
     }
 
@@ -92,6 +96,9 @@ impl ChildSetup {
             set_rlimit(libc::RLIMIT_NOFILE, self.nofile)?;
             // Set before exec: the kernel lays out the new program's stack under it.
             set_rlimit(libc::RLIMIT_STACK, self.stack)?;
+            if let Some(m) = self.msgqueue {
+                set_rlimit(libc::RLIMIT_MSGQUEUE, m)?;
+            }
             let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
@@ -294,9 +301,55 @@ pub fn kill_program(pgid: libc::pid_t) {
     }
 }
 
+/// Sends `signal` to every process of the running stage: as PID 1 every other process of
+/// the PID namespace, otherwise the stage's process group and the runner's direct children
+/// (as [`kill_program`] does with SIGKILL).
+pub fn signal_program(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: sending signals; pids are our own children or the program's process group.
+    unsafe {
+        if is_init() {
+            libc::kill(-1, signal);
+            return;
+        }
+        if pgid > 1 {
+            libc::killpg(pgid, signal);
+        }
+        for pid in own_children() {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// The serving runner's stdin and stdout, moved to private descriptors (close-on-exec, at 10
+/// or above) and replaced, with stderr, by `/dev/null`: no stage ever inherits them. Both are
+/// made non-blocking. Returns (stdin, stdout).
+pub fn park_serve_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: plain system calls on descriptors the runner owns.
+    unsafe {
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 10);
+        if input < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let input = OwnedFd::from_raw_fd(input);
+        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 10);
+        if output < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let output = OwnedFd::from_raw_fd(output);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 || libc::dup2(null, 2) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::close(null);
+        set_nonblocking(input.as_raw_fd())?;
+        set_nonblocking(output.as_raw_fd())?;
+        Ok((input, output))
+    }
+}
+
 /// The runner's direct children (Linux `/proc/<pid>/task/<tid>/children`; the runner has a
 /// single thread). Unreaped children keep their pid, so signalling them is safe.
-fn own_children() -> Vec<libc::pid_t> {
+pub fn own_children() -> Vec<libc::pid_t> {
     std::fs::read_to_string("/proc/thread-self/children")
         .unwrap_or_default()
         .split_ascii_whitespace()
