@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod callback;
+pub mod claim;
 pub mod config;
 pub mod controller;
 pub mod decide;
@@ -17,6 +18,7 @@ pub mod mirror;
 pub mod names;
 pub mod outcome;
 pub mod outputs;
+pub mod pool;
 pub mod queue;
 pub mod sandbox;
 pub mod status;
@@ -65,6 +67,15 @@ where
     match namespaces {
         [one] => Api::namespaced(client.clone(), one),
         _ => Api::all(client.clone()),
+    }
+}
+
+/// The watch of the objects the operator serves: those its `--selector` selects.
+fn selected(config: &Config) -> watcher::Config {
+    let wc = watcher::Config::default();
+    match config.selector.trim() {
+        "" => wc,
+        s => wc.labels(s),
     }
 }
 
@@ -123,21 +134,44 @@ pub async fn run_until(
     .default_backoff()
     .touched_objects();
 
-    // WarmPools: filled by the pool controller.
-    let (pools, _pool_writer) = reflector::store::<rce_api::WarmPool>();
+    // WarmPools (the operator's selector, as for Executions), the cache the pool controller
+    // runs over, and their Pods.
+    let (pools, pool_writer) = reflector::store::<rce_api::WarmPool>();
+    let pool_stream = reflector::reflector(
+        pool_writer,
+        watcher(api::<rce_api::WarmPool>(&client, &namespaces), selected(&config)),
+    )
+    .default_backoff()
+    .applied_objects();
+    let (warm_pods, warm_pod_writer) = reflector::store::<Pod>();
+    let warm_pod_stream = reflector::reflector(
+        warm_pod_writer,
+        watcher(
+            api::<Pod>(&client, &namespaces),
+            watcher::Config::default().labels(rce_api::warmpool::POOL_LABEL),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let sessions = Arc::new(attach::Sessions::default());
+    let warm = Arc::new(claim::Warm::new(
+        client.clone(),
+        pools.clone(),
+        warm_pods,
+        runtimes.clone(),
+        config.sandbox(),
+        metrics.clone(),
+    ));
+    let shutdown = futures::FutureExt::shared(shutdown);
 
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Execution>>();
     let wake = futures::stream::unfold(wake_rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
 
-    let mut exec_watch = watcher::Config::default();
-    if !config.selector.trim().is_empty() {
-        exec_watch = exec_watch.labels(config.selector.trim());
-    }
-    let controller = Controller::new(api::<Execution>(&client, &namespaces), exec_watch)
+    let controller = Controller::new(api::<Execution>(&client, &namespaces), selected(&config))
         .with_config(kc::Config::default().concurrency(config.concurrency))
         .owns_stream(pod_stream)
         .reconcile_on(wake)
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(shutdown.clone());
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
     let callbacks = callback::Callbacks::new(config.callback_allow.clone());
     let ctx = Arc::new(controller::Context::new(
@@ -146,9 +180,9 @@ pub async fn run_until(
         controller.store(),
         runtimes.clone(),
         pods,
-        pools,
-        Arc::new(attach::Sessions::default()),
-        recorder,
+        pools.clone(),
+        sessions.clone(),
+        recorder.clone(),
         metrics.clone(),
         mirror,
         wake_tx,
@@ -162,6 +196,17 @@ pub async fn run_until(
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
+
+    let pool_ctx = Arc::new(pool::Context::new(
+        client.clone(),
+        namespaces.clone(),
+        config.sandbox(),
+        warm,
+        sessions,
+        recorder,
+        metrics.clone(),
+    ));
+    tasks.spawn(pool::run(pool_stream, pools, warm_pod_stream, pool_ctx, shutdown));
 
     tracing::info!(
         namespaces = ?namespaces,

@@ -31,6 +31,13 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
+/// A warm pool.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub namespace: String,
+    pub pool: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +58,18 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// Status documents waiting to be written to Redis.
     pub redis_pending: Gauge,
+    /// Claim start → the warm Pod's claim patched, seconds.
+    pub claim_seconds: Histogram,
+    /// Executions that ran in a warm Pod, by pool.
+    pub warm_hits: Family<PoolLabel, Counter>,
+    /// Executions that fitted a pool but found no Pod to claim and ran cold, by pool.
+    pub warm_misses: Family<PoolLabel, Counter>,
+    /// Pods of each pool (starting, idle or busy; not being deleted).
+    pub pool_size: Family<PoolLabel, Gauge>,
+    /// Idle, ready, claimable Pods of each pool.
+    pub pool_ready: Family<PoolLabel, Gauge>,
+    /// Claimed Pods of each pool.
+    pub pool_busy: Family<PoolLabel, Gauge>,
     /// Unix time of the last successful store scan (for /healthz).
     pub heartbeat: Arc<AtomicI64>,
 }
@@ -69,6 +88,12 @@ impl Default for Metrics {
             end_to_end: Histogram::new(exponential_buckets(0.25, 1.6, 16)),
             redis_errors: Counter::default(),
             redis_pending: Gauge::default(),
+            claim_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            warm_hits: Family::default(),
+            warm_misses: Family::default(),
+            pool_size: Family::default(),
+            pool_ready: Family::default(),
+            pool_busy: Family::default(),
             heartbeat: Arc::new(AtomicI64::new(now_secs())),
             registry: Registry::default(),
         };
@@ -94,6 +119,20 @@ impl Default for Metrics {
             "Status documents waiting to be mirrored to Redis",
             m.redis_pending.clone(),
         );
+        registry.register(
+            "warm_claim_seconds",
+            "Time from the start of a warm Pod claim to its claim patched",
+            m.claim_seconds.clone(),
+        );
+        registry.register("warm_hits", "Executions that ran in a warm Pod", m.warm_hits.clone());
+        registry.register(
+            "warm_misses",
+            "Executions that fitted a warm pool but found no Pod to claim and ran cold",
+            m.warm_misses.clone(),
+        );
+        registry.register("warm_pool_pods", "Pods of a warm pool (not being deleted)", m.pool_size.clone());
+        registry.register("warm_pool_ready", "Idle, ready Pods of a warm pool", m.pool_ready.clone());
+        registry.register("warm_pool_busy", "Claimed Pods of a warm pool", m.pool_busy.clone());
         Metrics { registry, ..m }
     }
 }
@@ -160,6 +199,10 @@ mod tests {
             .inc();
         m.queue_depth.set(3);
         m.sandbox_start.observe(0.8);
+        let pool = PoolLabel { namespace: "a".into(), pool: "py".into() };
+        m.warm_hits.get_or_create(&pool).inc_by(2);
+        m.pool_ready.get_or_create(&pool).set(3);
+        m.claim_seconds.observe(0.004);
         let text = m.render();
         for needle in [
             "rce_reconcile_errors_total{error=\"kube\"} 1",
@@ -167,6 +210,9 @@ mod tests {
             "rce_queue_depth 3",
             "rce_sandbox_start_seconds_count 1",
             "rce_running_sandboxes 0",
+            "rce_warm_hits_total{namespace=\"a\",pool=\"py\"} 2",
+            "rce_warm_pool_ready{namespace=\"a\",pool=\"py\"} 3",
+            "rce_warm_claim_seconds_count 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

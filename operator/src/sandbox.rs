@@ -16,7 +16,8 @@ use k8s_openapi::{
 use kube::{api::ObjectMeta, Resource, ResourceExt};
 pub use rce_api::protocol::{ACCOUNTING_ENV, RESULT_KEY_ENV};
 use rce_api::protocol::{REQUEST_ANNOTATION, REQUEST_PATH, WORK_DIR};
-use rce_api::{Execution, Runtime, EXECUTION_LABEL, SANDBOX_LABEL};
+use rce_api::warmpool::{IMAGE_ANNOTATION, POOL_LABEL, SERVED_ANNOTATION, STATE_LABEL, STATE_STARTING};
+use rce_api::{Execution, Runtime, WarmPool, EXECUTION_LABEL, SANDBOX_LABEL};
 
 use crate::{config::SandboxSettings, names, validate::Plan};
 
@@ -139,7 +140,187 @@ pub fn build_pod(
         ));
     }
     let request_json = serde_json::to_string(&request).unwrap_or_else(|_| plan.request_json.clone());
-    let id = i64::from(names::sandbox_id(&uid));
+    hardened(
+        execution_meta(execution, attempt, Some(request_json)),
+        Shape {
+            plan,
+            settings,
+            key,
+            id: i64::from(names::sandbox_id(&uid)),
+            sizes: s,
+            active_deadline_seconds: s.active_deadline_seconds,
+            serve: false,
+        },
+    )
+}
+
+/// Build a cold sandbox of `attempt` of `execution` whose runner serves over its attached
+/// stdin (`rce-runner --serve`), for an interactive Execution that no pool serves: the same
+/// name, labels and owner as [`build_pod`], no request volume (the request goes over the
+/// attach stream), the same deadline.
+pub fn build_serving_pod(
+    execution: &Execution,
+    attempt: u32,
+    plan: &Plan,
+    runtime: &Runtime,
+    settings: &SandboxSettings,
+    key: &str,
+) -> Pod {
+    let s = sizes(plan, runtime, settings);
+    let uid = execution.uid().unwrap_or_default();
+    hardened(
+        execution_meta(execution, attempt, None),
+        Shape {
+            plan,
+            settings,
+            key,
+            id: i64::from(names::sandbox_id(&uid)),
+            sizes: s,
+            active_deadline_seconds: s.active_deadline_seconds,
+            serve: true,
+        },
+    )
+}
+
+/// Does this sandbox Pod's runner serve over its attached stdin (a warm Pod, or one from
+/// [`build_serving_pod`])?
+pub fn is_serving(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == CONTAINER)).is_some_and(|c| {
+        c.command.as_deref().is_some_and(|cmd| cmd.iter().any(|a| a == rce_api::serve::SERVE_ARG))
+    })
+}
+
+/// The kubelet rotates a container log at this size (`containerLogMaxSize` in
+/// hack/cluster.sh) ...
+pub const LOG_ROTATE_MIB: u64 = 64;
+/// ... and keeps this many files of it (the kubelet's default `containerLogMaxFiles`).
+pub const LOG_FILES: u64 = 5;
+
+/// Ephemeral storage of a warm Pod: the kubelet's files (32 MiB, as for a cold sandbox) and
+/// the container log of up to `max_runs` runs. Each run logs its output twice (the live
+/// `data` frames and the sealed result line, both base64) and a few short frames; past
+/// [`LOG_FILES`] × [`LOG_ROTATE_MIB`] the kubelet's rotation bounds the log whatever the
+/// number of runs (one run's log always fits, even when it alone is larger).
+pub fn warm_ephemeral_mib(plan: &Plan, max_runs: u32) -> u64 {
+    let l = &plan.limits;
+    let outputs = 2 * (l.output_bytes + plan.compile_limits.map_or(0, |c| c.output_bytes));
+    // Twice the base64 of the output, and 4 KiB of frames (started, stage, ready, data
+    // framing) per run.
+    let per_run_bytes = 2 * (outputs * 4 / 3) + 4096;
+    let logged = (u64::from(max_runs.max(1)) * per_run_bytes).div_ceil(1024 * 1024);
+    let bound = (LOG_FILES * LOG_ROTATE_MIB).max(per_run_bytes.div_ceil(1024 * 1024) + LOG_ROTATE_MIB);
+    32 + logged.min(bound)
+}
+
+/// activeDeadlineSeconds of a warm Pod: `maxAge`, then the longest one Execution the pool's
+/// shape allows (its compile and one run's wall time and the start margin, as a cold
+/// sandbox's deadline): a Pod is claimed only while younger than `maxAge`, and only by an
+/// Execution whose own deadline is within that margin (see `claim::fitting_pool`), so the
+/// last run of a Pod always finishes before the kubelet kills it.
+pub fn warm_deadline_seconds(
+    shape: &Plan,
+    runtime: &Runtime,
+    settings: &SandboxSettings,
+    max_age: u64,
+) -> i64 {
+    max_age as i64 + sizes(shape, runtime, settings).active_deadline_seconds
+}
+
+/// A fresh random sandbox uid/gid for a warm Pod (it serves Executions not known when it is
+/// built), in [`names::SANDBOX_ID_MIN`, `names::SANDBOX_ID_END`).
+pub fn random_sandbox_id() -> i64 {
+    i64::from(rand::Rng::random_range(&mut rand::rng(), names::SANDBOX_ID_MIN..names::SANDBOX_ID_END))
+}
+
+/// Build a warm Pod of `pool`, whose shape `plan` resolved (see `pool::shape`): the same
+/// hardened sandbox as [`build_pod`], its runner started with `--serve` and its stdin
+/// attachable, holding no submission; named `<pool>-<random>`, owned by the pool, running as
+/// sandbox uid `uid` (from [`random_sandbox_id`]).
+pub fn build_warm_pod(
+    pool: &WarmPool,
+    plan: &Plan,
+    runtime: &Runtime,
+    settings: &SandboxSettings,
+    key: &str,
+    uid: i64,
+) -> Pod {
+    let mut s = sizes(plan, runtime, settings);
+    s.ephemeral_mib = warm_ephemeral_mib(plan, pool.spec.max_runs());
+    let max_age = pool.spec.max_age().map_or(1800, |d| d.as_secs());
+    let name = pool.name_any();
+    let labels = BTreeMap::from([
+        (SANDBOX_LABEL.to_string(), "true".to_string()),
+        (POOL_LABEL.to_string(), names::label_value(&name)),
+        (STATE_LABEL.to_string(), STATE_STARTING.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
+        ("app.kubernetes.io/component".to_string(), "warm-sandbox".to_string()),
+    ]);
+    let meta = ObjectMeta {
+        generate_name: Some(format!("{}-", warm_name_base(&name))),
+        namespace: pool.namespace(),
+        labels: Some(labels),
+        annotations: Some(BTreeMap::from([
+            (IMAGE_ANNOTATION.to_string(), runtime.spec.image.clone()),
+            (SERVED_ANNOTATION.to_string(), "0".to_string()),
+        ])),
+        owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    };
+    hardened(
+        meta,
+        Shape {
+            plan,
+            settings,
+            key,
+            id: uid,
+            sizes: s,
+            active_deadline_seconds: warm_deadline_seconds(plan, runtime, settings, max_age),
+            serve: true,
+        },
+    )
+}
+
+/// The generateName base of a pool's Pods: room for the API server's 5 random characters.
+fn warm_name_base(pool: &str) -> String {
+    let base: String = pool.chars().take(names::MAX_LABEL - 6).collect();
+    base.trim_end_matches(['-', '.']).to_string()
+}
+
+/// Metadata of a sandbox Pod of `attempt` of `execution`: its name, labels, owner, and
+/// (for a cold sandbox that reads it from a file) the request.
+fn execution_meta(execution: &Execution, attempt: u32, request_json: Option<String>) -> ObjectMeta {
+    let uid = execution.uid().unwrap_or_default();
+    let mut annotations = BTreeMap::from([(EXECUTION_UID_ANNOTATION.to_string(), uid.clone())]);
+    if let Some(json) = request_json {
+        annotations.insert(REQUEST_ANNOTATION.to_string(), json);
+    }
+    ObjectMeta {
+        name: Some(names::pod_name(&execution.name_any(), &uid, attempt)),
+        namespace: execution.namespace(),
+        labels: Some(labels(execution, attempt)),
+        annotations: Some(annotations),
+        owner_references: execution.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// What differs between the hardened sandboxes.
+struct Shape<'a> {
+    plan: &'a Plan,
+    settings: &'a SandboxSettings,
+    key: &'a str,
+    /// The sandbox uid and gid.
+    id: i64,
+    sizes: Sizes,
+    active_deadline_seconds: i64,
+    /// `rce-runner --serve` with an attachable stdin and no request volume; otherwise the
+    /// runner reads the request from the downward-API file.
+    serve: bool,
+}
+
+/// The hardened sandbox Pod: every protection every sandbox has.
+fn hardened(metadata: ObjectMeta, shape: Shape<'_>) -> Pod {
+    let Shape { plan, settings, key, id, sizes: s, active_deadline_seconds, serve } = shape;
     let request_dir = REQUEST_PATH.rsplit_once('/').map_or("/etc/rce", |(d, _)| d);
     let request_file = REQUEST_PATH.rsplit_once('/').map_or("request.json", |(_, f)| f);
     let resources = BTreeMap::from([
@@ -155,21 +336,43 @@ pub fn build_pod(
         empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(mib(size)) }),
         ..Default::default()
     };
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(names::pod_name(&execution.name_any(), &uid, attempt)),
-            namespace: execution.namespace(),
-            labels: Some(labels(execution, attempt)),
-            annotations: Some(BTreeMap::from([
-                (REQUEST_ANNOTATION.to_string(), request_json),
-                (EXECUTION_UID_ANNOTATION.to_string(), uid),
-            ])),
-            owner_references: execution.controller_owner_ref(&()).map(|o| vec![o]),
+    let mut command = vec![settings.runner_path.clone()];
+    let mut mounts = vec![
+        VolumeMount { name: "work".into(), mount_path: WORK_DIR.into(), ..Default::default() },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+    ];
+    let mut volumes = vec![memory_dir("work", s.work_mib), memory_dir("tmp", s.tmp_mib)];
+    if serve {
+        command.push(rce_api::serve::SERVE_ARG.to_string());
+    } else {
+        mounts.push(VolumeMount {
+            name: "request".into(),
+            mount_path: request_dir.into(),
+            read_only: Some(true),
             ..Default::default()
-        },
+        });
+        volumes.push(Volume {
+            name: "request".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: request_file.into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: format!("metadata.annotations['{REQUEST_ANNOTATION}']"),
+                        api_version: None,
+                    }),
+                    mode: Some(0o444),
+                    resource_field_ref: None,
+                }]),
+                default_mode: Some(0o444),
+            }),
+            ..Default::default()
+        });
+    }
+    Pod {
+        metadata,
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
-            active_deadline_seconds: Some(s.active_deadline_seconds),
+            active_deadline_seconds: Some(active_deadline_seconds),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             termination_grace_period_seconds: Some(1),
@@ -195,8 +398,13 @@ pub fn build_pod(
                 name: CONTAINER.into(),
                 image: Some(plan.image.clone()),
                 image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
-                command: Some(vec![settings.runner_path.clone()]),
+                command: Some(command),
                 working_dir: Some(WORK_DIR.into()),
+                // A serving runner reads its requests from the attached stdin (the operator
+                // reaches it through the API server only); it stays open between attaches.
+                stdin: serve.then_some(true),
+                stdin_once: serve.then_some(false),
+                tty: serve.then_some(false),
                 // The runner takes the key out of its environment before any stage starts,
                 // and stages get an environment of their own.
                 env: Some(vec![
@@ -230,38 +438,10 @@ pub fn build_pod(
                     }),
                     ..Default::default()
                 }),
-                volume_mounts: Some(vec![
-                    VolumeMount { name: "work".into(), mount_path: WORK_DIR.into(), ..Default::default() },
-                    VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
-                    VolumeMount {
-                        name: "request".into(),
-                        mount_path: request_dir.into(),
-                        read_only: Some(true),
-                        ..Default::default()
-                    },
-                ]),
+                volume_mounts: Some(mounts),
                 ..Default::default()
             }],
-            volumes: Some(vec![
-                memory_dir("work", s.work_mib),
-                memory_dir("tmp", s.tmp_mib),
-                Volume {
-                    name: "request".into(),
-                    downward_api: Some(DownwardAPIVolumeSource {
-                        items: Some(vec![DownwardAPIVolumeFile {
-                            path: request_file.into(),
-                            field_ref: Some(ObjectFieldSelector {
-                                field_path: format!("metadata.annotations['{REQUEST_ANNOTATION}']"),
-                                api_version: None,
-                            }),
-                            mode: Some(0o444),
-                            resource_field_ref: None,
-                        }]),
-                        default_mode: Some(0o444),
-                    }),
-                    ..Default::default()
-                },
-            ]),
+            volumes: Some(volumes),
             ..Default::default()
         }),
         status: None,
@@ -457,6 +637,184 @@ spec:
             build_pod(&e, 1, &p, &py, &cfg, KEY).spec.unwrap().runtime_class_name.as_deref(),
             Some("kata")
         );
+    }
+
+    const POOL: &str = r#"
+apiVersion: rce.dev/v1alpha1
+kind: WarmPool
+metadata: {name: py, namespace: team-a, uid: pool-uid}
+spec:
+  runtime: python
+  replicas: 3
+  maxAge: 10m
+  limits: {memoryMiB: 64, wallTimeMs: 2500, outputBytes: 1000}
+"#;
+
+    fn warm_pod(pool_yaml: &str) -> (Pod, Plan) {
+        let pool: WarmPool = serde_yaml::from_str(pool_yaml).unwrap();
+        let rt = runtime(PYTHON);
+        let s = SandboxSettings::default();
+        let shape = crate::pool::shape(&pool, &rt, &s).unwrap();
+        (build_warm_pod(&pool, &shape, &rt, &s, KEY, 123_456), shape)
+    }
+
+    /// Every protection of a cold sandbox, field by field.
+    fn assert_hardened(pod: &Pod, uid: Option<i64>) {
+        let spec = pod.spec.clone().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert_eq!(spec.termination_grace_period_seconds, Some(1));
+        assert_eq!(spec.host_network, None);
+        assert_eq!(spec.host_pid, None);
+        assert_eq!(spec.host_ipc, None);
+        assert_eq!(spec.dns_policy.as_deref(), Some("None"));
+        assert_eq!(spec.dns_config.unwrap().nameservers.unwrap(), ["127.0.0.1"]);
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        let id = psc.run_as_user.unwrap();
+        assert!((100_000..(1 << 31)).contains(&id), "{id}");
+        if let Some(uid) = uid {
+            assert_eq!(id, uid);
+        }
+        assert_eq!((psc.run_as_group, psc.fs_group), (Some(id), Some(id)));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(spec.containers.len(), 1);
+        assert!(spec.init_containers.is_none());
+        let c = &spec.containers[0];
+        assert_eq!(c.name, CONTAINER);
+        assert_eq!(c.image.as_deref(), Some("rce.dev/sandbox-python:abc"));
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!((sc.run_as_user, sc.run_as_group), (Some(id), Some(id)));
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+        assert_eq!(c.termination_message_path.as_deref(), Some(TERMINATION_MESSAGE_PATH));
+        assert!(c.ports.is_none());
+        let env: Vec<(String, Option<String>)> =
+            c.env.clone().unwrap().into_iter().map(|v| (v.name, v.value)).collect();
+        assert_eq!(
+            env,
+            [
+                (RESULT_KEY_ENV.to_string(), Some(KEY.to_string())),
+                (ACCOUNTING_ENV.to_string(), Some("cgroup".into()))
+            ]
+        );
+        // The runner serves over its attached stdin; no request file.
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["/usr/local/bin/rce-runner".to_string(), "--serve".to_string()][..])
+        );
+        assert!(is_serving(pod));
+        assert_eq!((c.stdin, c.stdin_once, c.tty), (Some(true), Some(false), Some(false)));
+        let vols = spec.volumes.unwrap();
+        assert_eq!(vols.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["work", "tmp"]);
+        for v in &vols {
+            let ed = v.empty_dir.as_ref().unwrap();
+            assert_eq!(ed.medium.as_deref(), Some("Memory"));
+            assert_eq!(ed.size_limit.as_ref().unwrap().0, "16Mi");
+        }
+        let mounts: Vec<(&str, &str)> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(mounts, [("work", "/work"), ("tmp", "/tmp")]);
+        let ann = pod.metadata.annotations.as_ref().unwrap();
+        assert!(!ann.contains_key(REQUEST_ANNOTATION), "no submission in a serving sandbox's spec");
+        assert_eq!(
+            pod.metadata.labels.as_ref().unwrap()[SANDBOX_LABEL],
+            "true",
+            "the deny-all policy selects it"
+        );
+    }
+
+    #[test]
+    fn warm_pod_is_a_hardened_sandbox_of_the_pool() {
+        let (pod, _) = warm_pod(POOL);
+        assert_hardened(&pod, Some(123_456));
+        let m = &pod.metadata;
+        assert_eq!(m.name, None);
+        assert_eq!(m.generate_name.as_deref(), Some("py-"));
+        assert_eq!(m.namespace.as_deref(), Some("team-a"));
+        let owner = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("WarmPool", "py", "pool-uid")
+        );
+        assert_eq!(owner.controller, Some(true));
+        let labels = m.labels.as_ref().unwrap();
+        assert_eq!(labels[POOL_LABEL], "py");
+        assert_eq!(labels[STATE_LABEL], STATE_STARTING);
+        assert_eq!(labels["app.kubernetes.io/managed-by"], MANAGER);
+        assert!(!labels.contains_key(EXECUTION_LABEL));
+        let ann = m.annotations.as_ref().unwrap();
+        assert_eq!(ann[IMAGE_ANNOTATION], "rce.dev/sandbox-python:abc");
+        assert_eq!(ann[SERVED_ANNOTATION], "0");
+        assert_eq!(result_key(&pod).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn warm_pod_resources_deadline_and_log_room() {
+        let (pod, shape) = warm_pod(POOL);
+        let spec = pod.spec.unwrap();
+        // maxAge (600 s), then one shape-sized Execution: 2.5 s rounded up, the 10 s margin.
+        assert_eq!(spec.active_deadline_seconds, Some(600 + 13));
+        let r = spec.containers[0].resources.clone().unwrap();
+        let (lim, req) = (r.limits.unwrap(), r.requests.unwrap());
+        assert_eq!(lim["memory"].0, "112Mi");
+        assert_eq!(lim["cpu"].0, "1");
+        assert_eq!(req["cpu"].0, "50m");
+        assert_eq!(req["memory"], lim["memory"]);
+        // One run's log: twice 2 x 1000 bytes as base64 and the frames, under a MiB.
+        assert_eq!(lim["ephemeral-storage"].0, "33Mi");
+        assert_eq!(req["ephemeral-storage"], lim["ephemeral-storage"]);
+        // Reuse: the log of every run, up to the kubelet's rotation bound.
+        let (pod, _) = warm_pod(&POOL.replace("maxAge: 10m", "maxAge: 10m\n  reuse: {maxRuns: 1000}"));
+        let lim = pod.spec.unwrap().containers[0].resources.clone().unwrap().limits.unwrap();
+        // 1000 × (2 × 2666 + 4096) bytes: 9 MiB.
+        assert_eq!(lim["ephemeral-storage"].0, "41Mi");
+        let mut big = shape.clone();
+        big.limits.output_bytes = 4 * 1024 * 1024;
+        // 1000 runs of 2 x 4 MiB, twice in base64: rotation bounds it at 5 x 64 MiB.
+        assert_eq!(warm_ephemeral_mib(&big, 1000), 32 + 320);
+        assert_eq!(warm_ephemeral_mib(&big, 1), 32 + 22);
+    }
+
+    #[test]
+    fn warm_pod_names_fit_and_uids_are_random() {
+        let long = "p".repeat(63);
+        let (pod, _) = warm_pod(&POOL.replace("name: py,", &format!("name: {long},")));
+        let gen = pod.metadata.generate_name.unwrap();
+        assert!(gen.len() + 5 <= names::MAX_LABEL, "{gen}");
+        let ids: std::collections::HashSet<i64> = (0..20).map(|_| random_sandbox_id()).collect();
+        assert!(ids.len() > 15);
+        assert!(ids.iter().all(|i| (100_000..(1 << 31)).contains(i)));
+    }
+
+    #[test]
+    fn serving_pod_is_the_executions_sandbox_with_stdin_attached() {
+        let e = execution(EXEC);
+        let rt = runtime(PYTHON);
+        let s = SandboxSettings::default();
+        let p = plan(&e.spec, &rt, &s).unwrap();
+        let pod = build_serving_pod(&e, 2, &p, &rt, &s, KEY);
+        let cold = build_pod(&e, 2, &p, &rt, &s, KEY);
+        assert_hardened(&pod, cold.spec.as_ref().unwrap().security_context.as_ref().unwrap().run_as_user);
+        assert_eq!(pod.metadata.name, cold.metadata.name);
+        assert_eq!(pod.metadata.labels, cold.metadata.labels);
+        assert_eq!(pod.metadata.owner_references, cold.metadata.owner_references);
+        assert_eq!(pod.metadata.annotations.as_ref().unwrap()[EXECUTION_UID_ANNOTATION], "5f2d-uid");
+        assert!(!is_serving(&cold));
+        let (ps, cs) = (pod.spec.unwrap(), cold.spec.unwrap());
+        assert_eq!(ps.active_deadline_seconds, cs.active_deadline_seconds);
+        assert_eq!(ps.containers[0].resources, cs.containers[0].resources);
     }
 
     #[test]

@@ -16,9 +16,12 @@ use crate::{Condition, Limits};
 
 /// Label on every Pod of a pool: the pool's name.
 pub const POOL_LABEL: &str = "rce.dev/pool";
-/// Label on a warm Pod: [`STATE_IDLE`] or [`STATE_CLAIMED`]. A claim changes it with the
+/// Label on a warm Pod: [`STATE_STARTING`], [`STATE_IDLE`] or [`STATE_CLAIMED`]. A claim changes it with the
 /// Pod's resourceVersion as a precondition, so one Pod is never claimed twice.
 pub const STATE_LABEL: &str = "rce.dev/warm";
+/// A warm Pod whose runner has not yet answered (not claimable).
+pub const STATE_STARTING: &str = "starting";
+/// A warm Pod whose runner answered a ping with a sealed `ready`: claimable.
 pub const STATE_IDLE: &str = "idle";
 pub const STATE_CLAIMED: &str = "claimed";
 /// Label on a claimed warm Pod: the uid of the Execution it runs.
