@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "RCE_MAX_LOG_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_log_bytes: i64,
 
+    /// Follow a running cold sandbox's log, so that its result is read as soon as the runner
+    /// prints it rather than when the kubelet next reports the container terminated.
+    #[arg(long, env = "RCE_FOLLOW_LOGS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub follow_logs: bool,
+
     /// Seconds an image problem (ErrImagePull, ErrImageNeverPull, ...) is given before the
     /// Execution fails.
     #[arg(long, env = "RCE_IMAGE_ERROR_GRACE_SECONDS", default_value_t = 5)]

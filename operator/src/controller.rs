@@ -2,7 +2,7 @@
 //! Only this module talks to the cluster; everything it decides comes from the pure modules.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -28,6 +28,7 @@ use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Run
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
+    claim,
     config::{Config, SandboxSettings},
     decide::{self, RUNNING_RECHECK},
     error::{Error, Result},
@@ -38,6 +39,7 @@ use crate::{
     sandbox::{self, MANAGER},
     status::{self, Expiry, FailReason},
     validate::{self, Invalid, Plan},
+    warm,
 };
 
 /// The finalizer that removes an Execution's Redis key when it is deleted.
@@ -63,6 +65,13 @@ pub struct Context {
     pub pools: Store<rce_api::WarmPool>,
     /// Open attach sessions with serving runners, by Pod uid.
     pub sessions: Arc<crate::attach::Sessions>,
+    /// Warm pools and claims (absent: every Execution runs cold).
+    pub warm: Option<Arc<claim::Warm>>,
+    /// Live output to Redis (absent: none).
+    pub live: Option<crate::live::Live>,
+    /// Executions whose warm run this operator recorded lately (uid → when): a reconcile of
+    /// an older copy of one must not claim a Pod for it again.
+    warm_recorded: Mutex<HashMap<String, std::time::Instant>>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub mirror: Mirror,
@@ -98,6 +107,9 @@ impl Context {
             pods,
             pools,
             sessions,
+            warm: None,
+            live: None,
+            warm_recorded: Mutex::default(),
             recorder,
             metrics,
             mirror,
@@ -106,6 +118,29 @@ impl Context {
             policies: Mutex::default(),
             callbacks,
         }
+    }
+
+    /// With warm pools.
+    pub fn with_warm(mut self, warm: Arc<claim::Warm>) -> Self {
+        self.warm = Some(warm);
+        self
+    }
+
+    /// With live output.
+    pub fn with_live(mut self, live: crate::live::Live) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    fn warm_done(&self, uid: &str) {
+        let mut m = self.warm_recorded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        m.retain(|_, t| now.duration_since(*t) < Duration::from_secs(120));
+        m.insert(uid.to_string(), now);
+    }
+
+    fn warm_finished(&self, uid: &str) -> bool {
+        self.warm_recorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(uid)
     }
 
     /// Is `namespace` one the operator is configured to serve?
@@ -246,9 +281,14 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&ev, &e.object_ref(&())).await {
-            tracing::debug!(error = %err, "could not publish an event");
-        }
+        // Not waited for: an Event is a note for people, never on the way of a result.
+        let recorder = self.recorder.clone();
+        let oref = e.object_ref(&());
+        tokio::spawn(async move {
+            if let Err(err) = recorder.publish(&ev, &oref).await {
+                tracing::debug!(error = %err, "could not publish an event");
+            }
+        });
     }
 }
 
@@ -376,6 +416,10 @@ async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
         Ok(rp) => rp,
         Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
     };
+    // A warm Pod, when a pool fits: no Pending status, no slot, no new Pod.
+    if let Some(action) = try_warm(exec, &runtime, &plan, ctx).await? {
+        return Ok(action);
+    }
     let old = exec.status.clone().unwrap_or_default();
     let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
     let next =
@@ -441,7 +485,12 @@ async fn start(
     let ns = exec.namespace().unwrap_or_default();
     ctx.ensure_network_policy(&ns).await?;
     let key = sandbox::new_result_key();
-    let pod = sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings, &key);
+    let pod = if exec.spec.interactive {
+        // Its stdin comes while it runs: a runner that serves the request over attach.
+        sandbox::build_serving_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
+    } else {
+        sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
+    };
     let pod_name = pod.name_any();
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
@@ -463,7 +512,9 @@ async fn start(
         Err(e) => return Err(e.into()),
     };
     let old = exec.status.clone().unwrap_or_default();
-    let next = status::processing(&old, &pod_name, attempt, message, &now());
+    let mut next = status::processing(&old, &pod_name, attempt, message, &now());
+    // A cold sandbox (after a warm one was lost, say).
+    next.warm_pool = None;
     let exec = write_status(exec, next, ctx).await?;
     if created {
         tracing::info!(execution = %exec.name_any(), namespace = %ns, pod = %pod_name, attempt, "sandbox created");
@@ -502,6 +553,9 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
         // The cache was behind; the newer state is on its way.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    if st.warm_pool.is_some() {
+        return warm_processing(&exec, ctx).await;
+    }
     let ns = exec.namespace().unwrap_or_default();
     let attempt = st.attempts.unwrap_or(1);
     let pod_name = st
@@ -532,6 +586,19 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
             &pod_name,
             &timeouts,
         );
+    }
+    // A running sandbox: an interactive one serves its run over attach; any other is
+    // followed through its log, whose result line ends the run before the kubelet's next
+    // relist reports the container terminated.
+    if matches!(decision, decide::Decision::Requeue(_)) {
+        if let Some(p) = pod.as_ref().filter(|p| matches!(outcome::view(p), outcome::PodView::Running)) {
+            if exec.spec.interactive {
+                return serve_cold(&exec, p.clone(), ctx).await;
+            }
+            if let Some(action) = follow_cold(&exec, p, ctx).await? {
+                return Ok(action);
+            }
+        }
     }
     match (decision, pod) {
         (decide::Decision::Requeue(after), _) => Ok(Action::requeue(after)),
@@ -879,6 +946,308 @@ async fn expire(exec: &Execution, ctx: &Context) -> Result<Action> {
             Ok(Action::await_change())
         }
     }
+}
+
+/// Follow the log of a running cold sandbox until its runner prints the result line (or the
+/// run's deadline): the kubelet opens a container's log as soon as its relist has seen the
+/// container, so a result printed after that is read at once instead of at the next relist
+/// (up to a second later). `None`: no verified result came this way; the usual path (the
+/// Pod's termination, its whole log) decides.
+async fn follow_cold(exec: &Execution, pod: &Pod, ctx: &Context) -> Result<Option<Action>> {
+    use futures::{AsyncBufReadExt as _, AsyncReadExt as _};
+    if !ctx.config.follow_logs {
+        return Ok(None);
+    }
+    let ns = exec.namespace().unwrap_or_default();
+    let Some(key) = sandbox::result_key(pod) else { return Ok(None) };
+    let Some(request) = outcome::pod_request(pod) else { return Ok(None) };
+    let run_id = sandbox::run_id(&exec.uid().unwrap_or_default(), attempt_of(pod));
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let lp = LogParams {
+        container: Some(sandbox::CONTAINER.into()),
+        follow: true,
+        limit_bytes: Some(ctx.config.max_log_bytes),
+        ..Default::default()
+    };
+    let read = async {
+        let stream = pods.log_stream(&pod.name_any(), &lp).await.ok()?;
+        let mut lines = futures::io::BufReader::new(stream.take(ctx.config.max_log_bytes.max(0) as u64));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = lines.read_until(b'\n', &mut line).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if line.starts_with(rce_api::protocol::RESULT_PREFIX.as_bytes()) {
+                return Some(std::mem::take(&mut line));
+            }
+        }
+    };
+    let Ok(Some(line)) = tokio::time::timeout(warm::budget(&request), read).await else { return Ok(None) };
+    let Ok(result) = ResultLine::open(&line, &key, &run_id) else { return Ok(None) };
+    drop(line);
+    let Some(exec) = fetch(exec, ctx).await? else { return Ok(Some(Action::await_change())) };
+    if exec.status.as_ref().and_then(|s| s.phase) != Some(Phase::Processing) {
+        return Ok(Some(Action::requeue(Duration::from_millis(200))));
+    }
+    let exec = match record(&exec, Some(pod), Ok(result), &warm::answered(), Some(&request), "", ctx).await? {
+        Ok(e) => e,
+        Err(action) => return Ok(Some(action)),
+    };
+    tracing::debug!(execution = %exec.name_any(), "result read from the followed log");
+    ctx.done(&key_of(&exec));
+    delete_pod(&ns, &pod.name_any(), pod.uid().as_deref(), ctx).await?;
+    expire(&exec, ctx).await.map(Some)
+}
+
+/// The run of an interactive Execution in its own (cold) serving sandbox, once the Pod
+/// runs: sent over attach (or taken over, when the log shows it started), recorded, and the
+/// Pod deleted. A run lost on the way is decided by the usual path (the Pod's end, its log).
+async fn serve_cold(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action> {
+    let ns = exec.namespace().unwrap_or_default();
+    let uid = exec.uid().unwrap_or_default();
+    let Some(key) = sandbox::result_key(&pod) else { return Ok(Action::requeue(RUNNING_RECHECK)) };
+    let run_id = sandbox::run_id(&uid, attempt_of(&pod));
+    let (_, plan) = match ctx.plan_for(exec).await? {
+        Ok(rp) => rp,
+        Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
+    };
+    let mut request = plan.request.clone();
+    request.run_id = run_id.clone();
+    let (driven, session) = match warm::look_up(ctx, &ns, &pod.name_any(), &key, &run_id).await {
+        warm::Logged::Result(r) => (warm::Driven::Result(r), None),
+        warm::Logged::NotStarted => warm::run_in(exec, &pod, &request, true, &key, ctx).await,
+        warm::Logged::Started => warm::run_in(exec, &pod, &request, false, &key, ctx).await,
+        warm::Logged::Unknown => return Ok(Action::requeue(Duration::from_millis(500))),
+    };
+    if let Some(s) = session {
+        s.close();
+    }
+    let opened = match driven {
+        warm::Driven::Result(r) => Ok(r),
+        warm::Driven::Refused(why) => Err(why),
+        warm::Driven::NotRun(why) | warm::Driven::Lost { why, .. } => {
+            tracing::info!(execution = %exec.name_any(), pod = %pod.name_any(), %why, "serving sandbox: no result on the stream");
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+    };
+    let Some(exec) = fetch(exec, ctx).await? else { return Ok(Action::await_change()) };
+    if exec.status.as_ref().and_then(|s| s.phase) != Some(Phase::Processing) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let exec = match record(&exec, Some(&pod), opened, &warm::answered(), Some(&request), "", ctx).await? {
+        Ok(e) => e,
+        Err(action) => return Ok(action),
+    };
+    ctx.done(&key_of(&exec));
+    delete_pod(&ns, &pod.name_any(), pod.uid().as_deref(), ctx).await?;
+    expire(&exec, ctx).await
+}
+
+// ---- Serving sandboxes: warm Pods (and the recovery of runs in them) ----
+
+/// Run `exec` in a warm Pod when a pool of its namespace fits it and has a Pod to claim.
+/// `None`: run it cold. An Execution that already holds a claim (an operator restarted
+/// after claiming) follows that claim and never claims a second Pod.
+async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Context) -> Result<Option<Action>> {
+    let Some(warm) = ctx.warm.clone() else { return Ok(None) };
+    let ns = exec.namespace().unwrap_or_default();
+    let uid = exec.uid().unwrap_or_default();
+    if let Some(pod) = claim::claimed_by(&warm.pods, &ns, &uid) {
+        return warm_follow(exec, Pod::clone(&pod), ctx).await.map(Some);
+    }
+    if ctx.warm_finished(&uid) {
+        // This copy is older than the run this operator just recorded.
+        return Ok(Some(Action::requeue(Duration::from_millis(300))));
+    }
+    let Some((pool, shape)) = claim::fitting_pool(&warm.pools, &ns, runtime, plan, &ctx.settings) else {
+        return Ok(None);
+    };
+    let attempt = exec.status.as_ref().and_then(|s| s.attempts).unwrap_or(0) + 1;
+    let run_id = sandbox::run_id(&uid, attempt);
+    let Some(claimed) = claim::claim(&warm, pool, &shape, exec, &run_id).await? else { return Ok(None) };
+    let mut request = plan.request.clone();
+    request.run_id = run_id;
+    let old = exec.status.clone().unwrap_or_default();
+    let mut next = status::processing(&old, &claimed.pod.name_any(), attempt, None, &now());
+    next.warm_pool = Some(claimed.pool.name_any());
+    // The status is written while the runner works: the request goes first.
+    let (written, (driven, session)) = tokio::join!(
+        write_status(exec, next, ctx),
+        warm::run_in(exec, &claimed.pod, &request, true, &claimed.key, ctx)
+    );
+    let exec = match written {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(execution = %exec.name_any(), error = %e, "Processing status not written");
+            match fetch(exec, ctx).await? {
+                Some(e) => e,
+                None => {
+                    // The Execution is gone: so is the need for its result.
+                    give_back(&warm, &claimed, session, ctx).await;
+                    return Ok(Some(Action::await_change()));
+                }
+            }
+        }
+    };
+    finish_warm(&exec, &warm, claimed, &request, driven, session, attempt, ctx).await.map(Some)
+}
+
+/// How a run in a warm Pod ended: record it, give the Pod back (or discard it), or retry
+/// the Execution elsewhere when the Pod was lost before a result.
+#[allow(clippy::too_many_arguments)]
+async fn finish_warm(
+    exec: &Execution,
+    warm: &claim::Warm,
+    claimed: claim::Claimed,
+    request: &rce_api::protocol::RunRequest,
+    driven: warm::Driven,
+    session: Option<crate::attach::Session>,
+    attempt: u32,
+    ctx: &Context,
+) -> Result<Action> {
+    let uid = exec.uid().unwrap_or_default();
+    let pod_name = claimed.pod.name_any();
+    let opened = match driven {
+        warm::Driven::Result(r) => Ok(r),
+        warm::Driven::Refused(why) => {
+            tracing::warn!(execution = %exec.name_any(), pod = %pod_name, %why, "warm sandbox result refused");
+            Err(why)
+        }
+        warm::Driven::NotRun(why) | warm::Driven::Lost { why, .. } => {
+            if let Some(s) = session {
+                s.close();
+            }
+            claim::discard(warm, &claimed).await?;
+            let message = format!("the warm sandbox {pod_name} was lost before a result ({why}); retrying");
+            ctx.adopt(&key_of(exec));
+            return retry(exec, attempt + 1, message, ctx).await;
+        }
+    };
+    let refused = opened.is_err();
+    let recorded = record(exec, None, opened, &warm::answered(), Some(request), "", ctx).await;
+    ctx.warm_done(&uid);
+    if refused {
+        if let Some(s) = session {
+            s.close();
+        }
+        claim::discard(warm, &claimed).await?;
+    } else {
+        give_back(warm, &claimed, session, ctx).await;
+    }
+    match recorded? {
+        Ok(exec) => expire(&exec, ctx).await,
+        Err(action) => Ok(action),
+    }
+}
+
+/// After a run: the Pod goes back to its pool once its runner proved a clean slate (with
+/// its session kept open for the next claim), or is deleted.
+async fn give_back(
+    warm: &claim::Warm,
+    claimed: &claim::Claimed,
+    session: Option<crate::attach::Session>,
+    ctx: &Context,
+) {
+    let ready = match session {
+        Some(mut s) => warm::await_ready(&mut s, &claimed.key).await.map(|served| (served, s)),
+        None => None,
+    };
+    let result = match ready {
+        Some((served, s)) => match claim::release(warm, claimed, served).await {
+            Ok(true) => {
+                if let Some(uid) = claimed.pod.uid() {
+                    ctx.sessions.put(&uid, s);
+                }
+                Ok(())
+            }
+            Ok(false) => {
+                s.close();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        None => claim::discard(warm, claimed).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(pod = %claimed.pod.name_any(), error = %e, "could not give the warm Pod back");
+    }
+}
+
+/// Follow the claim of an Execution whose run this operator does not hold (it restarted, or
+/// a reconcile found the Execution Processing in a warm Pod): its log decides. A result
+/// printed is taken; a run never started is sent now; a run started is awaited.
+async fn warm_follow(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action> {
+    let Some(warm) = ctx.warm.clone() else { return Ok(Action::requeue(Duration::from_secs(1))) };
+    let ns = exec.namespace().unwrap_or_default();
+    let Some(run_id) = pod.annotations().get(rce_api::warmpool::CLAIMED_RUN_ANNOTATION).cloned() else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let attempt = run_id.rsplit('/').next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (_, plan) = match ctx.plan_for(exec).await? {
+        Ok(rp) => rp,
+        Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
+    };
+    let Some(key) = sandbox::result_key(&pod) else {
+        return fail(exec, FailReason::SandboxLost, "the claimed warm Pod has no result key", ctx).await;
+    };
+    let pool_name = pod.labels().get(rce_api::warmpool::POOL_LABEL).cloned().unwrap_or_default();
+    let pool = warm
+        .pools
+        .get(&ObjectRef::new(&pool_name).within(&ns))
+        .unwrap_or_else(|| Arc::new(rce_api::WarmPool::new(&pool_name, rce_api::WarmPoolSpec::default())));
+    let claimed = claim::Claimed { served: 0, key: key.clone(), pool, pod };
+    let mut request = plan.request.clone();
+    request.run_id = run_id.clone();
+    let (driven, session) = match warm::look_up(ctx, &ns, &claimed.pod.name_any(), &key, &run_id).await {
+        warm::Logged::Result(r) => (warm::Driven::Result(r), None),
+        warm::Logged::NotStarted => warm::run_in(exec, &claimed.pod, &request, true, &key, ctx).await,
+        warm::Logged::Started => warm::run_in(exec, &claimed.pod, &request, false, &key, ctx).await,
+        warm::Logged::Unknown => return Ok(Action::requeue(Duration::from_secs(1))),
+    };
+    tracing::info!(execution = %exec.name_any(), pod = %claimed.pod.name_any(), run = %run_id, "followed a warm run this operator did not start");
+    let exec = match fetch(exec, ctx).await? {
+        Some(e) => e,
+        None => return Ok(Action::await_change()),
+    };
+    if exec.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal()) {
+        give_back(&warm, &claimed, session, ctx).await;
+        return finished(&exec, ctx).await;
+    }
+    finish_warm(&exec, &warm, claimed, &request, driven, session, attempt, ctx).await
+}
+
+/// A Processing Execution whose run is in a warm Pod: follow its claim, or retry when the
+/// Pod is gone.
+async fn warm_processing(exec: &Execution, ctx: &Context) -> Result<Action> {
+    let Some(warm) = ctx.warm.clone() else { return Ok(Action::requeue(Duration::from_secs(1))) };
+    let ns = exec.namespace().unwrap_or_default();
+    let uid = exec.uid().unwrap_or_default();
+    if let Some(pod) = claim::claimed_by(&warm.pods, &ns, &uid) {
+        return warm_follow(exec, Pod::clone(&pod), ctx).await;
+    }
+    // Not in the cache: ask the API before concluding that the Pod is gone.
+    let st = exec.status.clone().unwrap_or_default();
+    let attempt = st.attempts.unwrap_or(1);
+    if let Some(name) = st.pod_name.as_deref() {
+        if let Some(pod) = Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(name).await? {
+            let ours = pod.labels().get(rce_api::warmpool::CLAIMED_BY_LABEL) == Some(&uid);
+            if ours && pod.metadata.deletion_timestamp.is_none() {
+                return warm_follow(exec, pod, ctx).await;
+            }
+        }
+    }
+    let Some(fresh) = fetch(exec, ctx).await? else { return Ok(Action::await_change()) };
+    if fresh.status.as_ref().and_then(|s| s.phase) != Some(Phase::Processing) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let message = format!(
+        "the warm sandbox {} is gone before a result; retrying",
+        st.pod_name.as_deref().unwrap_or("?")
+    );
+    ctx.adopt(&key_of(&fresh));
+    retry(&fresh, attempt + 1, message, ctx).await
 }
 
 /// Log what the controller reports, at a level fitting each.

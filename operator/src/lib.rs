@@ -23,6 +23,7 @@ pub mod queue;
 pub mod sandbox;
 pub mod status;
 pub mod validate;
+pub mod warm;
 
 use std::{sync::Arc, time::Duration};
 
@@ -174,20 +175,27 @@ pub async fn run_until(
         .graceful_shutdown_on(shutdown.clone());
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
     let callbacks = callback::Callbacks::new(config.callback_allow.clone());
-    let ctx = Arc::new(controller::Context::new(
-        client.clone(),
-        config.clone(),
-        controller.store(),
-        runtimes.clone(),
-        pods,
-        pools.clone(),
-        sessions.clone(),
-        recorder.clone(),
-        metrics.clone(),
-        mirror,
-        wake_tx,
-        callbacks,
-    ));
+    let (live, live_writer) =
+        live::Live::new(&config.redis_url, Duration::from_millis(config.redis_timeout_ms));
+    tasks.spawn(live_writer);
+    let ctx = Arc::new(
+        controller::Context::new(
+            client.clone(),
+            config.clone(),
+            controller.store(),
+            runtimes.clone(),
+            pods,
+            pools.clone(),
+            sessions.clone(),
+            recorder.clone(),
+            metrics.clone(),
+            mirror,
+            wake_tx,
+            callbacks,
+        )
+        .with_warm(warm.clone())
+        .with_live(live),
+    );
 
     let g = ctx.clone();
     tasks.spawn(async move {
