@@ -25,7 +25,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use rce_api::Runtime;
+use rce_api::{Runtime, WarmPool};
 use serde_json::{json, Value};
 
 static DEFAULT: LazyLock<Rendered> = LazyLock::new(|| render(&json!({})));
@@ -82,6 +82,10 @@ fn every_option() -> Value {
     v["operator"]["logFormat"] = json!("json");
     v["shim"]["logLevel"] = json!("debug");
     v["shim"]["logFormat"] = json!("json");
+    v["warmPools"] = json!([{"name": "python", "runtime": "python", "replicas": 3,
+                             "limits": {"memoryMiB": 256, "wallTimeMs": 5000}, "maxAge": "20m",
+                             "reuse": {"maxRuns": 10}},
+                            {"name": "py-b", "namespace": "team-b", "runtime": "python"}]);
     v
 }
 
@@ -114,7 +118,7 @@ fn chart_crds_equal_the_generated_crds() {
 }
 
 #[test]
-fn helm_loads_both_crds_from_crds_dir() {
+fn helm_loads_every_crd_from_crds_dir() {
     let mut names = BTreeSet::new();
     for file in chart()["crds"].as_array().expect("crds is a list") {
         for doc in yaml_docs(file["data"].as_str().expect("a CRD file's data")) {
@@ -124,7 +128,8 @@ fn helm_loads_both_crds_from_crds_dir() {
             names.insert(crd.metadata.name.expect("a CRD name"));
         }
     }
-    assert_eq!(names, BTreeSet::from(["executions.rce.dev".to_owned(), "runtimes.rce.dev".to_owned()]));
+    let want = ["executions.rce.dev", "runtimes.rce.dev", "warmpools.rce.dev"];
+    assert_eq!(names, want.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }
 
 #[test]
@@ -231,6 +236,7 @@ fn round_trip(o: &Value) -> Result<(), String> {
         ("rbac.authorization.k8s.io/v1", "Role") => via::<Role>(o),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => via::<RoleBinding>(o),
         ("rce.dev/v1alpha1", "Runtime") => via::<Runtime>(o),
+        ("rce.dev/v1alpha1", "WarmPool") => via::<WarmPool>(o),
         (v, k) => return Err(format!("no type known here for {v} {k}")),
     }?;
     lost(o, &back, "").map_or(Ok(()), Err)
@@ -442,8 +448,11 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
             &["executions", "executions/status", "executions/finalizers"],
             &["get", "list", "watch", "patch", "update", "delete"],
         ),
-        triples(&[""], &["pods"], &["create", "get", "list", "watch", "delete"]),
+        triples(&["rce.dev"], &["warmpools"], &["get", "list", "watch"]),
+        triples(&["rce.dev"], &["warmpools/status"], &["get", "patch", "update"]),
+        triples(&[""], &["pods"], &["create", "get", "list", "watch", "patch", "delete"]),
         triples(&[""], &["pods/log"], &["get"]),
+        triples(&[""], &["pods/attach"], &["create", "get"]),
         triples(&[""], &["configmaps"], &["create", "get", "list", "update", "delete"]),
         triples(&["networking.k8s.io"], &["networkpolicies"], &["get", "create", "patch"]),
         triples(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
@@ -763,6 +772,28 @@ fn runtimes_from_a_values_list_extra_runtimes_and_images() {
     assert_eq!(python.metadata.annotations, Some(btree(&[("a", "b")])), "annotations");
     assert!(n.raw::<Runtime>("python")["spec"].get("name").is_none(), "name leaked into spec");
     assert!(render(&json!({"runtimes": []})).all::<Runtime>().is_empty(), "runtimes: [] installs none");
+}
+
+#[test]
+fn warm_pools_from_a_values_list_in_the_sandbox_namespace_with_the_instance_label() {
+    assert!(DEFAULT.all::<WarmPool>().is_empty(), "no WarmPool by default");
+    let e = render_as(&every_option(), "prod", "rce-system");
+    assert_eq!(e.names::<WarmPool>(), ["py-b", "python"], "WarmPools");
+    let python = e.get::<WarmPool>("python");
+    assert_eq!(python.metadata.namespace.as_deref(), Some("jobs"), "default: the sandbox namespace");
+    assert_eq!(e.get::<WarmPool>("py-b").metadata.namespace.as_deref(), Some("team-b"));
+    assert_eq!(python.spec.runtime, "python");
+    assert_eq!(python.spec.replicas, 3);
+    assert_eq!(python.spec.limits.memory_mib, Some(256));
+    assert_eq!(python.spec.max_age.as_deref(), Some("20m"));
+    assert_eq!(python.spec.max_runs(), 10);
+    assert_eq!(labels(&python.metadata).get("rce.dev/operator").map(String::as_str), Some("blue"), "instance");
+    assert!(e.raw::<WarmPool>("python")["spec"].get("name").is_none(), "name leaked into spec");
+    let plain = render(&json!({"warmPools": [{"name": "python", "runtime": "python"}]}));
+    assert!(!labels(&plain.get::<WarmPool>("python").metadata).contains_key("rce.dev/operator"));
+    assert_refused(json!({"warmPools": [{"name": "python"}]}), "runtime");
+    assert_refused(json!({"warmPools": [{"name": "p", "runtime": "python", "reuse": {"maxRuns": 0}}]}), "maxRuns");
+    assert_refused(json!({"warmPools": [{"name": "p", "runtime": "python", "maxAge": "soon"}]}), "maxAge");
 }
 
 #[test]
