@@ -787,12 +787,19 @@ fn warm_pools_from_a_values_list_in_the_sandbox_namespace_with_the_instance_labe
     assert_eq!(python.spec.limits.memory_mib, Some(256));
     assert_eq!(python.spec.max_age.as_deref(), Some("20m"));
     assert_eq!(python.spec.max_runs(), 10);
-    assert_eq!(labels(&python.metadata).get("rce.dev/operator").map(String::as_str), Some("blue"), "instance");
+    assert_eq!(
+        labels(&python.metadata).get("rce.dev/operator").map(String::as_str),
+        Some("blue"),
+        "instance"
+    );
     assert!(e.raw::<WarmPool>("python")["spec"].get("name").is_none(), "name leaked into spec");
     let plain = render(&json!({"warmPools": [{"name": "python", "runtime": "python"}]}));
     assert!(!labels(&plain.get::<WarmPool>("python").metadata).contains_key("rce.dev/operator"));
     assert_refused(json!({"warmPools": [{"name": "python"}]}), "runtime");
-    assert_refused(json!({"warmPools": [{"name": "p", "runtime": "python", "reuse": {"maxRuns": 0}}]}), "maxRuns");
+    assert_refused(
+        json!({"warmPools": [{"name": "p", "runtime": "python", "reuse": {"maxRuns": 0}}]}),
+        "maxRuns",
+    );
     assert_refused(json!({"warmPools": [{"name": "p", "runtime": "python", "maxAge": "soon"}]}), "maxAge");
 }
 
