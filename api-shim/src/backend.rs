@@ -63,6 +63,87 @@ pub trait StatusStore: Send + Sync + 'static {
         name: &str,
     ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>>;
     fn ping(&self) -> BoxFuture<'_, bool>;
+    /// Follow the Execution's live output stream (`redis_keys::live_key`) from its start
+    /// (id 0): its entries in order, ending after [`Live::End`] or when the store fails. The
+    /// reader pulls (no read-ahead beyond one batch), on a connection of its own.
+    fn live(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Live>, BackendError>> {
+        Box::pin(async { Err(BackendError::Unavailable("no live streams".into())) })
+    }
+    /// Append to an interactive Execution's stdin stream (`redis_keys::stdin_key`).
+    fn send_stdin(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _entry: StdinEntry,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Err(BackendError::Unavailable("no stdin streams".into())) })
+    }
+}
+
+/// Which output stream a live chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutStream::Stdout => "stdout",
+            OutStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One entry of a live output stream, as the operator writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// `k` = `stdout`/`stderr`, `d` = the bytes as read.
+    Output { stream: OutStream, data: Vec<u8> },
+    /// `k` = `stage`, `d` = "compile" or "run".
+    Stage(String),
+    /// `k` = `end`: the run finished; the terminal status follows.
+    End,
+}
+
+impl Live {
+    /// An entry from its fields `k` and `d`; `None` for a kind this shim does not know.
+    pub fn from_fields(k: &[u8], d: Option<Vec<u8>>) -> Option<Live> {
+        match k {
+            b"stdout" => Some(Live::Output { stream: OutStream::Stdout, data: d.unwrap_or_default() }),
+            b"stderr" => Some(Live::Output { stream: OutStream::Stderr, data: d.unwrap_or_default() }),
+            b"stage" => Some(Live::Stage(String::from_utf8_lossy(&d.unwrap_or_default()).into_owned())),
+            b"end" => Some(Live::End),
+            _ => None,
+        }
+    }
+}
+
+/// One entry for an interactive Execution's stdin stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinEntry {
+    /// `k` = `data`, `d` = the bytes.
+    Data(Vec<u8>),
+    /// `k` = `eof`: close the program's stdin.
+    Eof,
+    /// `k` = `signal`, `d` = a signal name ("SIGINT").
+    Signal(String),
+}
+
+impl StdinEntry {
+    /// The entry's fields, `k` then (when it has one) `d`.
+    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        match self {
+            StdinEntry::Data(d) => vec![("k", b"data".to_vec()), ("d", d.clone())],
+            StdinEntry::Eof => vec![("k", b"eof".to_vec())],
+            StdinEntry::Signal(s) => vec![("k", b"signal".to_vec()), ("d", s.as_bytes().to_vec())],
+        }
+    }
 }
 
 /// What the watch cache keeps of an Execution (see [`Cluster::list`]).

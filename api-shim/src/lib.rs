@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod kube_backend;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod outputs;

@@ -11,7 +11,7 @@ use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
 use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Limits, Runtime, RuntimeSpec};
 use tokio::sync::broadcast;
 
-use crate::backend::{BackendError, Cluster, StatusStore};
+use crate::backend::{BackendError, Cluster, Live, StatusStore, StdinEntry};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -143,6 +143,15 @@ pub struct MemoryStatus {
     docs: Mutex<HashMap<(String, String), StatusDocument>>,
     channels: Mutex<HashMap<(String, String), broadcast::Sender<StatusDocument>>>,
     pub down: Mutex<bool>,
+    live: Arc<LiveBook>,
+    stdin: Mutex<HashMap<(String, String), Vec<StdinEntry>>>,
+}
+
+/// The live streams in memory: entries by Execution, and a wake-up for their readers.
+#[derive(Default)]
+struct LiveBook {
+    entries: Mutex<HashMap<(String, String), Vec<Live>>>,
+    changed: tokio::sync::Notify,
 }
 
 impl MemoryStatus {
@@ -154,6 +163,17 @@ impl MemoryStatus {
             let _ = tx.send(doc);
         }
     }
+    /// What the operator does while a program runs: append to its live stream.
+    pub fn append_live(&self, namespace: &str, name: &str, entry: Live) {
+        lock(&self.live.entries).entry((namespace.to_string(), name.to_string())).or_default().push(entry);
+        self.live.changed.notify_waiters();
+    }
+
+    /// What clients wrote to an Execution's stdin stream.
+    pub fn stdin_of(&self, namespace: &str, name: &str) -> Vec<StdinEntry> {
+        lock(&self.stdin).get(&(namespace.to_string(), name.to_string())).cloned().unwrap_or_default()
+    }
+
     pub fn subscribers(&self, namespace: &str, name: &str) -> usize {
         lock(&self.channels).get(&(namespace.to_string(), name.to_string())).map_or(0, |t| t.receiver_count())
     }
@@ -200,6 +220,52 @@ impl StatusStore for MemoryStatus {
 
     fn ping(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { !*lock(&self.down) })
+    }
+
+    fn live(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Live>, BackendError>> {
+        let key = (namespace.to_string(), name.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("redis down".into()));
+            }
+            let book = self.live.clone();
+            Ok(futures::stream::unfold(Some((book, key, 0usize)), |state| async move {
+                let (book, key, at) = state?;
+                loop {
+                    let waker = book.clone();
+                    let notified = waker.changed.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    let next = lock(&book.entries).get(&key).and_then(|v| v.get(at).cloned());
+                    if let Some(e) = next {
+                        let more = (e != Live::End).then_some((book, key, at + 1));
+                        return Some((e, more));
+                    }
+                    notified.await;
+                }
+            })
+            .boxed())
+        })
+    }
+
+    fn send_stdin(
+        &self,
+        namespace: &str,
+        name: &str,
+        entry: StdinEntry,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        let key = (namespace.to_string(), name.to_string());
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("redis down".into()));
+            }
+            lock(&self.stdin).entry(key).or_default().push(entry);
+            Ok(())
+        })
     }
 }
 

@@ -86,6 +86,7 @@ pub fn table(state: &AppState) -> OpenApiRouter<AppState> {
     let piston = || {
         OpenApiRouter::default()
             .routes(routes!(p::execute))
+            .routes(routes!(piston::connect::connect))
             .route_layer(auth())
             .routes(routes!(p::runtimes))
             .layer(flavor(Flavor::Piston))

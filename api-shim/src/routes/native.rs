@@ -17,17 +17,19 @@ use axum::{
     },
     Extension, Json,
 };
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use futures::{Stream, StreamExt};
-use rce_api::{options, Callback, Limits, SourceFile, MAX_RUNS};
+use rce_api::{options, signal::Signal, Callback, Limits, SourceFile, MAX_RUNS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::{
     auth::Tenant,
-    backend::{lookup, watch, ExecView},
+    backend::{lookup, ExecView, Live, OutStream, StdinEntry},
     catalog,
     error::{ApiError, Flavor, JsonBody},
+    live::{watch_live, Chunk, Update, Utf8Carry},
     outputs,
     state::AppState,
     submit::{self, Program, Submission},
@@ -66,6 +68,11 @@ pub struct CreateExecution {
     /// the server's `--callback-allow`.
     #[schema(value_type = Option<Object>)]
     pub callback: Option<Callback>,
+    /// The program's stdin comes from the client while it runs: messages on the
+    /// Execution's WebSocket (`/api/executions/{id}/ws`: `{"type":"stdin","text":"..."}`,
+    /// `{"type":"eof"}`, `{"type":"signal","signal":"SIGINT"}`). `stdin` must be unset.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// Check a submission's files by the domain core's rules (the operator's, word for word).
@@ -102,6 +109,11 @@ pub async fn create(
         options::check(&runtime.spec.compiler_options, compiles, &req.compiler_options)
             .map_err(|e| ApiError::invalid(e.0))?;
     }
+    if req.interactive && req.stdin.is_some() {
+        return Err(ApiError::invalid(
+            "an interactive execution reads its stdin from its WebSocket: give no stdin",
+        ));
+    }
     if let Some(cb) = &req.callback {
         state.callback_policy().check_url(cb.url.trim()).map_err(|e| ApiError::invalid(e.0))?;
     }
@@ -121,6 +133,7 @@ pub async fn create(
     ex.spec.redirect_stderr_to_stdout = req.redirect_stderr_to_stdout;
     ex.spec.compiler_options = req.compiler_options;
     ex.spec.runs = req.runs;
+    ex.spec.interactive = req.interactive;
     ex.spec.callback = req.callback.map(|c| Callback { url: c.url.trim().to_string(), ..c });
     let created = submit::submit_execution(&state, ex).await?;
     Ok((StatusCode::CREATED, Json(ExecutionView::from(&ExecView::from_execution(&created)))))
@@ -148,23 +161,63 @@ pub async fn get_one(
     Ok(Json(ExecutionView::from(&view).with_outputs(&out)))
 }
 
-async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Receiver<ExecView>, ApiError> {
+async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Receiver<Update>, ApiError> {
     if !submit::plausible_name(id) {
         return Err(ApiError::not_found(format!("no execution {id:?}")));
     }
-    watch(
+    watch_live(
         state.cluster.clone(),
         state.status.clone(),
         state.poll_interval,
         &tenant.namespace,
         id,
         Duration::from_secs(state.config.stream_max_secs),
+        state.cap().output_bytes,
     )
     .await
 }
 
+/// The JSON of a live output chunk: `{"stream":"stdout","text":"..."}` when the bytes are
+/// UTF-8 (a character split across two reads waits for its end), else
+/// `{"stream":"stdout","base64":"..."}`.
+pub fn output_json(stream: OutStream, chunk: Chunk) -> serde_json::Value {
+    match chunk {
+        Chunk::Text(t) => serde_json::json!({"stream": stream.as_str(), "text": t}),
+        Chunk::Bytes(b) => serde_json::json!({"stream": stream.as_str(), "base64": B64.encode(b)}),
+    }
+}
+
+/// The live updates as (event name, JSON) pairs, the status views as ExecutionView JSON;
+/// what an incomplete character still held at the end is flushed before the terminal view.
+fn messages(update: Update, carry: &mut Utf8Carry) -> Vec<(&'static str, serde_json::Value, bool)> {
+    match update {
+        Update::Status(v) => {
+            let mut out = Vec::new();
+            if v.is_terminal() {
+                for s in [OutStream::Stdout, OutStream::Stderr] {
+                    if let Some(c) = carry.flush(s) {
+                        out.push(("output", output_json(s, c), false));
+                    }
+                }
+            }
+            let view = serde_json::to_value(ExecutionView::from(&*v)).unwrap_or_default();
+            out.push(("status", view, v.is_terminal()));
+            out
+        }
+        Update::Live(Live::Output { stream, data }) => carry
+            .push(stream, &data)
+            .map(|c| vec![("output", output_json(stream, c), false)])
+            .unwrap_or_default(),
+        Update::Live(Live::Stage(stage)) => vec![("stage", serde_json::json!({"stage": stage}), false)],
+        Update::Live(Live::End) => Vec::new(),
+    }
+}
+
 /// Server-sent events: one `status` event per status change (data: the ExecutionView JSON),
-/// then an `end` event after the terminal one, and the stream closes.
+/// and, while the program runs in a serving sandbox, its output as it comes: `output`
+/// events (`{"stream":"stdout"|"stderr","text":"..."}`, or `"base64"` instead of `"text"`
+/// for bytes that are not UTF-8) and `stage` events (`{"stage":"compile"|"run"}`); then an
+/// `end` event after the terminal status, and the stream closes.
 #[utoipa::path(get, path = "/api/executions/{id}/events", tag = "rce", params(("id" = String, Path)),
     responses((status = 200, description = "text/event-stream of ExecutionView", content_type = "text/event-stream"), (status = 404)))]
 pub async fn events(
@@ -173,17 +226,27 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let rx = follow(&state, &tenant, &id).await?;
-    let updates = tokio_stream::wrappers::ReceiverStream::new(rx).map(|v| {
-        let view = ExecutionView::from(&v);
-        let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
-        Ok(Event::default().event("status").data(data))
+    let mut carry = Utf8Carry::default();
+    let updates = tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(move |u| {
+        let events: Vec<Result<Event, Infallible>> = messages(u, &mut carry)
+            .into_iter()
+            .map(|(name, json, _)| Ok(Event::default().event(name).data(json.to_string())))
+            .collect();
+        futures::stream::iter(events)
     });
     let end = futures::stream::once(async { Ok(Event::default().event("end").data("{}")) });
     Ok(Sse::new(updates.chain(end)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// WebSocket: one text message (ExecutionView JSON) per status change; closed with 1000
-/// after the terminal one.
+/// WebSocket: one text message (ExecutionView JSON) per status change; while the program
+/// runs in a serving sandbox, also its output as it comes (`{"type":"output","stream":
+/// "stdout","text":"..."}` or with `"base64"`, and `{"type":"stage","stage":"run"}`; the
+/// status messages have no `type`); closed with 1000 after the terminal status. For an
+/// interactive Execution the client sends the program's stdin: `{"type":"stdin","text":
+/// "..."}` (or `"base64"`), `{"type":"eof"}`, `{"type":"signal","signal":"SIGINT"}`; a
+/// refused message is answered with `{"type":"error","message":"..."}`. A client that goes
+/// away does not stop the program (it may connect again; the output is replayed from the
+/// start).
 #[utoipa::path(get, path = "/api/executions/{id}/ws", tag = "rce", params(("id" = String, Path)),
     responses((status = 101, description = "WebSocket of ExecutionView messages"), (status = 404)))]
 pub async fn ws(
@@ -195,24 +258,98 @@ pub async fn ws(
     let upgrade =
         upgrade.map_err(|_| ApiError::bad_request("this endpoint needs a WebSocket upgrade request"))?;
     let rx = follow(&state, &tenant, &id).await?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)).into_response())
+    let input = Input {
+        state: state.clone(),
+        namespace: tenant.namespace.clone(),
+        name: id,
+        interactive: None,
+        sent: 0,
+    };
+    Ok(upgrade
+        .max_message_size(state.config.body_limit)
+        .on_upgrade(move |socket| pump(socket, rx, input))
+        .into_response())
 }
 
-async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<ExecView>) {
+/// A native WebSocket's client messages: stdin for an interactive Execution.
+struct Input {
+    state: AppState,
+    namespace: String,
+    name: String,
+    /// Is the Execution interactive? Read at the first message.
+    interactive: Option<bool>,
+    /// Stdin bytes sent so far (at most `--body-limit` per connection).
+    sent: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientMessage {
+    Stdin { text: Option<String>, base64: Option<String> },
+    Eof,
+    Signal { signal: String },
+}
+
+impl Input {
+    /// Forward one client message; `Err`: what to tell the client.
+    async fn handle(&mut self, text: &str) -> Result<(), String> {
+        let msg: ClientMessage =
+            serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))?;
+        if self.interactive.is_none() {
+            let view = lookup(&*self.state.cluster, &*self.state.status, &self.namespace, &self.name, true)
+                .await
+                .map_err(|e| e.message)?;
+            self.interactive = Some(view.and_then(|v| v.spec).is_some_and(|s| s.interactive));
+        }
+        if self.interactive != Some(true) {
+            return Err("this execution is not interactive: it takes no stdin".into());
+        }
+        let entry = match msg {
+            ClientMessage::Stdin { text: Some(t), base64: None } => StdinEntry::Data(t.into_bytes()),
+            ClientMessage::Stdin { text: None, base64: Some(b) } => {
+                StdinEntry::Data(B64.decode(b.trim()).map_err(|_| "base64 is not valid base64".to_string())?)
+            }
+            ClientMessage::Stdin { .. } => return Err("stdin takes one of text and base64".into()),
+            ClientMessage::Eof => StdinEntry::Eof,
+            ClientMessage::Signal { signal } => match Signal::parse(&signal) {
+                Some(s) if !signal.trim().starts_with(|c: char| c.is_ascii_digit()) => {
+                    StdinEntry::Signal(s.name().into_owned())
+                }
+                _ => return Err(format!("unknown signal {signal:?}")),
+            },
+        };
+        if let StdinEntry::Data(d) = &entry {
+            self.sent += d.len();
+            if self.sent > self.state.config.body_limit {
+                return Err(format!("more than {} bytes of stdin", self.state.config.body_limit));
+            }
+        }
+        self.state.status.send_stdin(&self.namespace, &self.name, entry).await.map_err(|e| {
+            tracing::warn!(error = %e, "stdin write failed");
+            "stdin could not be forwarded (the status store is unavailable)".to_string()
+        })
+    }
+}
+
+async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<Update>, mut input: Input) {
+    let mut carry = Utf8Carry::default();
     loop {
         tokio::select! {
             v = rx.recv() => match v {
-                Some(v) => {
-                    let terminal = v.is_terminal();
-                    let text = serde_json::to_string(&ExecutionView::from(&v)).unwrap_or_else(|_| "{}".into());
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                    if terminal {
-                        let _ = socket
-                            .send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "finished".into() })))
-                            .await;
-                        return;
+                Some(u) => {
+                    for (kind, mut json, terminal) in messages(u, &mut carry) {
+                        if kind != "status" {
+                            json["type"] = kind.into();
+                        }
+                        if socket.send(Message::Text(json.to_string().into())).await.is_err() {
+                            return;
+                        }
+                        if terminal {
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "finished".into() })))
+                                .await;
+                            return;
+                        }
                     }
                 }
                 None => {
@@ -224,6 +361,14 @@ async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<ExecView>) {
             },
             msg = socket.recv() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(t))) => {
+                    if let Err(message) = input.handle(t.as_str()).await {
+                        let e = serde_json::json!({"type": "error", "message": message});
+                        if socket.send(Message::Text(e.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 Some(Ok(_)) => {}
             },
         }

@@ -18,10 +18,13 @@
 //! fields; on a compile error `run` is the compile stage; `output` keeps the arrival order
 //! of stdout and stderr; the outputs are the exact bytes ([`crate::outputs`]).
 //!
+//! Interactive execution: `GET /api/v2/connect`, a WebSocket ([`connect`]).
+//!
 //! Files: [`names`] (the runtime list and lookup), [`parse`] (a raw request validated into
 //! a `Submission`), [`result`] (the result document), [`handlers`]. The routes are served
 //! under `/api/v2` and again under `/api/v2/piston`.
 
+pub mod connect;
 pub mod handlers;
 pub mod names;
 pub mod parse;
