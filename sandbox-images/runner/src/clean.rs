@@ -33,7 +33,8 @@
 //!    writable mount (not `proc`, `sysfs`, `cgroup*`, `devpts`, `mqueue`, and not the dirs of
 //!    check 2) must be unchanged against a manifest taken at start: each entry's path, type,
 //!    mode, owner, size, mtime and ctime (ctime cannot be set back by a program), device
-//!    nodes by their type, mode, owner and device number. At most [`MAX_MANIFEST_ENTRIES`]
+//!    nodes by their type, mode, owner and device number, another mount's root inside one by
+//!    its name only (it is a mount of its own, listed on its own if writable). At most [`MAX_MANIFEST_ENTRIES`]
 //!    entries in all: a mount too large to list cannot be vouched for, so the runner serves
 //!    its first run and then spoils. (In a sandbox with a read-only root file system these
 //!    are a few files: `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`,
@@ -399,7 +400,7 @@ fn manifest(root: &Path, budget: &mut usize) -> Result<Vec<String>, String> {
     let meta = std::fs::symlink_metadata(root).map_err(|e| e.to_string())?;
     let dev = meta.dev();
     let mut out = vec![describe(Path::new("."), &meta, root)];
-    let mut stack = vec![PathBuf::new()];
+    let mut stack = if meta.is_dir() { vec![PathBuf::new()] } else { vec![] };
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
         let Ok(names) = list_names(&dir) else {
@@ -415,8 +416,14 @@ fn manifest(root: &Path, budget: &mut usize) -> Result<Vec<String>, String> {
                 out.push(format!("{} unreadable", rel.display()));
                 continue;
             };
+            if m.dev() != dev {
+                // Another mount's root (`/dev/pts`, `/dev/shm`, a bind-mounted file): only its
+                // name here; the mount itself is in the mount table and listed on its own.
+                out.push(format!("{} mount", rel.display()));
+                continue;
+            }
             out.push(describe(&rel, &m, &path));
-            if m.is_dir() && m.dev() == dev {
+            if m.is_dir() {
                 stack.push(rel);
             }
         }
