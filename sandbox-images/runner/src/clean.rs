@@ -397,7 +397,16 @@ fn unescape(s: &str) -> String {
 /// The manifest of one root: one line per entry, sorted by path, not crossing into other
 /// mounts, never following a symlink.
 fn manifest(root: &Path, budget: &mut usize) -> Result<Vec<String>, String> {
-    let meta = std::fs::symlink_metadata(root).map_err(|e| e.to_string())?;
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        // Out of the runner's reach (the kubelet's termination-message file under root's
+        // 0700 /root): out of the program's too, which runs as the same uid. It stays so as
+        // long as it cannot be reached.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(vec![". unreachable".into()])
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let dev = meta.dev();
     let mut out = vec![describe(Path::new("."), &meta, root)];
     let mut stack = if meta.is_dir() { vec![PathBuf::new()] } else { vec![] };

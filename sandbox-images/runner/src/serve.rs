@@ -4,10 +4,11 @@
 //!
 //! Its life:
 //! 1. the same protections as a cold runner, before anything else: non-dumpable, the result
-//!    key taken from the environment and scrubbed; then stdin and stdout are moved to private
-//!    close-on-exec descriptors and fds 0, 1 and 2 become `/dev/null`
-//!    ([`sys::park_serve_stdio`]): no stage inherits them, and every stage's stdin is a pipe
-//!    of the runner's;
+//!    key taken from the environment and scrubbed; then stdin and stdout are duplicated to
+//!    private close-on-exec descriptors and fds 0, 1 and 2 are made close-on-exec too
+//!    ([`sys::park_serve_stdio`]; they stay open: closing them breaks `pods/attach` on
+//!    containerd): no stage inherits any of them, and every stage's stdin is a pipe of the
+//!    runner's;
 //! 2. it records the [`clean::Baseline`] (before any program has run) and prints
 //!    `Ready{served: 0}`;
 //! 3. it reads [`Input`] lines. `Run` starts a run: `Started`, then `Stage` as each stage

@@ -320,9 +320,15 @@ pub fn signal_program(pgid: libc::pid_t, signal: libc::c_int) {
     }
 }
 
-/// The serving runner's stdin and stdout, moved to private descriptors (close-on-exec, at 10
-/// or above) and replaced, with stderr, by `/dev/null`: no stage ever inherits them. Both are
-/// made non-blocking. Returns (stdin, stdout).
+/// The serving runner's stdin and stdout as private descriptors (close-on-exec, at 10 or
+/// above), both made non-blocking. Returns (stdin, stdout).
+///
+/// Descriptors 0, 1 and 2 stay what the container runtime gave them: replacing them (with
+/// `/dev/null`) breaks `pods/attach` on containerd — measured on the local cluster: a
+/// process that moved its stdout to another descriptor and put `/dev/null` in its place is
+/// never reached by an attach session, one that kept them is. No stage inherits them all the
+/// same: every stage's 0, 1 and 2 are its own pipes (set up by `Command` at spawn), and
+/// every other descriptor of the runner is close-on-exec.
 pub fn park_serve_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: plain system calls on descriptors the runner owns.
     unsafe {
@@ -336,11 +342,12 @@ pub fn park_serve_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
             return Err(io::Error::last_os_error());
         }
         let output = OwnedFd::from_raw_fd(output);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 || libc::dup2(null, 2) < 0 {
-            return Err(io::Error::last_os_error());
+        for fd in 0..3 {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        libc::close(null);
         set_nonblocking(input.as_raw_fd())?;
         set_nonblocking(output.as_raw_fd())?;
         Ok((input, output))
