@@ -274,3 +274,38 @@ async fn connect_the_native_websocket_sends_stdin_and_eof() -> Result<()> {
     assert_eq!((&last["status"], &last["stdout"]), (&json!("Completed"), &json!(want)), "{msgs:?}");
     shim.finish(ns).await
 }
+
+#[tokio::test]
+async fn connect_sse_shows_the_output_of_a_warm_run_as_it_comes() -> Result<()> {
+    use rce_api::WarmPool;
+    let ns = TestNamespace::new("connect-warm").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
+    let pools = Api::<WarmPool>::namespaced(ns.client.clone(), &ns.name);
+    let pool: WarmPool = serde_json::from_value(json!({
+        "apiVersion": "rce.dev/v1alpha1", "kind": "WarmPool",
+        "metadata": {"name": "python", "labels": {rce_tests::operator::LABEL: ns.name}},
+        "spec": {"runtime": "python", "replicas": 1}
+    }))?;
+    pools.create(&Default::default(), &pool).await?;
+    let t = Instant::now();
+    loop {
+        let p = pools.get("python").await?;
+        if p.status.as_ref().is_some_and(|s| s.ready_replicas >= 1) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("the pool has no ready Pod after 120 s: {:?}", p.status);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("warm: the pool was ready after {:?}", t.elapsed());
+    // Not interactive: live output comes from any run in a serving (here warm) sandbox.
+    sse_shows_output_before_the_end(&shim, json!({"language": "python", "source": PRINT_SLEEP_PRINT}))
+        .await?;
+    let list = Api::<Execution>::namespaced(ns.client.clone(), &ns.name).list(&ListParams::default()).await?;
+    let warm: Vec<Option<String>> =
+        list.items.iter().map(|e| e.status.as_ref().and_then(|s| s.warm_pool.clone())).collect();
+    assert_eq!(warm, vec![Some("python".to_string())], "it ran in the pool's Pod");
+    pools.delete("python", &Default::default()).await?;
+    shim.finish(ns).await
+}
