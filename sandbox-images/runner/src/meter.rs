@@ -397,6 +397,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_in_a_reused_cgroup_counts_only_what_it_adds() {
+        // A warm Pod's cgroup after an earlier run: 100 MiB charged, 5 s of CPU, 3 peak tasks.
+        let dir = std::env::temp_dir().join(format!("rce-meter-reuse-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        fake_cgroup_v1(&dir, 100 << 20, 0, 0, 5_000_000_000, 1);
+        let source = Source::Cgroup(CgroupFiles::find(&dir).expect("found"));
+        let meter = Meter::start(&source, &[]).expect("start");
+        // The next stage adds 1 MiB and 10 ms of CPU, and has one task.
+        fake_cgroup_v1(&dir, (100 << 20) + (1 << 20), 0, 0, 5_010_000_000, 2);
+        let u = meter.sample(-1).expect("sample");
+        assert!(u.memory_kib <= 1024, "only the stage's own memory: {u:?}");
+        assert!(u.cpu_us <= 10_000, "only the stage's own CPU time: {u:?}");
+        assert_eq!(u.tasks, 1);
+        // pids.peak (5) did not rise during the stage: no peak is taken from it.
+        assert_eq!(meter.tasks_peak(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn without_a_readable_cgroup_the_meter_uses_proc() {
         assert_eq!(Source::from_env(None), Source::Proc);
         assert_eq!(Source::from_env(Some("proc")), Source::Proc);
