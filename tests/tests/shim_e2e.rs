@@ -628,6 +628,35 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
             let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
             base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or(""))?
         })?;
+        // Interactive mode: the output shows while the program runs, each typed line (Enter)
+        // is its stdin, the EOF button ends it.
+        browser
+            .js("const s = document.getElementById('language'); s.value = 'python'; s.dispatchEvent(new Event('change'));
+                 document.getElementById('code').value = 'import sys\\nprint(\"ready\", flush=True)\\nfor line in sys.stdin:\\n    print(\"echo \" + line.strip(), flush=True)\\nprint(\"bye\")';
+                 const i = document.getElementById('interactive'); i.checked = true; i.dispatchEvent(new Event('change'));")
+            .await?;
+        browser.click("#run").await?;
+        browser.until("return document.getElementById('stdout').textContent.includes('ready')", 120).await?;
+        assert_eq!(browser.js("return document.getElementById('console').hidden").await?, false);
+        browser
+            .js("const t = document.getElementById('typed'); t.value = 'one';
+                 t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));")
+            .await?;
+        browser.until("return document.getElementById('stdout').textContent.includes('echo one')", 60).await?;
+        let verdict = browser.js("return document.getElementById('verdict').textContent").await?;
+        assert!(!verdict.as_str().unwrap_or("").contains("Accepted"), "still running before EOF: {verdict}");
+        std::fs::write(dir.join("playground-interactive.png"), {
+            let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or(""))?
+        })?;
+        browser.click("#eof").await?;
+        let verdict = browser
+            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 60)
+            .await?;
+        assert_eq!(verdict, "Accepted");
+        assert_eq!(browser.js("return document.getElementById('stdout').textContent").await?, "ready\necho one\nbye\n");
+        let log = browser.js("return document.getElementById('log').textContent").await?;
+        assert!(log.as_str().unwrap_or("").contains("stdin: one"), "{log}");
         anyhow::Ok(())
     }
     .await;
