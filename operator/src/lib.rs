@@ -213,6 +213,7 @@ pub async fn run_until(
         sessions,
         recorder,
         metrics.clone(),
+        Duration::from_secs(config.start_timeout_seconds),
     ));
     tasks.spawn(pool::run(pool_stream, pools, warm_pod_stream, pool_ctx, shutdown));
 

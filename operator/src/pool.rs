@@ -49,8 +49,14 @@ use crate::{
 
 /// How long a probe waits for the runner's `ready`.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Probes a new Pod gets before it is deleted and replaced.
+/// A new Pod whose runner has not answered is deleted and replaced after at least this
+/// many failed probes ...
 pub const PROBE_ATTEMPTS: u32 = 3;
+/// ... spread over at least this long (a runner that is slow to start is not given up on a
+/// burst of quick failures).
+pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
+/// Pause after a failed probe before the next.
+const PROBE_RETRY: Duration = Duration::from_millis(500);
 /// How often a pool looks again while something is in flight (Pods starting, a refill
 /// due); Pod events wake it at once for the rest.
 const BUSY_RECHECK: Duration = Duration::from_millis(500);
@@ -93,10 +99,12 @@ pub struct Context {
     pub sessions: Arc<Sessions>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// How long a new Pod may take to start (scheduling, image) before it is replaced.
+    pub start_timeout: Duration,
     /// Pods with a probe in flight, by uid.
     probing: Mutex<HashSet<String>>,
-    /// Failed probes, by Pod uid.
-    probe_failures: Mutex<HashMap<String, u32>>,
+    /// Failed probes (how many, the first when), by Pod uid.
+    probe_failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// Refill backoff, by pool.
     backoff: Mutex<HashMap<(String, String), Backoff>>,
     policies: Mutex<HashSet<String>>,
@@ -115,6 +123,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Context {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         namespaces: Vec<String>,
@@ -123,6 +132,7 @@ impl Context {
         sessions: Arc<Sessions>,
         recorder: Recorder,
         metrics: Arc<Metrics>,
+        start_timeout: Duration,
     ) -> Self {
         Context {
             client,
@@ -132,6 +142,7 @@ impl Context {
             sessions,
             recorder,
             metrics,
+            start_timeout,
             probing: Mutex::default(),
             probe_failures: Mutex::default(),
             backoff: Mutex::default(),
@@ -372,7 +383,12 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     ensure_network_policy(&ctx.client, &ctx.policies, &ns).await?;
     let image = runtime.spec.image.clone();
     let views: Vec<PodView> = pods.iter().map(|p| view(p, &pool, &image)).collect();
-    let start_timeout = Duration::from_secs(120);
+    // A Pod going away keeps no session.
+    for v in views.iter().filter(|v| matches!(v.state, PodState::Deleting | PodState::Dead)) {
+        ctx.sessions.drop_pod(&v.uid);
+        lock(&ctx.opened).remove(&v.uid);
+    }
+    let start_timeout = ctx.start_timeout;
     let decision = decide(pool.spec.replicas.max(0) as usize, &views, start_timeout);
     let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
 
@@ -541,14 +557,14 @@ fn spawn_probe(ctx: Arc<Context>, pool: Arc<WarmPool>, pod: Arc<Pod>) {
                 ctx.recovered(&(pool.namespace().unwrap_or_default(), pool.name_any()));
             }
             Err(why) => {
-                let n = {
+                let (n, first) = {
                     let mut f = lock(&ctx.probe_failures);
-                    let n = f.entry(uid.clone()).or_default();
-                    *n += 1;
-                    *n
+                    let e = f.entry(uid.clone()).or_insert((0, Instant::now()));
+                    e.0 += 1;
+                    *e
                 };
                 tracing::info!(pod = %pod.name_any(), attempt = n, %why, "warm Pod not ready");
-                if n >= PROBE_ATTEMPTS {
+                if n >= PROBE_ATTEMPTS && first.elapsed() >= PROBE_WINDOW {
                     let dp = DeleteParams {
                         preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
                         ..Default::default()
@@ -560,6 +576,8 @@ fn spawn_probe(ctx: Arc<Context>, pool: Arc<WarmPool>, pod: Arc<Pod>) {
                         format!("warm Pod {} did not prove ready ({why}); replacing it", pod.name_any());
                     ctx.event(&pool, EventType::Warning, "NotReady", note).await;
                     ctx.failed(&(ns, pool.name_any()));
+                } else {
+                    tokio::time::sleep(PROBE_RETRY).await;
                 }
             }
         }

@@ -1,0 +1,393 @@
+//! WarmPools against the real cluster: each test runs its own operator in-process, serving
+//! only its own namespace (and only WarmPools labelled `rce.dev/operator=<namespace>`, as its
+//! Executions). The Runtime `python` must be installed (`make up`), its image built with the
+//! serving runner (`rce-runner --serve`); `RCE_TEST_WARM_RUNTIME` names another Runtime to
+//! use instead (one of Python's images, e.g. a newer build not yet installed as `python`).
+//!
+//! - a pool fills to `replicas` with Pods proven ready, `kubectl scale` grows and shrinks
+//!   it, a deleted idle Pod is replaced, every warm Pod passes the restricted Pod Security
+//!   profile's checks, and `kubectl get warmpools` prints the columns;
+//! - concurrent claims (two claimers with caches of their own, as two operator replicas,
+//!   several claims each) against a pool of two Pods: at most two succeed, never one Pod
+//!   twice.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use futures::StreamExt;
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use kube::{
+    api::{Api, DeleteParams, ListParams, PostParams},
+    runtime::{reflector, watcher, WatchStreamExt},
+    Client, ResourceExt,
+};
+use rce_api::{
+    warmpool::{
+        CLAIMED_BY_LABEL, CLAIMED_RUN_ANNOTATION, POOL_LABEL, STATE_CLAIMED, STATE_IDLE, STATE_LABEL,
+    },
+    Execution, Runtime, WarmPool,
+};
+use rce_operator::{claim, validate};
+use rce_tests::{exec::Engine, operator::LABEL, with_engine};
+
+/// How long a pool may take to reach a size (Pods start in about a second each on the
+/// local cluster; two cores).
+const FILL: Duration = Duration::from_secs(90);
+
+/// The Runtime the pools keep warm.
+fn runtime_name() -> String {
+    std::env::var("RCE_TEST_WARM_RUNTIME").unwrap_or_else(|_| "python".into())
+}
+
+fn pool_object(name: &str, ns: &str, replicas: i32) -> Result<WarmPool> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "rce.dev/v1alpha1",
+        "kind": "WarmPool",
+        "metadata": {"name": name, "namespace": ns, "labels": {LABEL: ns}},
+        "spec": {"runtime": runtime_name(), "replicas": replicas, "limits": {"memoryMiB": 128, "wallTimeMs": 5000}},
+    }))?)
+}
+
+fn pools(eng: &Engine) -> Api<WarmPool> {
+    eng.ns.api()
+}
+
+/// The pool's Pods that are not being deleted.
+async fn live_pods(eng: &Engine, pool: &str) -> Result<Vec<Pod>> {
+    let lp = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));
+    Ok(eng
+        .pods()
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+fn state(p: &Pod) -> String {
+    p.labels().get(STATE_LABEL).cloned().unwrap_or_default()
+}
+
+/// Wait until the pool's status and its Pods both show `n` Pods, all idle and ready.
+async fn wait_ready(eng: &Engine, pool: &str, n: i32) -> Result<WarmPool> {
+    let t0 = Instant::now();
+    loop {
+        let wp = pools(eng).get(pool).await?;
+        let st = wp.status.clone().unwrap_or_default();
+        let pods = live_pods(eng, pool).await?;
+        let idle = pods.iter().filter(|p| state(p) == STATE_IDLE).count();
+        if st.ready_replicas == n && st.replicas == n && pods.len() == n as usize && idle == n as usize {
+            eprintln!("pool {pool}: {n} ready after {:?}", t0.elapsed());
+            return Ok(wp);
+        }
+        if t0.elapsed() > FILL {
+            let states: Vec<(String, String)> = pods.iter().map(|p| (p.name_any(), state(p))).collect();
+            bail!("pool {pool} never reached {n} ready Pods: status {st:?}, Pods {states:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The restricted Pod Security Standard's checks (the ones a Pod spec can fail), on a Pod
+/// as the API server stored it. (Kubernetes 1.20 has no PodSecurity admission to do it.)
+fn restricted_violations(pod: &Pod) -> Vec<String> {
+    let mut v = Vec::new();
+    let Some(spec) = pod.spec.as_ref() else { return vec!["no spec".into()] };
+    for (what, set) in
+        [("hostNetwork", spec.host_network), ("hostPID", spec.host_pid), ("hostIPC", spec.host_ipc)]
+    {
+        if set == Some(true) {
+            v.push(what.into());
+        }
+    }
+    let psc = spec.security_context.clone().unwrap_or_default();
+    let pod_seccomp = psc.seccomp_profile.as_ref().map(|s| s.type_.clone());
+    for vol in spec.volumes.iter().flatten() {
+        let allowed = vol.empty_dir.is_some()
+            || vol.downward_api.is_some()
+            || vol.config_map.is_some()
+            || vol.secret.is_some()
+            || vol.projected.is_some()
+            || vol.csi.is_some()
+            || vol.ephemeral.is_some()
+            || vol.persistent_volume_claim.is_some();
+        if !allowed {
+            v.push(format!("volume {} of a restricted type", vol.name));
+        }
+    }
+    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        let sc = c.security_context.clone().unwrap_or_default();
+        if sc.privileged == Some(true) {
+            v.push(format!("{}: privileged", c.name));
+        }
+        if sc.allow_privilege_escalation != Some(false) {
+            v.push(format!("{}: allowPrivilegeEscalation not false", c.name));
+        }
+        if sc.run_as_non_root.or(psc.run_as_non_root) != Some(true) {
+            v.push(format!("{}: runAsNonRoot not true", c.name));
+        }
+        if sc.run_as_user.or(psc.run_as_user) == Some(0) {
+            v.push(format!("{}: runAsUser 0", c.name));
+        }
+        let seccomp = sc.seccomp_profile.as_ref().map(|s| s.type_.clone()).or(pod_seccomp.clone());
+        if !matches!(seccomp.as_deref(), Some("RuntimeDefault" | "Localhost")) {
+            v.push(format!("{}: seccomp {seccomp:?}", c.name));
+        }
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        if !caps.drop.unwrap_or_default().iter().any(|d| d == "ALL") {
+            v.push(format!("{}: capabilities not dropping ALL", c.name));
+        }
+        if caps.add.unwrap_or_default().iter().any(|a| a != "NET_BIND_SERVICE") {
+            v.push(format!("{}: capabilities added", c.name));
+        }
+        if c.ports.iter().flatten().any(|p| p.host_port.is_some_and(|h| h != 0)) {
+            v.push(format!("{}: hostPort", c.name));
+        }
+    }
+    v
+}
+
+/// The same hardening as a cold sandbox, beyond the profile: no token, no network, the
+/// serving runner with an attachable stdin, no submission in the spec.
+fn sandbox_violations(pod: &Pod) -> Vec<String> {
+    let mut v = Vec::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    if spec.automount_service_account_token != Some(false) {
+        v.push("a service account token".into());
+    }
+    if spec.enable_service_links != Some(false) {
+        v.push("service links".into());
+    }
+    if spec.dns_policy.as_deref() != Some("None") {
+        v.push(format!("dnsPolicy {:?}", spec.dns_policy));
+    }
+    let c = &spec.containers[0];
+    if c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem) != Some(true) {
+        v.push("a writable root filesystem".into());
+    }
+    if !c.command.iter().flatten().any(|a| a == rce_api::serve::SERVE_ARG) || c.stdin != Some(true) {
+        v.push("not a serving runner".into());
+    }
+    if c.stdin_once == Some(true) || c.tty == Some(true) {
+        v.push("stdinOnce or tty".into());
+    }
+    if pod.annotations().contains_key(rce_api::protocol::REQUEST_ANNOTATION) {
+        v.push("a submission in the Pod".into());
+    }
+    if pod.labels().get(rce_api::SANDBOX_LABEL).map(String::as_str) != Some("true") {
+        v.push("not selected by the deny-all policy".into());
+    }
+    v
+}
+
+fn kubectl(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("kubectl").args(args).output().context("running kubectl")?;
+    ensure!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn a_pool_fills_scales_with_kubectl_replaces_a_deleted_pod_and_prints_its_columns() -> Result<()> {
+    with_engine!(operator "warmpool-fill", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        pools(&eng).create(&PostParams::default(), &pool_object("py", &ns, 3)?).await?;
+        let wp = wait_ready(&eng, "py", 3).await?;
+        let st = wp.status.clone().unwrap_or_default();
+        ensure!(st.selector == "rce.dev/pool=py", "selector {:?}", st.selector);
+        ensure!(st.busy == 0 && st.observed_generation == wp.metadata.generation, "{st:?}");
+        ensure!(
+            st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == rce_api::ConditionStatus::True),
+            "{st:?}"
+        );
+        ensure!(
+            eng.ns.api::<NetworkPolicy>().get_opt(rce_operator::sandbox::NETWORK_POLICY).await?.is_some(),
+            "no deny-all NetworkPolicy in the pool's namespace"
+        );
+        let mut uids = HashSet::new();
+        for p in live_pods(&eng, "py").await? {
+            let bad: Vec<String> = restricted_violations(&p).into_iter().chain(sandbox_violations(&p)).collect();
+            ensure!(bad.is_empty(), "warm Pod {}: {bad:?}", p.name_any());
+            ensure!(p.name_any().starts_with("py-"), "{}", p.name_any());
+            ensure!(
+                p.owner_references().iter().any(|o| o.kind == "WarmPool" && o.controller == Some(true)),
+                "{} not owned by its pool",
+                p.name_any()
+            );
+            let id = p.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user);
+            ensure!(id.is_some_and(|id| id >= 100_000) && uids.insert(id), "{}: sandbox uid {id:?}", p.name_any());
+        }
+
+        // The scale subresource, through the real kubectl.
+        kubectl(&["scale", "warmpool", "py", "-n", &ns, "--replicas=5"])?;
+        wait_ready(&eng, "py", 5).await?;
+        kubectl(&["scale", "warmpool", "py", "-n", &ns, "--replicas=1"])?;
+        wait_ready(&eng, "py", 1).await?;
+        let scale = kubectl(&["get", "--raw", &format!("/apis/rce.dev/v1alpha1/namespaces/{ns}/warmpools/py/scale")])?;
+        let scale: serde_json::Value = serde_json::from_str(&scale)?;
+        ensure!(scale["spec"]["replicas"] == 1 && scale["status"]["replicas"] == 1, "{scale}");
+        ensure!(scale["status"]["selector"] == "rce.dev/pool=py", "{scale}");
+
+        // A deleted idle Pod is replaced by a new one, proven ready.
+        let old = live_pods(&eng, "py").await?.remove(0);
+        eng.pods().delete(&old.name_any(), &DeleteParams::default()).await?;
+        let t0 = Instant::now();
+        let new = loop {
+            let pods = live_pods(&eng, "py").await?;
+            if let Some(p) = pods.iter().find(|p| p.uid() != old.uid() && state(p) == STATE_IDLE) {
+                break p.clone();
+            }
+            ensure!(t0.elapsed() < FILL, "the deleted Pod was not replaced: {pods:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        eprintln!("deleted idle Pod replaced by a ready one in {:?}", t0.elapsed());
+        ensure!(restricted_violations(&new).is_empty() && sandbox_violations(&new).is_empty());
+        wait_ready(&eng, "py", 1).await?;
+
+        // kubectl get warmpools: the columns read well.
+        let table = kubectl(&["get", "warmpools", "-n", &ns])?;
+        eprintln!("{table}");
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        ensure!(header == ["NAME", "RUNTIME", "DESIRED", "READY", "BUSY", "HITS", "MISSES", "AGE"], "{table}");
+        let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let rt = runtime_name();
+        ensure!(row.get(..7) == Some(&["py", rt.as_str(), "1", "1", "0", "0", "0"][..]), "{table}");
+        Ok(())
+    })
+}
+
+/// A Store of `K` in `ns`, filled (a reflector of the test's own).
+async fn store<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+) -> Result<(reflector::Store<K>, tokio::task::JoinHandle<()>)>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let task = tokio::spawn(
+        reflector::reflector(writer, watcher(api, wc))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|_| async {}),
+    );
+    reader.wait_until_ready().await?;
+    Ok((reader, task))
+}
+
+/// A claimer as one operator replica has it: caches of its own.
+async fn claimer(client: &Client, ns: &str) -> Result<(Arc<claim::Warm>, Vec<tokio::task::JoinHandle<()>>)> {
+    let (pools, t1) = store(Api::<WarmPool>::namespaced(client.clone(), ns), Default::default()).await?;
+    let (pods, t2) =
+        store(Api::<Pod>::namespaced(client.clone(), ns), watcher::Config::default().labels(POOL_LABEL))
+            .await?;
+    let (runtimes, t3) = store(Api::<Runtime>::all(client.clone()), Default::default()).await?;
+    let warm = claim::Warm::new(
+        client.clone(),
+        pools,
+        pods,
+        runtimes,
+        rce_operator::config::SandboxSettings::default(),
+        Arc::new(rce_operator::metrics::Metrics::default()),
+    );
+    Ok((Arc::new(warm), vec![t1, t2, t3]))
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_one_pod_out_twice() -> Result<()> {
+    with_engine!(operator "warmpool-race", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        pools(&eng).create(&PostParams::default(), &pool_object("py", &ns, 2)?).await?;
+        wait_ready(&eng, "py", 2).await?;
+        let client = eng.ns.client.clone();
+        let runtime = Api::<Runtime>::all(client.clone()).get(&runtime_name()).await?;
+        let settings = rce_operator::config::SandboxSettings::default();
+        let spec: rce_api::ExecutionSpec =
+            serde_json::from_value(serde_json::json!({"language": runtime_name(), "source": "print(1)",
+                                                     "limits": {"memoryMiB": 64, "wallTimeMs": 2000}}))?;
+        let plan = validate::plan(&spec, &runtime, &settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Two replicas, each with caches of its own, four claims each, all at once.
+        let (a, ta) = claimer(&client, &ns).await?;
+        let (b, tb) = claimer(&client, &ns).await?;
+        // Both caches see both Pods idle before anyone claims.
+        for w in [&a, &b] {
+            let t0 = Instant::now();
+            while w.pods.state().iter().filter(|p| state(p) == STATE_IDLE).count() < 2 {
+                ensure!(t0.elapsed() < Duration::from_secs(10), "a claimer's cache never saw 2 idle Pods");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let mut claims = Vec::new();
+        for i in 0..8 {
+            let warm = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (pool, shape) = claim::fitting_pool(&warm.pools, &ns, &runtime, &plan, &settings)
+                .context("the python Execution does not fit the pool")?;
+            let exec: Execution = serde_json::from_value(serde_json::json!({
+                "apiVersion": "rce.dev/v1alpha1", "kind": "Execution",
+                "metadata": {"name": format!("e{i}"), "namespace": ns, "uid": format!("uid-{i}")},
+                "spec": {"language": runtime_name(), "source": "print(1)"},
+            }))?;
+            claims.push(tokio::spawn(async move {
+                claim::claim(&warm, pool, &shape, &exec, &format!("uid-{i}/1")).await.map(|c| (i, c))
+            }));
+        }
+        let mut won: BTreeMap<String, String> = BTreeMap::new();
+        let mut misses = 0;
+        for c in claims {
+            match c.await?? {
+                (i, Some(claimed)) => {
+                    let pod = claimed.pod.name_any();
+                    ensure!(claimed.key.len() == 32, "the claimed Pod's key");
+                    if let Some(other) = won.insert(pod.clone(), format!("uid-{i}")) {
+                        bail!("Pod {pod} claimed twice: by {other} and by uid-{i}");
+                    }
+                }
+                (_, None) => misses += 1,
+            }
+        }
+        eprintln!("claims: {} won ({won:?}), {misses} ran cold", won.len());
+        ensure!(won.len() <= 2 && won.len() + misses == 8, "{won:?}, {misses} misses");
+        ensure!(!won.is_empty(), "no claim succeeded against 2 idle Pods");
+        // The API server's copy agrees: each claimed Pod names exactly its one winner.
+        for (pod, uid) in &won {
+            let p = eng.pods().get(pod).await?;
+            ensure!(state(&p) == STATE_CLAIMED, "{pod}: {:?}", p.labels());
+            ensure!(p.labels().get(CLAIMED_BY_LABEL) == Some(uid), "{pod}: {:?}", p.labels());
+            ensure!(p.annotations().get(CLAIMED_RUN_ANNOTATION) == Some(&format!("{uid}/1")));
+        }
+        // The pool counts them busy, and the hits and misses reach its status.
+        let t0 = Instant::now();
+        loop {
+            let st = pools(&eng).get("py").await?.status.unwrap_or_default();
+            let (hits, miss) = (st.hits, st.misses);
+            // The claimers' tallies are their own (a test process is not the operator), so
+            // only the busy count is the operator's to report.
+            if st.busy == won.len() as i32 {
+                eprintln!("pool status: busy {}, hits {hits}, misses {miss}", st.busy);
+                break;
+            }
+            ensure!(t0.elapsed() < Duration::from_secs(10), "busy never reached {}: {st:?}", won.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for t in ta.into_iter().chain(tb) {
+            t.abort();
+        }
+        Ok(())
+    })
+}
