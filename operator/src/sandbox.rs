@@ -532,43 +532,15 @@ spec:
     fn pod_is_hardened() {
         let (pod, _) = pod();
         assert_eq!(result_key(&pod).unwrap().len(), 32);
+        assert_sandbox_hardening(&pod, None);
         let spec = pod.spec.unwrap();
-        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
-        assert_eq!(spec.automount_service_account_token, Some(false));
-        assert_eq!(spec.enable_service_links, Some(false));
-        assert_eq!(spec.termination_grace_period_seconds, Some(1));
-        assert_eq!(spec.host_network, None);
         assert_eq!(spec.runtime_class_name, None);
         // 2.5 s of wall time, rounded up, plus the 10 s start margin.
         assert_eq!(spec.active_deadline_seconds, Some(13));
-        let psc = spec.security_context.unwrap();
-        assert_eq!(psc.run_as_non_root, Some(true));
-        let uid = psc.run_as_user.unwrap();
-        assert!((100_000..(1 << 31)).contains(&uid), "{uid}");
-        assert_eq!(psc.run_as_group, Some(uid));
-        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
-        assert_eq!(spec.containers.len(), 1);
         let c = &spec.containers[0];
-        assert_eq!(c.image.as_deref(), Some("rce.dev/sandbox-python:abc"));
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
         assert_eq!(c.command.as_deref(), Some(&["/usr/local/bin/rce-runner".to_string()][..]));
-        let sc = c.security_context.as_ref().unwrap();
-        assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(sc.run_as_non_root, Some(true));
-        assert_eq!(sc.privileged, Some(false));
-        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
-        assert!(sc.capabilities.as_ref().unwrap().add.is_none());
-        // The runner's environment: the result key and cgroup accounting; nothing else.
-        let env: Vec<(String, Option<String>)> =
-            c.env.clone().unwrap().into_iter().map(|v| (v.name, v.value)).collect();
-        assert_eq!(
-            env,
-            [
-                (RESULT_KEY_ENV.to_string(), Some(KEY.to_string())),
-                (ACCOUNTING_ENV.to_string(), Some("cgroup".into()))
-            ]
-        );
+        assert_eq!((c.stdin, c.stdin_once, c.tty), (None, None, None));
     }
 
     #[test]
@@ -658,8 +630,8 @@ spec:
         (build_warm_pod(&pool, &shape, &rt, &s, KEY, 123_456), shape)
     }
 
-    /// Every protection of a cold sandbox, field by field.
-    fn assert_hardened(pod: &Pod, uid: Option<i64>) {
+    /// Every protection every sandbox has, field by field.
+    fn assert_sandbox_hardening(pod: &Pod, uid: Option<i64>) {
         let spec = pod.spec.clone().unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.automount_service_account_token, Some(false));
@@ -704,6 +676,13 @@ spec:
                 (ACCOUNTING_ENV.to_string(), Some("cgroup".into()))
             ]
         );
+    }
+
+    /// A serving sandbox: every protection, the runner serving over its attached stdin.
+    fn assert_hardened(pod: &Pod, uid: Option<i64>) {
+        assert_sandbox_hardening(pod, uid);
+        let spec = pod.spec.clone().unwrap();
+        let c = &spec.containers[0];
         // The runner serves over its attached stdin; no request file.
         assert_eq!(
             c.command.as_deref(),
