@@ -309,3 +309,43 @@ async fn connect_sse_shows_the_output_of_a_warm_run_as_it_comes() -> Result<()> 
     pools.delete("python", &Default::default()).await?;
     shim.finish(ns).await
 }
+
+#[tokio::test]
+async fn connect_a_compiled_program_has_its_compile_stage_then_its_run_stage() -> Result<()> {
+    let ns = TestNamespace::new("connect-c").await?;
+    let shim = Shim::start(&ns.name, &[], "").await?;
+    let mut ws = ws(&shim, "/api/v2/connect").await?;
+    let program = "#include <stdio.h>\nint main(void) { char b[64]; if (fgets(b, sizeof b, stdin)) printf(\"C got %s\", b); return 2; }\n";
+    send(&mut ws, json!({"type": "init", "language": "c", "version": "*", "files": [{"content": program}]})).await?;
+    assert_eq!(next(&mut ws, 30).await?.map_err(|c| anyhow::anyhow!("closed with {c}"))?["type"], "runtime");
+    let mut msgs = Vec::new();
+    // Up to the run stage (the compiler's own messages, if any, are compile-stage data).
+    loop {
+        let m = next(&mut ws, 120).await?.map_err(|c| anyhow::anyhow!("closed with {c}: {msgs:?}"))?;
+        let run = m == json!({"type": "stage", "stage": "run"});
+        msgs.push(m);
+        if run {
+            break;
+        }
+    }
+    assert_eq!(msgs.first(), Some(&json!({"type": "stage", "stage": "compile"})), "{msgs:?}");
+    assert_eq!(
+        msgs[msgs.len() - 2],
+        json!({"type": "exit", "stage": "compile", "code": 0, "signal": null}),
+        "{msgs:?}"
+    );
+    send(&mut ws, json!({"type": "data", "stream": "stdin", "data": "x\n"})).await?;
+    let mut rest = Vec::new();
+    let close = loop {
+        match next(&mut ws, 60).await? {
+            Ok(m) => rest.push(m),
+            Err(code) => break code,
+        }
+    };
+    let stdout: String =
+        rest.iter().filter(|m| m["type"] == "data" && m["stream"] == "stdout").filter_map(|m| m["data"].as_str()).collect();
+    assert_eq!(stdout, "C got x\n", "{rest:?}");
+    assert_eq!(rest.last(), Some(&json!({"type": "exit", "stage": "run", "code": 2, "signal": null})), "{rest:?}");
+    assert_eq!(close, 4999);
+    shim.finish(ns).await
+}
