@@ -50,8 +50,13 @@ pub async fn watch_live(
     max: Duration,
     output_cap: u64,
 ) -> Result<mpsc::Receiver<Update>, ApiError> {
-    let mut views = watch(cluster, status.clone(), poll_interval, namespace, name, max).await?;
-    let live = match status.live(namespace, name).await {
+    // Both at once: with Redis down each waits for its timeout, side by side.
+    let (views, live) = tokio::join!(
+        watch(cluster, status.clone(), poll_interval, namespace, name, max),
+        status.live(namespace, name)
+    );
+    let mut views = views?;
+    let live = match live {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::debug!(error = %e, "no live stream; status updates only");
