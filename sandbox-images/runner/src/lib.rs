@@ -13,6 +13,10 @@
 //! environment and scrubbed from its memory before any stage starts; stages get a fresh
 //! environment).
 //!
+//! With [`serve::SERVE_ARG`] (`--serve`) the runner is a warm sandbox's serving runner
+//! instead: idle until the operator sends a request over its stdin, then the same stages with
+//! live frames, a clean-slate proof ([`clean`]) and the next request (see [`serve`]).
+//!
 //! Configuration (for tests and local use; a sandbox uses the defaults):
 //! - the request: argv[1], else `RCE_REQUEST`, else [`protocol::REQUEST_PATH`];
 //! - the work dir: `RCE_WORK_DIR`, else [`protocol::WORK_DIR`];
