@@ -87,8 +87,8 @@ impl Session {
             stdout: true,
             stderr: false,
             tty: false,
-            max_stdin_buf_size: Some(1024 * 1024),
-            max_stdout_buf_size: Some(1024 * 1024),
+            max_stdin_buf_size: None,
+            max_stdout_buf_size: None,
             max_stderr_buf_size: None,
         };
         let mut process =

@@ -336,6 +336,7 @@ pub async fn reconcile(exec: Arc<Execution>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     }
     let _ = ctx.executions.wait_until_ready().await;
+    tracing::trace!(execution = %exec.name_any(), phase = ?exec.status.as_ref().and_then(|s| s.phase), "reconcile");
     let api = Api::<Execution>::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, exec, |event| async {
         match event {
@@ -1066,7 +1067,9 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
     };
     let attempt = exec.status.as_ref().and_then(|s| s.attempts).unwrap_or(0) + 1;
     let run_id = sandbox::run_id(&uid, attempt);
+    let t0 = std::time::Instant::now();
     let Some(claimed) = claim::claim(&warm, pool, &shape, exec, &run_id).await? else { return Ok(None) };
+    let claimed_ms = t0.elapsed().as_millis();
     let mut request = plan.request.clone();
     request.run_id = run_id;
     let old = exec.status.clone().unwrap_or_default();
@@ -1091,7 +1094,16 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
             }
         }
     };
-    finish_warm(&exec, &warm, claimed, &request, driven, session, attempt, ctx).await.map(Some)
+    let ran_ms = t0.elapsed().as_millis();
+    let action = finish_warm(&exec, &warm, claimed, &request, driven, session, attempt, ctx).await;
+    tracing::debug!(
+        execution = %exec.name_any(),
+        claimed_ms,
+        ran_ms,
+        done_ms = t0.elapsed().as_millis(),
+        "warm run"
+    );
+    action.map(Some)
 }
 
 /// How a run in a warm Pod ended: record it, give the Pod back (or discard it), or retry

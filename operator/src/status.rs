@@ -128,6 +128,7 @@ pub fn finished(old: &ExecutionStatus, result: ExecutionStatus, now: &str) -> Ex
         submitted_at: keep.submitted_at,
         started_at: keep.started_at,
         pod_name: keep.pod_name,
+        warm_pool: keep.warm_pool,
         attempts: keep.attempts,
         observed_generation: keep.observed_generation,
         conditions: keep.conditions,
