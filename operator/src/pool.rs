@@ -110,12 +110,30 @@ pub struct Context {
     policies: Mutex<HashSet<String>>,
     /// Uids of the Pods whose session this controller put into [`Sessions`].
     opened: Mutex<HashSet<String>>,
+    /// Creates and deletes the Pod cache has not shown yet, by pool.
+    expected: Mutex<HashMap<(String, String), Expected>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What this controller did that its Pod cache may not show yet (as a ReplicaSet
+/// controller's expectations): so that a reconcile right after a create or delete neither
+/// creates nor deletes a Pod twice.
+#[derive(Debug, Default)]
+struct Expected {
+    /// Names of created Pods, not yet in the cache.
+    created: HashMap<String, Instant>,
+    /// Uids of deleted Pods, still in the cache without a deletionTimestamp.
+    deleted: HashMap<String, Instant>,
+}
+
+/// How long an expectation is kept at most (a watch that missed an event relists).
+const EXPECTATION_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
 struct Backoff {
     failures: u32,
     until: Instant,
+    /// What failed last.
+    why: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -148,6 +166,7 @@ impl Context {
             backoff: Mutex::default(),
             policies: Mutex::default(),
             opened: Mutex::default(),
+            expected: Mutex::default(),
         }
     }
 
@@ -169,12 +188,17 @@ impl Context {
     }
 
     /// A refill failed: wait longer before the next (2^n s, at most [`MAX_BACKOFF`]).
-    fn failed(&self, key: &(String, String)) -> Duration {
+    fn failed(&self, key: &(String, String), why: &str) -> Duration {
         let mut b = lock(&self.backoff);
-        let e = b.entry(key.clone()).or_insert(Backoff { failures: 0, until: Instant::now() });
+        let e = b.entry(key.clone()).or_insert(Backoff {
+            failures: 0,
+            until: Instant::now(),
+            why: String::new(),
+        });
         e.failures = (e.failures + 1).min(16);
         let wait = Duration::from_secs(1 << e.failures.min(6)).min(MAX_BACKOFF);
         e.until = Instant::now() + wait;
+        e.why = why.to_string();
         wait
     }
 
@@ -182,8 +206,11 @@ impl Context {
         lock(&self.backoff).remove(key);
     }
 
-    fn backing_off(&self, key: &(String, String)) -> Option<Duration> {
-        lock(&self.backoff).get(key).and_then(|b| b.until.checked_duration_since(Instant::now()))
+    /// While refills wait after failures: how much longer, and what failed last.
+    fn backing_off(&self, key: &(String, String)) -> Option<(Duration, String)> {
+        let b = lock(&self.backoff);
+        let e = b.get(key)?;
+        Some((e.until.checked_duration_since(Instant::now())?, e.why.clone()))
     }
 }
 
@@ -382,7 +409,29 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     };
     ensure_network_policy(&ctx.client, &ctx.policies, &ns).await?;
     let image = runtime.spec.image.clone();
-    let views: Vec<PodView> = pods.iter().map(|p| view(p, &pool, &image)).collect();
+    let mut views: Vec<PodView> = pods.iter().map(|p| view(p, &pool, &image)).collect();
+    {
+        let mut all = lock(&ctx.expected);
+        let ex = all.entry(key.clone()).or_default();
+        let names: HashSet<String> = views.iter().map(|v| v.name.clone()).collect();
+        ex.created.retain(|n, at| !names.contains(n) && at.elapsed() < EXPECTATION_TTL);
+        ex.deleted.retain(|u, at| {
+            views.iter().any(|v| &v.uid == u && v.state != PodState::Deleting)
+                && at.elapsed() < EXPECTATION_TTL
+        });
+        for v in views.iter_mut().filter(|v| ex.deleted.contains_key(&v.uid)) {
+            v.state = PodState::Deleting;
+        }
+        // Created, not yet seen: starting (no uid: never deleted from here).
+        views.extend(ex.created.keys().map(|n| PodView {
+            name: n.clone(),
+            uid: String::new(),
+            resource_version: String::new(),
+            state: PodState::Starting { running: false },
+            stale: false,
+            age: Duration::ZERO,
+        }));
+    }
     // A Pod going away keeps no session.
     for v in views.iter().filter(|v| matches!(v.state, PodState::Deleting | PodState::Dead)) {
         ctx.sessions.drop_pod(&v.uid);
@@ -393,6 +442,9 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
 
     for (pod_name, uid, rv, why) in &decision.delete {
+        if uid.is_empty() {
+            continue; // created and not yet seen: the next reconcile decides
+        }
         ctx.sessions.drop_pod(uid);
         lock(&ctx.opened).remove(uid);
         lock(&ctx.probe_failures).remove(uid);
@@ -401,7 +453,14 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
             ..Default::default()
         };
         match api.delete(pod_name, &dp).await {
-            Ok(_) => tracing::debug!(pool = %name, pod = %pod_name, why, "warm Pod deleted"),
+            Ok(_) => {
+                tracing::debug!(pool = %name, pod = %pod_name, why, "warm Pod deleted");
+                lock(&ctx.expected)
+                    .entry(key.clone())
+                    .or_default()
+                    .deleted
+                    .insert(uid.clone(), Instant::now());
+            }
             // Changed since (claimed at that moment) or gone: the next reconcile sees it.
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -412,8 +471,8 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
             } else {
                 format!("warm Pod {pod_name} did not start in {} s; replacing it", start_timeout.as_secs())
             };
+            ctx.failed(&key, &note);
             ctx.event(&pool, EventType::Warning, "PodFailed", note).await;
-            ctx.failed(&key);
         }
     }
     for pod_name in &decision.probe {
@@ -424,8 +483,8 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
 
     let mut refill_error = None;
     if decision.create > 0 {
-        if let Some(wait) = ctx.backing_off(&key) {
-            refill_error = Some(format!("refilling after failures; next try in {} s", wait.as_secs().max(1)));
+        if let Some((wait, why)) = ctx.backing_off(&key) {
+            refill_error = Some(format!("{why} (next try in {} s)", wait.as_secs().max(1)));
         } else {
             for _ in 0..decision.create {
                 let pod = sandbox::build_warm_pod(
@@ -436,12 +495,22 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
                     &sandbox::new_result_key(),
                     sandbox::random_sandbox_id(),
                 );
-                if let Err(e) = api.create(&PostParams::default(), &pod).await {
-                    let wait = ctx.failed(&key);
-                    let msg = format!("creating a warm Pod: {e}; retrying in {} s", wait.as_secs());
-                    ctx.event(&pool, EventType::Warning, "RefillFailed", msg.clone()).await;
-                    refill_error = Some(msg);
-                    break;
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(created) => {
+                        lock(&ctx.expected)
+                            .entry(key.clone())
+                            .or_default()
+                            .created
+                            .insert(created.name_any(), Instant::now());
+                    }
+                    Err(e) => {
+                        let why = format!("creating a warm Pod: {e}");
+                        let wait = ctx.failed(&key, &why);
+                        let msg = format!("{why}; retrying in {} s", wait.as_secs());
+                        ctx.event(&pool, EventType::Warning, "RefillFailed", msg.clone()).await;
+                        refill_error = Some(msg);
+                        break;
+                    }
                 }
             }
         }
@@ -534,8 +603,12 @@ async fn write_status(
     if next == old {
         return Ok(false);
     }
+    // Conditional on the pool as read: the totals are the cached ones plus this process's
+    // counts, so a write from an outdated copy (ours a moment ago, another replica's) must
+    // not replace newer totals. A conflict gives the counts back and reconciles again.
+    let patch = json!({ "metadata": { "resourceVersion": pool.resource_version() }, "status": next });
     let api = Api::<WarmPool>::namespaced(ctx.client.clone(), &ns);
-    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({ "status": next }))).await {
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(changed),
         Err(e) => {
             ctx.warm.give_back(&ns, &name, tally);
@@ -574,8 +647,8 @@ fn spawn_probe(ctx: Arc<Context>, pool: Arc<WarmPool>, pod: Arc<Pod>) {
                         Api::<Pod>::namespaced(ctx.client.clone(), &ns).delete(&pod.name_any(), &dp).await;
                     let note =
                         format!("warm Pod {} did not prove ready ({why}); replacing it", pod.name_any());
+                    ctx.failed(&(ns, pool.name_any()), &note);
                     ctx.event(&pool, EventType::Warning, "NotReady", note).await;
-                    ctx.failed(&(ns, pool.name_any()));
                 } else {
                     tokio::time::sleep(PROBE_RETRY).await;
                 }
@@ -666,6 +739,10 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|r| {
             if let Err(e) = r {
+                if matches!(e, kc::Error::ReconcilerFailed(..)) {
+                    // error_policy logged it (or it was a conflict, retried at once).
+                    return futures::future::ready(());
+                }
                 // Not found / forbidden watches repeat with backoff: one warning a minute.
                 if last_warn.elapsed() > Duration::from_secs(60) {
                     tracing::warn!(error = %e, "WarmPool controller (is the WarmPool CRD installed and allowed?)");

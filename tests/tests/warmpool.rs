@@ -391,3 +391,113 @@ async fn concurrent_claims_never_hand_one_pod_out_twice() -> Result<()> {
         Ok(())
     })
 }
+
+#[tokio::test]
+async fn executions_that_fit_run_warm_and_the_hits_and_misses_reach_the_status() -> Result<()> {
+    with_engine!(operator "warmpool-hits", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        pools(&eng).create(&PostParams::default(), &pool_object("py", &ns, 1)?).await?;
+        wait_ready(&eng, "py", 1).await?;
+        let fits = serde_json::json!({"language": runtime_name(), "source": "print('warm')",
+                                      "limits": {"memoryMiB": 64, "wallTimeMs": 2000}});
+        // Two at once against one Pod: one runs warm; the other warm too if the refill was
+        // quick enough, else cold (a miss).
+        eng.submit_all(&[("a".to_string(), fits.clone()), ("b".to_string(), fits.clone())]).await?;
+        // Above the shape (128 MiB): cold, and no miss (it does not fit).
+        let big = serde_json::json!({"language": runtime_name(), "source": "print('cold')",
+                                     "limits": {"memoryMiB": 200}});
+        eng.submit("big", big).await?;
+        let mut warm = 0;
+        for name in ["a", "b", "big"] {
+            let e = eng.wait_done(name).await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(rce_tests::exec::verdict(&e) == Some(rce_api::Verdict::Accepted), "{name}: {st:?}");
+            eprintln!("{name}: warmPool {:?}", st.warm_pool);
+            if name == "big" {
+                ensure!(st.warm_pool.is_none(), "an Execution above the shape ran warm: {st:?}");
+            } else if st.warm_pool.as_deref() == Some("py") {
+                warm += 1;
+            }
+        }
+        ensure!(warm >= 1, "no fitting Execution ran warm");
+        let t0 = Instant::now();
+        loop {
+            let st = pools(&eng).get("py").await?.status.unwrap_or_default();
+            if st.hits == warm && st.hits + st.misses == 2 {
+                eprintln!("pool status: hits {}, misses {}", st.hits, st.misses);
+                break;
+            }
+            ensure!(t0.elapsed() < Duration::from_secs(10), "hits {warm} and 2 in all expected: {st:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The pool refills.
+        wait_ready(&eng, "py", 1).await?;
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn pods_past_max_age_are_replaced_one_at_a_time_after_a_ready_replacement() -> Result<()> {
+    with_engine!(operator "warmpool-roll", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        let mut wp = pool_object("py", &ns, 2)?;
+        wp.spec.max_age = Some("6s".into());
+        pools(&eng).create(&PostParams::default(), &wp).await?;
+        wait_ready(&eng, "py", 2).await?;
+        let first: HashSet<String> = live_pods(&eng, "py").await?.iter().filter_map(|p| p.uid()).collect();
+        ensure!(first.len() == 2);
+        // Watch for 20 s: never more than one surplus Pod, and never fewer than 2 idle Pods
+        // once the first were ready (an old one goes only when its replacement is ready).
+        let t0 = Instant::now();
+        let (mut most, mut fewest_idle, mut seen) = (0, usize::MAX, HashSet::new());
+        while t0.elapsed() < Duration::from_secs(20) {
+            let pods = live_pods(&eng, "py").await?;
+            most = most.max(pods.len());
+            fewest_idle = fewest_idle.min(pods.iter().filter(|p| state(p) == STATE_IDLE).count());
+            seen.extend(pods.iter().filter_map(|p| p.uid()));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("roll: {} Pods seen, at most {most} at once, at least {fewest_idle} idle", seen.len());
+        ensure!(most <= 3, "more than one surplus Pod at once: {most}");
+        ensure!(fewest_idle >= 2, "an old Pod went before its replacement was ready: {fewest_idle} idle");
+        ensure!(seen.len() >= 4, "aged Pods were not replaced: {} Pods seen", seen.len());
+        let now: HashSet<String> = live_pods(&eng, "py").await?.iter().filter_map(|p| p.uid()).collect();
+        ensure!(first.is_disjoint(&now), "a Pod older than maxAge is still there");
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn a_refused_refill_is_a_warning_event_and_a_condition() -> Result<()> {
+    with_engine!(operator "warmpool-quota", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        // Room for one Pod only: the second create is refused.
+        let quota: k8s_openapi::api::core::v1::ResourceQuota = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "one-pod"},
+            "spec": {"hard": {"pods": "1"}},
+        }))?;
+        eng.ns.api::<k8s_openapi::api::core::v1::ResourceQuota>().create(&PostParams::default(), &quota).await?;
+        pools(&eng).create(&PostParams::default(), &pool_object("py", &ns, 2)?).await?;
+        let t0 = Instant::now();
+        let cond = loop {
+            let st = pools(&eng).get("py").await?.status.unwrap_or_default();
+            if let Some(c) = st.conditions.iter().find(|c| c.type_ == "Ready" && c.reason.as_deref() == Some("RefillFailed")) {
+                break c.clone();
+            }
+            ensure!(t0.elapsed() < Duration::from_secs(30), "no RefillFailed condition: {st:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(cond.status == rce_api::ConditionStatus::False, "{cond:?}");
+        ensure!(cond.message.as_deref().is_some_and(|m| m.contains("exceeded quota")), "{cond:?}");
+        let events = eng.ns.api::<k8s_openapi::api::core::v1::Event>().list(&ListParams::default()).await?.items;
+        ensure!(
+            events.iter().any(|e| e.reason.as_deref() == Some("RefillFailed")
+                && e.type_.as_deref() == Some("Warning")
+                && e.involved_object.kind.as_deref() == Some("WarmPool")),
+            "no RefillFailed Warning Event: {:?}",
+            events.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
+        );
+        ensure!(live_pods(&eng, "py").await?.len() == 1, "the quota's one Pod");
+        Ok(())
+    })
+}
