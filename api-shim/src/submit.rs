@@ -103,6 +103,8 @@ pub fn build(
                 l
             }),
             annotations: Some(annotations),
+            // The operator's own finalizer, set at once (it would add it first thing).
+            finalizers: Some(vec![rce_api::FINALIZER.to_string()]),
             ..Default::default()
         },
         spec,

@@ -43,7 +43,7 @@ use crate::{
 };
 
 /// The finalizer that removes an Execution's Redis key when it is deleted.
-pub const FINALIZER: &str = "rce.dev/redis-cleanup";
+pub use rce_api::FINALIZER;
 
 /// How often a waiting Execution looks again on its own (slots freed by this operator wake
 /// the next ones at once; this catches the rest).

@@ -58,6 +58,10 @@ pub use warmpool::{WarmPool, WarmPoolSpec, WarmPoolStatus};
 
 /// API group of every rce resource.
 pub const GROUP: &str = "rce.dev";
+/// The operator's finalizer on every Execution (it removes the Execution's Redis key when it
+/// is deleted). The shim creates Executions with it already set, which spares the operator a
+/// round trip before its first real reconcile.
+pub const FINALIZER: &str = "rce.dev/redis-cleanup";
 /// Label put on every sandbox Pod (the NetworkPolicy selects it).
 pub const SANDBOX_LABEL: &str = "rce.dev/sandbox";
 /// Label carrying the owning Execution's name on its sandbox Pod.
