@@ -316,7 +316,8 @@ async fn connect_a_compiled_program_has_its_compile_stage_then_its_run_stage() -
     let shim = Shim::start(&ns.name, &[], "").await?;
     let mut ws = ws(&shim, "/api/v2/connect").await?;
     let program = "#include <stdio.h>\nint main(void) { char b[64]; if (fgets(b, sizeof b, stdin)) printf(\"C got %s\", b); return 2; }\n";
-    send(&mut ws, json!({"type": "init", "language": "c", "version": "*", "files": [{"content": program}]})).await?;
+    send(&mut ws, json!({"type": "init", "language": "c", "version": "*", "files": [{"content": program}]}))
+        .await?;
     assert_eq!(next(&mut ws, 30).await?.map_err(|c| anyhow::anyhow!("closed with {c}"))?["type"], "runtime");
     let mut msgs = Vec::new();
     // Up to the run stage (the compiler's own messages, if any, are compile-stage data).
@@ -342,10 +343,17 @@ async fn connect_a_compiled_program_has_its_compile_stage_then_its_run_stage() -
             Err(code) => break code,
         }
     };
-    let stdout: String =
-        rest.iter().filter(|m| m["type"] == "data" && m["stream"] == "stdout").filter_map(|m| m["data"].as_str()).collect();
+    let stdout: String = rest
+        .iter()
+        .filter(|m| m["type"] == "data" && m["stream"] == "stdout")
+        .filter_map(|m| m["data"].as_str())
+        .collect();
     assert_eq!(stdout, "C got x\n", "{rest:?}");
-    assert_eq!(rest.last(), Some(&json!({"type": "exit", "stage": "run", "code": 2, "signal": null})), "{rest:?}");
+    assert_eq!(
+        rest.last(),
+        Some(&json!({"type": "exit", "stage": "run", "code": 2, "signal": null})),
+        "{rest:?}"
+    );
     assert_eq!(close, 4999);
     shim.finish(ns).await
 }
