@@ -4,9 +4,10 @@
 //! WebSocket's stdin and EOF, and a client that goes away stopping its program.
 //!
 //! The client is a WebSocket client of this file's own (tokio-tungstenite) that speaks
-//! upstream's messages: no maintained published Piston client speaks `/connect` (npm's
-//! `piston-client` and `node-piston` only call `/execute`; upstream's own `cli/` does, but it
-//! pipes the terminal's stdin and cannot wait for an answer before the next line).
+//! upstream's messages: no published Piston client speaks `/connect` (npm's `piston-client`
+//! 1.0.2 depends on `node-fetch` alone, no WebSocket; there is no `node-piston` on npm);
+//! upstream's own `cli/` (`piston -i`) does, but it pipes the terminal's stdin and cannot
+//! wait for an answer before the next line.
 //!
 //! Each test starts the shim from this checkout on a loopback port with an operator of its
 //! own (`rce_tests::shim::Shim`). With no cluster (or no Redis) these tests fail; they never
