@@ -45,6 +45,9 @@ use crate::{
 /// The finalizer that removes an Execution's Redis key when it is deleted.
 pub use rce_api::FINALIZER;
 
+/// A warm run still going after this long is shown `Processing`; a shorter one goes from no
+/// status straight to its verdict.
+const SHOW_PROCESSING_AFTER: Duration = Duration::from_millis(200);
 /// How often a waiting Execution looks again on its own (slots freed by this operator wake
 /// the next ones at once; this catches the rest).
 const PENDING_RECHECK: Duration = Duration::from_secs(2);
@@ -1026,7 +1029,7 @@ async fn serve_cold(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action>
         s.close();
     }
     let opened = match driven {
-        warm::Driven::Result(r) => Ok(r),
+        warm::Driven::Result(r) => Ok(*r),
         warm::Driven::Refused(why) => Err(why),
         warm::Driven::NotRun(why) | warm::Driven::Lost { why, .. } => {
             tracing::info!(execution = %exec.name_any(), pod = %pod.name_any(), %why, "serving sandbox: no result on the stream");
@@ -1075,22 +1078,37 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
     let old = exec.status.clone().unwrap_or_default();
     let mut next = status::processing(&old, &claimed.pod.name_any(), attempt, None, &now());
     next.warm_pool = Some(claimed.pool.name_any());
-    // The status is written while the runner works: the request goes first.
-    let (written, (driven, session)) = tokio::join!(
-        write_status(exec, next, ctx),
-        warm::run_in(exec, &claimed.pod, &request, true, &claimed.key, ctx)
-    );
-    let exec = match written {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(execution = %exec.name_any(), error = %e, "Processing status not written");
-            match fetch(exec, ctx).await? {
-                Some(e) => e,
-                None => {
-                    // The Execution is gone: so is the need for its result.
-                    give_back(&warm, &claimed, session, ctx).await;
-                    return Ok(Some(Action::await_change()));
-                }
+    // The request goes first. A run that takes a while is shown Processing (written while
+    // the runner works); a short one goes straight to its verdict: one write less for each.
+    let (exec, (driven, session)) = {
+        let run = warm::run_in(exec, &claimed.pod, &request, true, &claimed.key, ctx);
+        tokio::pin!(run);
+        match tokio::time::timeout(SHOW_PROCESSING_AFTER, &mut run).await {
+            Ok(out) => {
+                let mut e = exec.clone();
+                e.status = Some(next);
+                (e, out)
+            }
+            Err(_) => {
+                let (written, out) = tokio::join!(write_status(exec, next.clone(), ctx), &mut run);
+                let e = match written {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(execution = %exec.name_any(), error = %e, "Processing status not written");
+                        match fetch(exec, ctx).await? {
+                            Some(mut e) => {
+                                e.status = Some(next);
+                                e
+                            }
+                            None => {
+                                // The Execution is gone: so is the need for its result.
+                                give_back(&warm, &claimed, out.1, ctx).await;
+                                return Ok(Some(Action::await_change()));
+                            }
+                        }
+                    }
+                };
+                (e, out)
             }
         }
     };
@@ -1122,7 +1140,7 @@ async fn finish_warm(
     let uid = exec.uid().unwrap_or_default();
     let pod_name = claimed.pod.name_any();
     let opened = match driven {
-        warm::Driven::Result(r) => Ok(r),
+        warm::Driven::Result(r) => Ok(*r),
         warm::Driven::Refused(why) => {
             tracing::warn!(execution = %exec.name_any(), pod = %pod_name, %why, "warm sandbox result refused");
             Err(why)
@@ -1138,8 +1156,35 @@ async fn finish_warm(
         }
     };
     let refused = opened.is_err();
-    let recorded = record(exec, None, opened, &warm::answered(), Some(request), "", ctx).await;
-    ctx.warm_done(&uid);
+    // The result is in hand and nowhere else once the Pod is given back: a conflict (the
+    // Execution changed since it was read) is met by reading it again, a few times.
+    let mut current = exec.clone();
+    let mut recorded = Err(Error::ForeignPod(String::new()));
+    for _ in 0..5 {
+        recorded = record(&current, None, opened.clone(), &warm::answered(), Some(request), "", ctx).await;
+        match &recorded {
+            Err(e) if e.is_conflict() => match fetch(exec, ctx).await {
+                Ok(Some(mut fresh))
+                    if !fresh.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal()) =>
+                {
+                    // Keep what this run knows of itself (its Pod, attempt, start).
+                    let mine = exec.status.clone().unwrap_or_default();
+                    let mut st = fresh.status.clone().unwrap_or_default();
+                    st.pod_name = mine.pod_name;
+                    st.warm_pool = mine.warm_pool;
+                    st.attempts = mine.attempts;
+                    st.started_at = mine.started_at.or(st.started_at);
+                    fresh.status = Some(st);
+                    current = fresh;
+                }
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    if recorded.is_ok() {
+        ctx.warm_done(&uid);
+    }
     if refused {
         if let Some(s) = session {
             s.close();

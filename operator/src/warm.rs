@@ -54,7 +54,7 @@ pub fn budget(request: &RunRequest) -> Duration {
 #[derive(Debug)]
 pub enum Driven {
     /// The result, sealed under the Pod's key and naming this run.
-    Result(RunResult),
+    Result(Box<RunResult>),
     /// A result line that is not this run's to take (bad MAC, garbled).
     Refused(ResultError),
     /// The runner refused the request (it was not idle) or is spoiled: nothing ran.
@@ -162,7 +162,7 @@ pub async fn drive(
                 _ => {}
             },
             Ok(Some(Line::Result(bytes))) => match ResultLine::open(&bytes, key, &run_id) {
-                Ok(r) if r.run_id == run_id => return Driven::Result(r),
+                Ok(r) if r.run_id == run_id => return Driven::Result(Box::new(r)),
                 // A sealed result of an earlier run on this stream: not ours.
                 Err(ResultError::WrongRun { .. }) => {}
                 Ok(_) => {}
@@ -219,7 +219,7 @@ pub async fn read_log(ctx: &Context, ns: &str, pod: &str) -> Option<Vec<u8>> {
 /// What the log says about run `run_id`.
 #[derive(Debug)]
 pub enum Logged {
-    Result(RunResult),
+    Result(Box<RunResult>),
     Started,
     NotStarted,
     /// The log could not be read.
@@ -230,7 +230,7 @@ pub async fn look_up(ctx: &Context, ns: &str, pod: &str, key: &[u8], run_id: &st
     match read_log(ctx, ns, pod).await {
         None => Logged::Unknown,
         Some(log) => match attach::find_result(&log, key, run_id) {
-            Some(r) => Logged::Result(r),
+            Some(r) => Logged::Result(Box::new(r)),
             None if attach::started_in(&log, run_id) => Logged::Started,
             None => Logged::NotStarted,
         },
