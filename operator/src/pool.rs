@@ -128,6 +128,28 @@ struct Expected {
 /// How long an expectation is kept at most (a watch that missed an event relists).
 const EXPECTATION_TTL: Duration = Duration::from_secs(30);
 
+/// Apply what this controller did to what the cache shows: Pods it deleted are going away,
+/// Pods it created and the cache has not shown yet are starting (with no uid: never deleted
+/// before they are seen). Expectations the cache has caught up with are dropped.
+fn expect(ex: &mut Expected, views: &mut Vec<PodView>) {
+    let names: HashSet<String> = views.iter().map(|v| v.name.clone()).collect();
+    ex.created.retain(|n, at| !names.contains(n) && at.elapsed() < EXPECTATION_TTL);
+    ex.deleted.retain(|u, at| {
+        views.iter().any(|v| &v.uid == u && v.state != PodState::Deleting) && at.elapsed() < EXPECTATION_TTL
+    });
+    for v in views.iter_mut().filter(|v| ex.deleted.contains_key(&v.uid)) {
+        v.state = PodState::Deleting;
+    }
+    views.extend(ex.created.keys().map(|n| PodView {
+        name: n.clone(),
+        uid: String::new(),
+        resource_version: String::new(),
+        state: PodState::Starting { running: false },
+        stale: false,
+        age: Duration::ZERO,
+    }));
+}
+
 #[derive(Debug, Clone)]
 struct Backoff {
     failures: u32,
@@ -410,28 +432,7 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     ensure_network_policy(&ctx.client, &ctx.policies, &ns).await?;
     let image = runtime.spec.image.clone();
     let mut views: Vec<PodView> = pods.iter().map(|p| view(p, &pool, &image)).collect();
-    {
-        let mut all = lock(&ctx.expected);
-        let ex = all.entry(key.clone()).or_default();
-        let names: HashSet<String> = views.iter().map(|v| v.name.clone()).collect();
-        ex.created.retain(|n, at| !names.contains(n) && at.elapsed() < EXPECTATION_TTL);
-        ex.deleted.retain(|u, at| {
-            views.iter().any(|v| &v.uid == u && v.state != PodState::Deleting)
-                && at.elapsed() < EXPECTATION_TTL
-        });
-        for v in views.iter_mut().filter(|v| ex.deleted.contains_key(&v.uid)) {
-            v.state = PodState::Deleting;
-        }
-        // Created, not yet seen: starting (no uid: never deleted from here).
-        views.extend(ex.created.keys().map(|n| PodView {
-            name: n.clone(),
-            uid: String::new(),
-            resource_version: String::new(),
-            state: PodState::Starting { running: false },
-            stale: false,
-            age: Duration::ZERO,
-        }));
-    }
+    expect(lock(&ctx.expected).entry(key.clone()).or_default(), &mut views);
     // A Pod going away keeps no session.
     for v in views.iter().filter(|v| matches!(v.state, PodState::Deleting | PodState::Dead)) {
         ctx.sessions.drop_pod(&v.uid);
@@ -833,6 +834,31 @@ mod tests {
         // A stale claimed Pod is left alone (release deletes it).
         let d = decide(1, &[v("a", PodState::Claimed, true, 30)], T);
         assert_eq!(d, Decision::default());
+    }
+
+    #[test]
+    fn creates_and_deletes_the_cache_has_not_shown_are_not_done_twice() {
+        let mut ex = Expected::default();
+        ex.created.insert("new".into(), Instant::now());
+        ex.deleted.insert("uid-old".into(), Instant::now());
+        let mut views = vec![v("old", PodState::Idle, false, 30), v("a", PodState::Idle, false, 5)];
+        expect(&mut ex, &mut views);
+        // 2 replicas: "a" and the created one; "old" is going away. Nothing to do.
+        let d = decide(2, &views, T);
+        assert_eq!((d.create, d.delete.len()), (0, 0), "{d:?}");
+        // Scaling down to 1 never deletes the unseen one by name (it has no uid yet).
+        let d = decide(1, &views, T);
+        assert!(d.delete.iter().all(|x| !x.1.is_empty()), "{d:?}");
+        // The cache catches up: the created Pod is seen, the deleted one is being deleted.
+        let mut views = vec![
+            v("old", PodState::Deleting, false, 30),
+            v("a", PodState::Idle, false, 5),
+            v("new", RUNNING, false, 1),
+        ];
+        expect(&mut ex, &mut views);
+        assert!(ex.created.is_empty() && ex.deleted.is_empty());
+        assert_eq!(views.len(), 3);
+        assert_eq!(decide(2, &views, T).create, 0);
     }
 
     #[test]
