@@ -344,14 +344,19 @@ async fn concurrent_claims_never_hand_one_pod_out_twice() -> Result<()> {
                 "spec": {"language": runtime_name(), "source": "print(1)"},
             }))?;
             claims.push(tokio::spawn(async move {
-                claim::claim(&warm, pool, &shape, &exec, &format!("uid-{i}/1")).await.map(|c| (i, c))
+                let t = Instant::now();
+                let c = claim::claim(&warm, pool, &shape, &exec, &format!("uid-{i}/1")).await;
+                eprintln!("claim {i}: {} in {:?}", if matches!(c, Ok(Some(_))) { "won" } else { "lost" }, t.elapsed());
+                c.map(|c| (i, c))
             }));
         }
         let mut won: BTreeMap<String, String> = BTreeMap::new();
+        let mut held = Vec::new();
         let mut misses = 0;
         for c in claims {
             match c.await?? {
                 (i, Some(claimed)) => {
+                    held.push(claimed.clone());
                     let pod = claimed.pod.name_any();
                     ensure!(claimed.key.len() == 32, "the claimed Pod's key");
                     if let Some(other) = won.insert(pod.clone(), format!("uid-{i}")) {
@@ -385,6 +390,27 @@ async fn concurrent_claims_never_hand_one_pod_out_twice() -> Result<()> {
             ensure!(t0.elapsed() < Duration::from_secs(10), "busy never reached {}: {st:?}", won.len());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Released after one run (no reuse): deleted, and the pool refills; a claim on a
+        // warm connection, uncontended, then takes one of the new Pods.
+        for c in &held {
+            claim::release(&a, c, 1).await?;
+        }
+        wait_ready(&eng, "py", 2).await?;
+        let t0 = Instant::now();
+        while a.pods.state().iter().filter(|p| state(p) == STATE_IDLE).count() < 2 {
+            ensure!(t0.elapsed() < Duration::from_secs(10), "the claimer's cache never saw the new Pods");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (pool, shape) = claim::fitting_pool(&a.pools, &ns, &runtime, &plan, &settings).context("no fit")?;
+        let exec: Execution = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rce.dev/v1alpha1", "kind": "Execution",
+            "metadata": {"name": "solo", "namespace": ns, "uid": "uid-solo"},
+            "spec": {"language": runtime_name(), "source": "print(1)"},
+        }))?;
+        let t = Instant::now();
+        let solo = claim::claim(&a, pool, &shape, &exec, "uid-solo/1").await?.context("an uncontended claim failed")?;
+        eprintln!("an uncontended claim: {:?}", t.elapsed());
+        ensure!(!held.iter().any(|c| c.pod.uid() == solo.pod.uid()), "a released (deleted) Pod was claimed again");
         for t in ta.into_iter().chain(tb) {
             t.abort();
         }
