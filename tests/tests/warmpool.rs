@@ -527,3 +527,46 @@ async fn a_refused_refill_is_a_warning_event_and_a_condition() -> Result<()> {
         Ok(())
     })
 }
+
+#[tokio::test]
+async fn a_reused_pod_serves_max_runs_then_is_replaced() -> Result<()> {
+    with_engine!(operator "warmpool-maxruns", |_| {}, needs ["python"], |eng| {
+        let ns = eng.ns.name.clone();
+        let mut wp = pool_object("py", &ns, 1)?;
+        wp.spec.reuse = Some(rce_api::warmpool::Reuse { max_runs: 2 });
+        pools(&eng).create(&PostParams::default(), &wp).await?;
+        wait_ready(&eng, "py", 1).await?;
+        let spec = serde_json::json!({"language": runtime_name(), "source": "print('again')",
+                                      "limits": {"memoryMiB": 64, "wallTimeMs": 2000}});
+        let mut pods = Vec::new();
+        for (i, name) in ["one", "two", "three"].into_iter().enumerate() {
+            let e = eng.run(name, spec.clone(), rce_tests::exec::WAIT).await?;
+            let st = e.status.clone().unwrap_or_default();
+            ensure!(rce_tests::exec::verdict(&e) == Some(rce_api::Verdict::Accepted), "{name}: {st:?}");
+            ensure!(st.warm_pool.as_deref() == Some("py"), "{name} did not run warm: {st:?}");
+            let pod = st.pod_name.clone().unwrap_or_default();
+            if i == 0 {
+                // Back to idle, one run served.
+                let t0 = Instant::now();
+                loop {
+                    let p = eng.pods().get(&pod).await?;
+                    if state(&p) == STATE_IDLE {
+                        ensure!(p.annotations().get(rce_api::warmpool::SERVED_ANNOTATION).map(String::as_str) == Some("1"));
+                        ensure!(!p.labels().contains_key(CLAIMED_BY_LABEL), "{:?}", p.labels());
+                        break;
+                    }
+                    ensure!(t0.elapsed() < Duration::from_secs(10), "{pod} never went back to idle: {:?}", p.labels());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            pods.push(pod);
+            wait_ready(&eng, "py", 1).await?;
+        }
+        eprintln!("runs went to {pods:?}");
+        ensure!(pods[0] == pods[1], "the second run did not reuse the Pod: {pods:?}");
+        ensure!(pods[2] != pods[1], "a Pod served more than maxRuns: {pods:?}");
+        ensure!(eng.pods().get_opt(&pods[0]).await?.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+                "the Pod that served maxRuns is still there");
+        Ok(())
+    })
+}
