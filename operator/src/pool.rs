@@ -273,7 +273,8 @@ pub enum PodState {
     },
     Idle,
     Claimed,
-    /// Failed, terminated (a spoiled runner exits), or its deadline passed.
+    /// Failed, terminated (a spoiled runner exits), its deadline passed, or its container
+    /// cannot start (no image).
     Dead,
     /// Being deleted.
     Deleting,
@@ -366,6 +367,29 @@ fn container_running(pod: &Pod) -> bool {
         .is_some_and(|s| s.running.is_some())
 }
 
+/// The container cannot start: its image cannot be had or its configuration is refused
+/// (the kubelet would only retry the same).
+fn container_cannot_start(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == sandbox::CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                "ErrImagePull"
+                    | "ImagePullBackOff"
+                    | "ErrImageNeverPull"
+                    | "InvalidImageName"
+                    | "CreateContainerConfigError"
+                    | "CreateContainerError"
+            )
+        })
+}
+
 fn container_terminated(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -385,7 +409,10 @@ pub fn view(pod: &Pod, pool: &WarmPool, image: &str) -> PodView {
     } else if claim::state(pod) == STATE_CLAIMED {
         // Even when it ended: the Execution that claimed it reads its log, then discards it.
         PodState::Claimed
-    } else if matches!(phase, "Failed" | "Succeeded") || container_terminated(pod) {
+    } else if matches!(phase, "Failed" | "Succeeded")
+        || container_terminated(pod)
+        || container_cannot_start(pod)
+    {
         PodState::Dead
     } else {
         match claim::state(pod) {
@@ -463,12 +490,12 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
                     .insert(uid.clone(), Instant::now());
             }
             // Changed since (claimed at that moment) or gone: the next reconcile sees it.
-            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {}
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         }
         if *why == "Failed" || *why == "NotStarted" {
             let note = if *why == "Failed" {
-                format!("warm Pod {pod_name} failed or its runner exited; replacing it")
+                format!("warm Pod {pod_name} failed, cannot start, or its runner exited; replacing it")
             } else {
                 format!("warm Pod {pod_name} did not start in {} s; replacing it", start_timeout.as_secs())
             };
@@ -859,6 +886,41 @@ mod tests {
         assert!(ex.created.is_empty() && ex.deleted.is_empty());
         assert_eq!(views.len(), 3);
         assert_eq!(decide(2, &views, T).create, 0);
+    }
+
+    #[test]
+    fn pods_are_seen_in_their_states() {
+        let pool: WarmPool = serde_yaml::from_str(
+            "{apiVersion: rce.dev/v1alpha1, kind: WarmPool, metadata: {name: py, namespace: a, uid: u}, spec: {runtime: python, replicas: 1, maxAge: 10m}}",
+        )
+        .unwrap();
+        let pod = |labels: serde_json::Value, status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "py-x", "uid": "x", "labels": labels,
+                             "annotations": {IMAGE_ANNOTATION: "img:1"},
+                             "creationTimestamp": rfc3339(Utc::now())},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let running = serde_json::json!({"phase": "Running", "containerStatuses": [{"name": "runner", "ready": true,
+            "restartCount": 0, "image": "img:1", "imageID": "", "state": {"running": {}}}]});
+        let state = |labels, status| view(&pod(labels, status), &pool, "img:1").state;
+        assert_eq!(
+            state(json!({STATE_LABEL: STATE_STARTING}), running.clone()),
+            PodState::Starting { running: true }
+        );
+        assert_eq!(state(json!({STATE_LABEL: STATE_IDLE}), running.clone()), PodState::Idle);
+        assert_eq!(state(json!({STATE_LABEL: STATE_CLAIMED}), json!({"phase": "Failed"})), PodState::Claimed);
+        assert_eq!(state(json!({STATE_LABEL: STATE_IDLE}), json!({"phase": "Failed"})), PodState::Dead);
+        let no_image = json!({"phase": "Pending", "containerStatuses": [{"name": "runner", "ready": false,
+            "restartCount": 0, "image": "img:1", "imageID": "", "state": {"waiting": {"reason": "ErrImageNeverPull"}}}]});
+        assert_eq!(state(json!({STATE_LABEL: STATE_STARTING}), no_image), PodState::Dead);
+        assert!(!view(&pod(json!({STATE_LABEL: STATE_IDLE}), running.clone()), &pool, "img:1").stale);
+        assert!(
+            view(&pod(json!({STATE_LABEL: STATE_IDLE}), running), &pool, "img:2").stale,
+            "an older image"
+        );
     }
 
     #[test]
