@@ -315,6 +315,28 @@ pub async fn release(warm: &Warm, claimed: &Claimed, served_now: u32) -> Result<
     Ok(false)
 }
 
+/// [`release`], handing the Pod's open attach session back with it: the session is in
+/// `sessions` before the Pod is idle again, so the next claimer (who may come the moment
+/// the patch lands) takes it instead of opening a second attach to the same runner; if the
+/// Pod does not go back to idle, the session is closed.
+pub async fn release_with_session(
+    warm: &Warm,
+    sessions: &crate::attach::Sessions,
+    claimed: &Claimed,
+    served_now: u32,
+    session: crate::attach::Session,
+) -> Result<bool> {
+    let uid = claimed.pod.metadata.uid.clone().unwrap_or_default();
+    sessions.put(&uid, session);
+    match release(warm, claimed, served_now).await {
+        Ok(true) => Ok(true),
+        other => {
+            sessions.drop_pod(&uid);
+            other
+        }
+    }
+}
+
 fn still_claimed(pod: &Pod, claimed: &Claimed) -> bool {
     let run = |p: &Pod| p.annotations().get(CLAIMED_RUN_ANNOTATION).cloned();
     state(pod) == STATE_CLAIMED
