@@ -9,10 +9,7 @@ use std::{
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::{
-    core::v1::{ConfigMap, Pod},
-    networking::v1::NetworkPolicy,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::{
     api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
     runtime::{
@@ -265,15 +262,7 @@ impl Context {
 
     /// Make sure the deny-all NetworkPolicy exists in `namespace` (once per process).
     async fn ensure_network_policy(&self, namespace: &str) -> Result<()> {
-        if self.policies.lock().unwrap_or_else(|p| p.into_inner()).contains(namespace) {
-            return Ok(());
-        }
-        let np = sandbox::network_policy(namespace);
-        Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
-            .patch(sandbox::NETWORK_POLICY, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&np))
-            .await?;
-        self.policies.lock().unwrap_or_else(|p| p.into_inner()).insert(namespace.to_string());
-        Ok(())
+        crate::pool::ensure_network_policy(&self.client, &self.policies, namespace).await
     }
 
     async fn event(&self, e: &Execution, type_: EventType, reason: &str, note: String) {
@@ -1212,19 +1201,11 @@ async fn give_back(
         None => None,
     };
     let result = match ready {
-        Some((served, s)) => match claim::release(warm, claimed, served).await {
-            Ok(true) => {
-                if let Some(uid) = claimed.pod.uid() {
-                    ctx.sessions.put(&uid, s);
-                }
-                Ok(())
-            }
-            Ok(false) => {
-                s.close();
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
+        // The session is back in the registry before the Pod is idle again: the next claimer
+        // takes it rather than opening a second attach to the same runner.
+        Some((served, s)) => {
+            claim::release_with_session(warm, &ctx.sessions, claimed, served, s).await.map(|_| ())
+        }
         None => claim::discard(warm, claimed).await,
     };
     if let Err(e) = result {
