@@ -253,12 +253,30 @@ impl Engine {
         done.remove(name).context("finished Execution vanished")
     }
 
-    /// Names of sandbox Pods still in the namespace, waiting up to `grace` for them to go.
+    /// Names of sandbox Pods still in the namespace, waiting up to `grace` for them to go:
+    /// every cold sandbox, and every warm Pod that is not idle or starting (a pool's Pods
+    /// stay, but none of them still claimed).
     pub async fn leftover_sandboxes(&self, grace: Duration) -> Result<Vec<String>> {
+        use rce_api::warmpool::{POOL_LABEL, STATE_IDLE, STATE_LABEL, STATE_STARTING};
         let lp = ListParams::default().labels(rce_api::SANDBOX_LABEL);
+        let pooled_and_free = |p: &Pod| {
+            p.labels().contains_key(POOL_LABEL)
+                && matches!(
+                    p.labels().get(STATE_LABEL).map(String::as_str),
+                    Some(STATE_IDLE | STATE_STARTING)
+                )
+        };
         let deadline = Instant::now() + grace;
         loop {
-            let pods: Vec<String> = self.pods().list(&lp).await?.items.iter().map(|p| p.name_any()).collect();
+            let pods: Vec<String> = self
+                .pods()
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .filter(|p| !pooled_and_free(p))
+                .map(|p| p.name_any())
+                .collect();
             if pods.is_empty() || Instant::now() > deadline {
                 return Ok(pods);
             }

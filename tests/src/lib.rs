@@ -6,6 +6,7 @@ pub mod exec;
 pub mod operator;
 pub mod redis;
 pub mod shim;
+pub mod warm;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};

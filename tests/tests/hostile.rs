@@ -3,6 +3,10 @@
 //! completes Accepted, and afterwards the node is Ready, no sandbox Pod is left and a fresh
 //! hello-world completes.
 //!
+//! Each test runs three times: `runc::*` (the engine's operator), `gvisor::*` (the gvisor
+//! RuntimeClass) and `warm::*` (warm Pods with reuse, pools of the test's own: later programs
+//! run in Pods the earlier hostile ones ran in; see `rce_tests::warm::with_warm_pools`).
+//!
 //! Network probes only ever target a listener this test starts on 127.0.0.1.
 
 use std::{
@@ -16,7 +20,7 @@ use anyhow::{ensure, Context as _, Result};
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::Engine;
 use rce_tests::exec::{describe, epoch_secs, message, nodes_ready, phase, stderr, stdout, verdict};
-use rce_tests::on_runc_and_gvisor;
+use rce_tests::on_runc_gvisor_and_warm;
 use serde_json::json;
 
 use Verdict::*;
@@ -489,7 +493,7 @@ async fn network_probes_reach_nothing(eng: &Engine) -> Result<()> {
     result
 }
 
-on_runc_and_gvisor!(
+on_runc_gvisor_and_warm!(
     hostile_programs_get_verdicts_and_leave_the_node_healthy,
     files_written_by_one_execution_are_gone_in_the_next,
     network_probes_reach_nothing,

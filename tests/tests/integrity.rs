@@ -9,7 +9,9 @@
 //! own, or on the node bound to the pod bridge's own interface.
 //!
 //! Every test runs twice: `runc::*` on the cluster's default runtime through the engine's
-//! operator, `gvisor::*` under the gvisor RuntimeClass through an operator of the test's own.
+//! operator, `gvisor::*` under the gvisor RuntimeClass through an operator of the test's own;
+//! and all but one a third time, `warm::*`, on warm Pods with reuse (pools of the test's own,
+//! see `rce_tests::warm::with_warm_pools`): later attacks run in Pods earlier ones ran in.
 
 use std::{
     net::{SocketAddr, TcpListener, UdpSocket},
@@ -29,7 +31,7 @@ use kube::{
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::Engine;
 use rce_tests::exec::{describe, epoch_secs, message, phase, sandbox_name, stderr, stdout, verdict};
-use rce_tests::{on_runc_and_gvisor, test_image};
+use rce_tests::{on_runc_gvisor_and_warm, test_image};
 use serde_json::json;
 
 use Verdict::*;
@@ -640,13 +642,25 @@ async fn nothing_a_program_prints_wedges_the_queue(eng: &Engine) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The node's disk.
 
-/// The sandbox Pod of `name`, once it exists.
+/// The sandbox Pod of `name`, once it exists: its cold sandbox, or the warm Pod claimed for it.
 async fn sandbox_pod(eng: &Engine, name: &str, timeout: Duration) -> Result<Pod> {
     let deadline = Instant::now() + timeout;
+    let uid = eng.executions().get(name).await?.uid().unwrap_or_default();
     loop {
         let lp = ListParams::default().labels(&format!("{}={name}", rce_api::EXECUTION_LABEL));
         if let Some(p) = eng.pods().list(&lp).await?.items.into_iter().next() {
             return Ok(p);
+        }
+        let lp = ListParams::default().labels(&format!("{}={uid}", rce_api::warmpool::CLAIMED_BY_LABEL));
+        if let Some(p) = eng.pods().list(&lp).await?.items.into_iter().next() {
+            return Ok(p);
+        }
+        // A warm run over before the claim was seen: its Pod stays (reuse).
+        let e = eng.executions().get(name).await?;
+        if let (Some(_), Some(pod)) = (st(&e).warm_pool, st(&e).pod_name) {
+            if let Some(p) = eng.pods().get_opt(&pod).await? {
+                return Ok(p);
+            }
         }
         ensure!(Instant::now() < deadline, "no sandbox Pod for {name} within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1283,7 +1297,11 @@ async fn further_attacks_found_by_red_teaming_stay_closed(eng: &Engine) -> Resul
             json!(null),
             |e| {
                 completed_with(e, Accepted)?;
-                if stdout(e) != "0\nSECRET-STDIN-1234\n" {
+                // A warm Pod gets its request over the attach stream: there is no file.
+                let warm_no_file = st(e).warm_pool.is_some()
+                    && stdout(e) == "SECRET-STDIN-1234\n"
+                    && stderr(e).contains("request.json: No such file");
+                if stdout(e) != "0\nSECRET-STDIN-1234\n" && !warm_no_file {
                     return Err(format!(
                         "the request file showed the stdin, or stdin was lost: {:?}",
                         stdout(e)
@@ -1352,7 +1370,7 @@ async fn further_attacks_found_by_red_teaming_stay_closed(eng: &Engine) -> Resul
     }
 }
 
-on_runc_and_gvisor!(
+on_runc_gvisor_and_warm!(
     a_program_cannot_forge_its_result,
     the_runner_is_out_of_the_programs_reach,
     memory_of_every_kind_counts_and_limits_hold_across_processes,
@@ -1360,7 +1378,9 @@ on_runc_and_gvisor!(
     the_container_log_holds_only_what_the_runner_writes,
     the_result_key_never_reaches_the_program,
     sandbox_names_cannot_collide,
-    a_foreign_pod_holding_a_sandbox_name_is_never_deleted,
     no_traffic_between_sandboxes_or_to_the_node_over_ipv4_or_ipv6,
-    further_attacks_found_by_red_teaming_stay_closed,
+    further_attacks_found_by_red_teaming_stay_closed;
+    // The squatted Execution is handed to the engine's operator (its label removed): about
+    // a cold sandbox's name, never on a warm Pod.
+    cold only: a_foreign_pod_holding_a_sandbox_name_is_never_deleted,
 );
