@@ -1058,6 +1058,12 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
         return Ok(None);
     };
     let attempt = exec.status.as_ref().and_then(|s| s.attempts).unwrap_or(0) + 1;
+    // A cold sandbox of this attempt exists: this copy is older than its start (a reconcile
+    // on a cache behind the operator's own writes). Running it warm too would run it twice.
+    let cold = names::pod_name(&exec.name_any(), &uid, attempt);
+    if ctx.pods.get(&ObjectRef::new(&cold).within(&ns)).is_some_and(|p| owned_by(&p, exec)) {
+        return Ok(None);
+    }
     let run_id = sandbox::run_id(&uid, attempt);
     let t0 = std::time::Instant::now();
     let Some(claimed) = claim::claim(&warm, pool, &shape, exec, &run_id).await? else { return Ok(None) };
