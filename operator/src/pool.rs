@@ -112,7 +112,14 @@ pub struct Context {
     opened: Mutex<HashSet<String>>,
     /// Creates and deletes the Pod cache has not shown yet, by pool.
     expected: Mutex<HashMap<(String, String), Expected>>,
+    /// When each pool's status was last written: counts alone (busy, hits) are written at
+    /// most every [`STATUS_EVERY`], so that claims and releases (two per warm run) do not
+    /// each cost a status write.
+    written: Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// Least time between two status writes of a pool whose Ready condition did not change.
+pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// What this controller did that its Pod cache may not show yet (as a ReplicaSet
 /// controller's expectations): so that a reconcile right after a create or delete neither
@@ -189,6 +196,7 @@ impl Context {
             policies: Mutex::default(),
             opened: Mutex::default(),
             expected: Mutex::default(),
+            written: Mutex::default(),
         }
     }
 
@@ -450,7 +458,7 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
         Err(invalid) => {
             let counts = counts(&pods, &pool, "");
             let changed = write_status(&pool, counts, Some(("Invalid", invalid.0.clone())), &ctx).await?;
-            if changed {
+            if changed == Some(true) {
                 ctx.event(&pool, EventType::Warning, "Invalid", invalid.0).await;
             }
             return Ok(Action::requeue(IDLE_RECHECK));
@@ -558,11 +566,12 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     ctx.metrics.pool_ready.get_or_create(&label).set(i64::from(c.ready));
     ctx.metrics.pool_busy.get_or_create(&label).set(i64::from(c.busy));
     let problem = refill_error.map(|m| ("RefillFailed", m));
-    write_status(&pool, c, problem, &ctx).await?;
+    let deferred = write_status(&pool, c, problem, &ctx).await?.is_none();
     let settled = decision.create == 0
         && decision.delete.is_empty()
         && views.iter().all(|v| !matches!(v.state, PodState::Starting { .. } | PodState::Deleting));
-    Ok(Action::requeue(if settled { IDLE_RECHECK } else { BUSY_RECHECK }))
+    let recheck = if settled { IDLE_RECHECK } else { BUSY_RECHECK };
+    Ok(Action::requeue(if deferred { recheck.min(STATUS_EVERY) } else { recheck }))
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -587,14 +596,15 @@ fn counts(pods: &[Arc<Pod>], pool: &WarmPool, image: &str) -> Counts {
     c
 }
 
-/// Write the pool's status (with the hits and misses counted since the last write). `true`
-/// when the Ready condition changed.
+/// Write the pool's status (with the hits and misses counted since the last write).
+/// `Some(true)` when the Ready condition changed; `None` when the write was put off (only
+/// counts changed, and the last write was less than [`STATUS_EVERY`] ago).
 async fn write_status(
     pool: &WarmPool,
     c: Counts,
     problem: Option<(&str, String)>,
     ctx: &Context,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
     let old = pool.status.clone().unwrap_or_default();
@@ -629,7 +639,14 @@ async fn write_status(
     let changed = old.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status, c.reason.clone()))
         != next.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status, c.reason.clone()));
     if next == old {
-        return Ok(false);
+        return Ok(Some(false));
+    }
+    // Counts alone wait for the next write (at most STATUS_EVERY; the reconcile requeues).
+    let key = (ns.clone(), name.clone());
+    let recent = lock(&ctx.written).get(&key).is_some_and(|t| t.elapsed() < STATUS_EVERY);
+    if recent && !changed {
+        ctx.warm.give_back(&ns, &name, tally);
+        return Ok(None);
     }
     // Conditional on the pool as read: the totals are the cached ones plus this process's
     // counts, so a write from an outdated copy (ours a moment ago, another replica's) must
@@ -637,7 +654,10 @@ async fn write_status(
     let patch = json!({ "metadata": { "resourceVersion": pool.resource_version() }, "status": next });
     let api = Api::<WarmPool>::namespaced(ctx.client.clone(), &ns);
     match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(changed),
+        Ok(_) => {
+            lock(&ctx.written).insert(key, Instant::now());
+            Ok(Some(changed))
+        }
         Err(e) => {
             ctx.warm.give_back(&ns, &name, tally);
             Err(e.into())
