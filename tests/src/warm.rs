@@ -96,9 +96,14 @@ pub fn warm_state(p: &Pod) -> String {
     p.labels().get(STATE_LABEL).cloned().unwrap_or_default()
 }
 
+/// How long a pool may stay Invalid before [`wait_ready`] gives up (a Runtime re-applied
+/// while the test runs is not found for a moment; a shape the operator refuses stays so).
+const INVALID_FOR: Duration = Duration::from_secs(15);
+
 /// Wait until the pool has `n` Pods, all idle (their runner proven ready).
 pub async fn wait_ready(eng: &Engine, pool: &str, n: usize) -> Result<Vec<Pod>> {
     let t0 = Instant::now();
+    let mut invalid_since: Option<Instant> = None;
     loop {
         let pods = live_pods(eng, pool).await?;
         if pods.len() == n && pods.iter().all(|p| warm_state(p) == STATE_IDLE) {
@@ -107,7 +112,11 @@ pub async fn wait_ready(eng: &Engine, pool: &str, n: usize) -> Result<Vec<Pod>> 
         let st = pools(eng).get(pool).await?.status;
         let invalid =
             st.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason.as_deref() == Some("Invalid")));
-        if invalid || t0.elapsed() > FILL {
+        if !invalid {
+            invalid_since = None;
+        }
+        let invalid_long = invalid && invalid_since.get_or_insert_with(Instant::now).elapsed() > INVALID_FOR;
+        if invalid_long || t0.elapsed() > FILL {
             let states: Vec<(String, String)> = pods.iter().map(|p| (p.name_any(), warm_state(p))).collect();
             bail!("pool {pool} never had {n} idle Pods within {FILL:?}: Pods {states:?}, status {st:?}");
         }

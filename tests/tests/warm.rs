@@ -12,7 +12,8 @@
 //!   run is not visible to the next (one test each);
 //! - an Execution whose limits exceed the pool's shape runs cold, one that fits runs warm;
 //! - deleting a warm Pod mid-run retries the Execution, cold, on attempt 2;
-//! - killing the operator mid-claim (several points) loses no Execution and runs none twice.
+//! - killing the operator mid-claim (several points) loses no Execution and runs none twice;
+//! - a pool that is there when its operator starts is never marked Invalid.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -455,6 +456,41 @@ async fn killing_the_operator_mid_claim_loses_no_execution_and_runs_none_twice()
         let warm = executions.iter().filter(|e| ran_warm(e, "py")).count();
         eprintln!("{} Executions over 3 crashes: {warm} warm, {} cold; spoiled {:?}", executions.len(), executions.len() - warm, ledger.spoiled);
         ensure!(warm > 0, "none ran warm");
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pool seen by an operator that is just starting.
+
+#[tokio::test]
+async fn a_pool_an_operator_finds_as_it_starts_is_never_invalid() -> Result<()> {
+    with_engine!(operator "warm-start", |_| {}, needs ["python"], |eng| {
+        // The pool is there before the operator: its first reconcile races the Runtime cache.
+        eng.kill().await;
+        create_pool(&eng, "py", "python", 1, shape(), Some(50)).await?;
+        eng.start();
+        let t0 = Instant::now();
+        let mut invalid = None;
+        loop {
+            let st = rce_tests::warm::pools(&eng).get("py").await?.status.unwrap_or_default();
+            if let Some(c) = st.conditions.iter().find(|c| c.reason.as_deref() == Some("Invalid")) {
+                invalid.get_or_insert_with(|| c.clone());
+            }
+            if st.ready_replicas == 1 {
+                break;
+            }
+            ensure!(t0.elapsed() < Duration::from_secs(60), "the pool never became ready: {st:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("a pool found at start ready after {:?}", t0.elapsed());
+        let events = eng.ns.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?.items;
+        let warnings: Vec<_> = events
+            .iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("WarmPool") && e.type_.as_deref() == Some("Warning"))
+            .map(|e| (e.reason.clone(), e.message.clone()))
+            .collect();
+        ensure!(invalid.is_none() && warnings.is_empty(), "a valid pool was marked Invalid at start: {invalid:?}, Warning Events {warnings:?}");
         Ok(())
     })
 }
