@@ -215,6 +215,10 @@ pub async fn run_until(
         metrics.clone(),
         Duration::from_secs(config.start_timeout_seconds),
     ));
+    // The pool controller judges each pool by its Runtime: not before the Runtime cache is
+    // filled (a pool reconciled first would be marked Invalid, "Runtime not found", with a
+    // Warning Event, until its recheck 10 s later).
+    runtimes.wait_until_ready().await.context("the Runtime cache never filled (is the CRD installed?)")?;
     tasks.spawn(pool::run(pool_stream, pools, warm_pod_stream, pool_ctx, shutdown));
 
     tracing::info!(
@@ -224,7 +228,6 @@ pub async fn run_until(
         concurrency = config.concurrency,
         "rce operator starting"
     );
-    runtimes.wait_until_ready().await.context("the Runtime cache never filled (is the CRD installed?)")?;
     controller::drain(controller.run(controller::reconcile, controller::error_policy, ctx)).await;
     tasks.shutdown().await;
     tracing::info!("rce operator stopped");
