@@ -218,8 +218,8 @@ pub fn fitting_pool(
 }
 
 /// Claim an idle Pod of `pool` (whose `shape` came with it from [`fitting_pool`]) for run
-/// `run_id` of `exec`. `None`: no Pod could be claimed (counted as a miss); the caller runs
-/// cold.
+/// `run_id` of `exec`. `None`: no Pod could be claimed; the caller runs cold (and counts the
+/// miss then, [`Warm::count_miss`]).
 pub async fn claim(
     warm: &Warm,
     pool: Arc<WarmPool>,
@@ -266,7 +266,8 @@ pub async fn claim(
             Err(e) => return Err(e.into()),
         }
     }
-    warm.count(&pool, false);
+    // Not a miss yet: the caller counts one when the Execution does start cold
+    // (Warm::count_miss), not at every look while it waits.
     Ok(None)
 }
 

@@ -72,6 +72,12 @@ pub struct Context {
     /// Executions whose warm run this operator recorded lately (uid → when): a reconcile of
     /// an older copy of one must not claim a Pod for it again.
     warm_recorded: Mutex<HashMap<String, std::time::Instant>>,
+    /// Executions this operator started cold lately (uid → when): a reconcile of an older,
+    /// still Pending copy of one must not run it warm as well.
+    cold_started: Mutex<HashMap<String, std::time::Instant>>,
+    /// Executions that fitted a pool but found no Pod to claim (uid → the pool): a miss is
+    /// counted when one of them starts cold, not at every look.
+    missed: Mutex<HashMap<String, Arc<rce_api::WarmPool>>>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub mirror: Mirror,
@@ -110,6 +116,8 @@ impl Context {
             warm: None,
             live: None,
             warm_recorded: Mutex::default(),
+            cold_started: Mutex::default(),
+            missed: Mutex::default(),
             recorder,
             metrics,
             mirror,
@@ -141,6 +149,29 @@ impl Context {
 
     fn warm_finished(&self, uid: &str) -> bool {
         self.warm_recorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(uid)
+    }
+
+    fn cold_start(&self, uid: &str) {
+        let mut m = self.cold_started.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        m.retain(|_, t| now.duration_since(*t) < Duration::from_secs(600));
+        m.insert(uid.to_string(), now);
+        let missed = self.missed.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        if let (Some(pool), Some(warm)) = (missed, &self.warm) {
+            warm.count_miss(&pool);
+        }
+    }
+
+    fn started_cold(&self, uid: &str) -> bool {
+        self.cold_started.lock().unwrap_or_else(|p| p.into_inner()).contains_key(uid)
+    }
+
+    fn note_miss(&self, uid: &str, pool: Arc<rce_api::WarmPool>) {
+        let mut m = self.missed.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 100_000 {
+            m.clear();
+        }
+        m.insert(uid.to_string(), pool);
     }
 
     /// Is `namespace` one the operator is configured to serve?
@@ -504,6 +535,7 @@ async fn start(
         },
         Err(e) => return Err(e.into()),
     };
+    ctx.cold_start(&exec.uid().unwrap_or_default());
     let old = exec.status.clone().unwrap_or_default();
     let mut next = status::processing(&old, &pod_name, attempt, message, &now());
     // A cold sandbox (after a warm one was lost, say).
@@ -1061,12 +1093,18 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
     // A cold sandbox of this attempt exists: this copy is older than its start (a reconcile
     // on a cache behind the operator's own writes). Running it warm too would run it twice.
     let cold = names::pod_name(&exec.name_any(), &uid, attempt);
-    if ctx.pods.get(&ObjectRef::new(&cold).within(&ns)).is_some_and(|p| owned_by(&p, exec)) {
+    if ctx.started_cold(&uid)
+        || ctx.pods.get(&ObjectRef::new(&cold).within(&ns)).is_some_and(|p| owned_by(&p, exec))
+    {
         return Ok(None);
     }
     let run_id = sandbox::run_id(&uid, attempt);
     let t0 = std::time::Instant::now();
-    let Some(claimed) = claim::claim(&warm, pool, &shape, exec, &run_id).await? else { return Ok(None) };
+    let Some(claimed) = claim::claim(&warm, pool.clone(), &shape, exec, &run_id).await? else {
+        ctx.note_miss(&uid, pool);
+        return Ok(None);
+    };
+    ctx.missed.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     let claimed_ms = t0.elapsed().as_millis();
     let mut request = plan.request.clone();
     request.run_id = run_id;
