@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
-# make bench: end-to-end figures on the running engine (make up first; RCE_PROFILE=release
-# make up for figures worth quoting).
+# make bench: end-to-end figures on the running cluster (make up first), release build.
 #   BENCH_ARGS="-n 20 --parallel 5 --language python" make bench   runs one custom round instead.
 #   BENCH_N=100 (default 100): rounds of the side-by-side latency comparison.
+#   BENCH_THROUGHPUT_N=200 (default 200): Executions of each 8-client throughput run.
+#   BENCH_GVISOR=1: add the gVisor variants (raw Pod and Execution) to the comparison.
+#
+# The warm and cold variants are served by operator processes of the bench's own (this
+# checkout's release rce-operator, its default flags but for --namespaces, --selector and
+# --metrics-addr), each in a namespace of its own with the WarmPool it measures; the Judge0
+# figure goes through a release rce-api-shim of the bench's own in front of a warm pool. So
+# the figures are the release build's whatever profile `make up` ran, and the shared engine
+# is left alone. The operators' debug logs (the `warm run` timings) stay in BENCH_LOG_DIR.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 "$RCE_ROOT/hack/cluster.sh" status >/dev/null && "$RCE_ROOT/hack/engine.sh" status >/dev/null \
   || die "the engine is not running: make up"
 eval "$("$RCE_ROOT/hack/cluster.sh" env)"
-cargo build --release -q -p rce-operator --bin rce-bench
-bench="$CARGO_TARGET_DIR/release/rce-bench"
-if [[ $# -gt 0 ]]; then exec "$bench" "$@"; fi
+# BENCH_BIN: an rce-bench built already (its rce-operator and rce-api-shim beside it): no build.
+if [[ -z "${BENCH_BIN:-}" ]]; then
+  cargo build --release -q -p rce-operator --bin rce-bench --bin rce-operator -p rce-api-shim --bin rce-api-shim
+fi
+bench="${BENCH_BIN:-$CARGO_TARGET_DIR/release/rce-bench}"
+logs="${BENCH_LOG_DIR:-$RCE_STATE/logs/bench}"
+mkdir -p "$logs"
+bench() { "$bench" --log-dir "$logs" "$@"; }
+if [[ $# -gt 0 ]]; then bench "$@"; exit; fi
 n="${BENCH_N:-100}"
-variants=(--variant pod --variant rce)
-if kubectl get runtimeclass gvisor >/dev/null 2>&1; then variants+=(--variant pod-gvisor --variant gvisor); fi
-log "latency, one at a time: the raw Pod floor beside rce, on runc and under gVisor, $n rounds"
-"$bench" -n "$n" "${variants[@]}"
-log "throughput: a burst of 50 raw Pods (the floor), then 50 Executions"
-"$bench" -n 50 --parallel 50 --raw-pods
-"$bench" -n 50 --parallel 50
-# The shim alone: GET /api/status under load, POST -> Execution created.
-"$RCE_ROOT/hack/bench-shim.sh"
+tn="${BENCH_THROUGHPUT_N:-200}"
+log "load before: $(uptime)"
+variants=(--variant pod --variant cold --variant warm --variant warm-reuse)
+if [[ "${BENCH_GVISOR:-0}" == 1 ]] && kubectl get runtimeclass gvisor >/dev/null 2>&1; then
+  variants+=(--variant pod-gvisor --variant gvisor)
+fi
+log "latency, one at a time, $n rounds taking turns: the raw Pod floor, cold, warm (a pool of 4, one run per Pod), warm with reuse (a pool of 4, maxRuns 1000)"
+bench -n "$n" --pool-replicas 4 "${variants[@]}"
+log "Judge0 POST /submissions?wait=true, one at a time, through a shim of the bench's own: a warm pool of 4 with reuse (maxRuns 1000), back to back"
+bench -n "$n" --judge0 --pool-replicas 4 --judge0-max-runs 1000
+log "the same, a pool of 4 without reuse, 700 ms between submissions (what its refills sustain)"
+bench -n "$n" --judge0 --pool-replicas 4 --pause-ms 700
+log "throughput: 8 clients, $tn Executions: warm with reuse (a pool of 8, maxRuns 1000), then cold"
+bench -n "$tn" --parallel 8 --throughput warm-reuse --pool-replicas 8
+bench -n "$tn" --parallel 8 --throughput cold
+log "throughput: a burst of 50 raw Pods (the floor)"
+bench -n 50 --parallel 50 --raw-pods
+log "attach vs exec on an idle warm Pod, 50 of each"
+bench -n 50 --attach-exec
+log "load after: $(uptime)"
+# The shim alone: GET /api/status under load, POST -> Execution created (BENCH_SHIM=0: not).
+if [[ "${BENCH_SHIM:-1}" != 0 ]]; then "$RCE_ROOT/hack/bench-shim.sh"; fi
