@@ -3,6 +3,8 @@
 #   BENCH_ARGS="-n 20 --parallel 5 --language python" make bench   runs one custom round instead.
 #   BENCH_N=100 (default 100): rounds of the side-by-side latency comparison.
 #   BENCH_THROUGHPUT_N=200 (default 200): Executions of each 8-client throughput run.
+#   BENCH_THROUGHPUT_POOL=12 (default 12): Pods of the reuse pool under 8 clients (with only 8, a
+#     client's next Execution often comes before its last Pod is back, and misses run cold).
 #   BENCH_GVISOR=1: add the gVisor variants (raw Pod and Execution) to the comparison.
 #
 # The warm and cold variants are served by operator processes of the bench's own (this
@@ -38,8 +40,9 @@ log "Judge0 POST /submissions?wait=true, one at a time, through a shim of the be
 bench -n "$n" --judge0 --pool-replicas 4 --judge0-max-runs 1000
 log "the same, a pool of 4 without reuse, 700 ms between submissions (what its refills sustain)"
 bench -n "$n" --judge0 --pool-replicas 4 --pause-ms 700
-log "throughput: 8 clients, $tn Executions: warm with reuse (a pool of 8, maxRuns 1000), then cold"
-bench -n "$tn" --parallel 8 --throughput warm-reuse --pool-replicas 8
+tp="${BENCH_THROUGHPUT_POOL:-12}"
+log "throughput: 8 clients, $tn Executions: warm with reuse (a pool of $tp, maxRuns 1000), then cold"
+bench -n "$tn" --parallel 8 --throughput warm-reuse --pool-replicas "$tp"
 bench -n "$tn" --parallel 8 --throughput cold
 log "throughput: a burst of 50 raw Pods (the floor)"
 bench -n 50 --parallel 50 --raw-pods
