@@ -69,6 +69,7 @@ fn out(stream: OutStream, data: &[u8]) -> Live {
 
 /// One step of a scripted operator.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a test script of a few steps
 enum Step {
     Status(ExecutionStatus),
     Live(Live),

@@ -304,14 +304,9 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        // Not waited for: an Event is a note for people, never on the way of a result.
-        let recorder = self.recorder.clone();
-        let oref = e.object_ref(&());
-        tokio::spawn(async move {
-            if let Err(err) = recorder.publish(&ev, &oref).await {
-                tracing::debug!(error = %err, "could not publish an event");
-            }
-        });
+        if let Err(err) = self.recorder.publish(&ev, &e.object_ref(&())).await {
+            tracing::debug!(error = %err, "could not publish an event");
+        }
     }
 }
 
@@ -361,6 +356,14 @@ pub async fn reconcile(exec: Arc<Execution>, ctx: Arc<Context>) -> Result<Action
     let _ = ctx.executions.wait_until_ready().await;
     tracing::trace!(execution = %exec.name_any(), phase = ?exec.status.as_ref().and_then(|s| s.phase), "reconcile");
     let api = Api::<Execution>::namespaced(ctx.client.clone(), &ns);
+    // The finalizer is added here and the reconcile goes on with the patched object (kube's
+    // helper would return and wait for the patch's watch event: a round trip of tens of
+    // milliseconds before every new Execution's first real step). The shim creates
+    // Executions with it already set.
+    let exec = match add_finalizer(&api, exec).await {
+        Ok(e) => e,
+        Err(e) => return Err(e),
+    };
     finalizer(&api, FINALIZER, exec, |event| async {
         match event {
             Finalizer::Apply(e) => apply(&e, &ctx).await,
@@ -369,6 +372,27 @@ pub async fn reconcile(exec: Arc<Execution>, ctx: Arc<Context>) -> Result<Action
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// `exec` with the finalizer: as it is when it has it (or is being deleted), else patched
+/// (a JSON patch that tests the finalizer list it read, so a concurrent change conflicts).
+async fn add_finalizer(api: &Api<Execution>, exec: Arc<Execution>) -> Result<Arc<Execution>> {
+    if exec.metadata.deletion_timestamp.is_some() || exec.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(exec);
+    }
+    let patch = match exec.metadata.finalizers.as_ref() {
+        None => serde_json::json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": null },
+            { "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] },
+        ]),
+        Some(list) => serde_json::json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": list },
+            { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER },
+        ]),
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch)?;
+    let patched = api.patch(&exec.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+    Ok(Arc::new(patched))
 }
 
 /// Requeue policy for failed reconciliations: conflicts (an outdated copy) soon, the rest

@@ -5,6 +5,7 @@ fn generated() -> String {
     let docs = [
         serde_yaml::to_string(&rce_api::Execution::crd()).expect("Execution CRD"),
         serde_yaml::to_string(&rce_api::Runtime::crd()).expect("Runtime CRD"),
+        serde_yaml::to_string(&rce_api::WarmPool::crd()).expect("WarmPool CRD"),
     ];
     docs.join("---\n")
 }

@@ -261,11 +261,14 @@ fn usual(exec: Execution) -> impl FnMut(&Sent) -> Answer + Send + 'static {
 }
 
 #[tokio::test]
-async fn a_new_execution_gets_the_finalizer_and_nothing_else() {
+async fn a_new_execution_gets_the_finalizer_and_goes_on_in_the_same_reconcile() {
     let exec = execution(hello(), false, Value::Null);
-    let (action, sent) = reconcile(&exec, config(), &[], usual(exec.clone())).await;
-    assert_eq!(action, Action::await_change());
-    assert_eq!(calls(&sent), [call(Method::PATCH, format!("{EXECUTIONS}/{NAME}?"))]);
+    let with = execution(hello(), true, Value::Null);
+    let mut usual = usual(with.clone());
+    let answer = move |s: &Sent| usual(s);
+    let (_, sent) = reconcile(&exec, config(), &[], answer).await;
+    assert_eq!(sent[0].method, Method::PATCH);
+    assert_eq!(sent[0].uri, format!("{EXECUTIONS}/{NAME}?"));
     assert_eq!(
         sent[0].body,
         json!([
@@ -273,6 +276,16 @@ async fn a_new_execution_gets_the_finalizer_and_nothing_else() {
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
         ])
     );
+    // No second finalizer patch and no wait for its watch event: the next request is the
+    // Pending status.
+    assert!(sent.len() > 1, "{:?}", calls(&sent));
+    assert_eq!(
+        (sent[1].method.clone(), sent[1].uri.clone()),
+        (Method::PATCH, status_uri()),
+        "{:?}",
+        calls(&sent)
+    );
+    assert_eq!(sent[1].body["status"]["phase"], "Pending");
 }
 
 #[tokio::test]
