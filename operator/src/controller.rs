@@ -1004,7 +1004,11 @@ async fn expire(exec: &Execution, ctx: &Context) -> Result<Action> {
 /// Pod's termination, its whole log) decides.
 async fn follow_cold(exec: &Execution, pod: &Pod, ctx: &Context) -> Result<Option<Action>> {
     use futures::{AsyncBufReadExt as _, AsyncReadExt as _};
-    if !ctx.config.follow_logs {
+    // Only plain (runc) sandboxes. Under a RuntimeClass (gVisor) the kubelet's own end of
+    // the container still decides: there a fork bomb's processes can outlive the runner's
+    // result (the hostile suite's `fork-bash` under gVisor: the runner said Accepted, the
+    // container ran on to its deadline), and only the container's end tells.
+    if !ctx.config.follow_logs || pod.spec.as_ref().is_some_and(|s| s.runtime_class_name.is_some()) {
         return Ok(None);
     }
     let ns = exec.namespace().unwrap_or_default();
