@@ -976,6 +976,27 @@ async fn finished(exec: &Execution, ctx: &Context) -> Result<Action> {
             delete_pod(&ns, pod, p.uid().as_deref(), ctx).await?;
         }
     }
+    // A warm Pod still claimed by this finished Execution (an operator stopped between the
+    // result and giving the Pod back): nobody proved it clean, so it goes. Only the very
+    // version seen claimed is deleted: a Pod released and claimed again since is left alone.
+    if let Some(warm) = &ctx.warm {
+        if let Some(p) = claim::claimed_by(&warm.pods, &ns, &exec.uid().unwrap_or_default()) {
+            let dp = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: p.uid(),
+                    resource_version: p.resource_version(),
+                }),
+                ..DeleteParams::background()
+            };
+            match Api::<Pod>::namespaced(ctx.client.clone(), &ns).delete(&p.name_any(), &dp).await {
+                Ok(_) => {
+                    tracing::info!(execution = %exec.name_any(), pod = %p.name_any(), "a warm Pod left claimed by a finished Execution deleted")
+                }
+                Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     expire(exec, ctx).await
 }
 

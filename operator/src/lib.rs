@@ -209,7 +209,7 @@ pub async fn run_until(
         client.clone(),
         namespaces.clone(),
         config.sandbox(),
-        warm,
+        warm.clone(),
         sessions,
         recorder,
         metrics.clone(),
@@ -220,6 +220,12 @@ pub async fn run_until(
     // Warning Event, until its recheck 10 s later).
     runtimes.wait_until_ready().await.context("the Runtime cache never filled (is the CRD installed?)")?;
     tasks.spawn(pool::run(pool_stream, pools, warm_pod_stream, pool_ctx, shutdown));
+    // Executions are judged against the warm Pods' claims (a restarted operator follows
+    // them): the Pod cache first, for a while (without it, where the pool watch is refused,
+    // Executions still run cold).
+    if tokio::time::timeout(Duration::from_secs(10), warm.pods.wait_until_ready()).await.is_err() {
+        tracing::warn!("the warm Pod cache did not fill within 10 s; going on without waiting");
+    }
 
     tracing::info!(
         namespaces = ?namespaces,
