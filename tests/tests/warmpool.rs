@@ -26,13 +26,16 @@ use kube::{
     Client, ResourceExt,
 };
 use rce_api::{
-    warmpool::{
-        CLAIMED_BY_LABEL, CLAIMED_RUN_ANNOTATION, POOL_LABEL, STATE_CLAIMED, STATE_IDLE, STATE_LABEL,
-    },
+    warmpool::{CLAIMED_BY_LABEL, CLAIMED_RUN_ANNOTATION, POOL_LABEL, STATE_CLAIMED, STATE_IDLE},
     Execution, Runtime, WarmPool,
 };
 use rce_operator::{claim, validate};
-use rce_tests::{exec::Engine, operator::LABEL, with_engine};
+use rce_tests::{
+    exec::Engine,
+    operator::LABEL,
+    warm::{live_pods, pools, warm_state as state},
+    with_engine,
+};
 
 /// How long a pool may take to reach a size (Pods start in about a second each on the
 /// local cluster; two cores).
@@ -50,27 +53,6 @@ fn pool_object(name: &str, ns: &str, replicas: i32) -> Result<WarmPool> {
         "metadata": {"name": name, "namespace": ns, "labels": {LABEL: ns}},
         "spec": {"runtime": runtime_name(), "replicas": replicas, "limits": {"memoryMiB": 128, "wallTimeMs": 5000}},
     }))?)
-}
-
-fn pools(eng: &Engine) -> Api<WarmPool> {
-    eng.ns.api()
-}
-
-/// The pool's Pods that are not being deleted.
-async fn live_pods(eng: &Engine, pool: &str) -> Result<Vec<Pod>> {
-    let lp = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));
-    Ok(eng
-        .pods()
-        .list(&lp)
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect())
-}
-
-fn state(p: &Pod) -> String {
-    p.labels().get(STATE_LABEL).cloned().unwrap_or_default()
 }
 
 /// Wait until the pool's status and its Pods both show `n` Pods, all idle and ready.
