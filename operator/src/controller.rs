@@ -868,7 +868,7 @@ fn refused_status(s: &kube::core::Status) -> bool {
 
 /// A Pod's log as bytes (not decoded: one bad byte must not make it unreadable), at most
 /// `max` bytes, within [`LOG_READ_TIMEOUT`].
-async fn read_log(pods: &Api<Pod>, name: &str, lp: &LogParams, max: i64) -> kube::Result<Vec<u8>> {
+pub(crate) async fn read_log(pods: &Api<Pod>, name: &str, lp: &LogParams, max: i64) -> kube::Result<Vec<u8>> {
     use futures::AsyncReadExt as _;
     let read = async {
         let stream = pods.log_stream(name, lp).await?;
@@ -1089,11 +1089,8 @@ async fn serve_cold(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action>
     };
     let mut request = plan.request.clone();
     request.run_id = run_id.clone();
-    let (driven, session) = match warm::look_up(ctx, &ns, &pod.name_any(), &key, &run_id).await {
-        warm::Logged::Result(r) => (warm::Driven::Result(r), None),
-        warm::Logged::NotStarted => warm::run_in(exec, &pod, &request, true, &key, ctx).await,
-        warm::Logged::Started => warm::run_in(exec, &pod, &request, false, &key, ctx).await,
-        warm::Logged::Unknown => return Ok(Action::requeue(Duration::from_millis(500))),
+    let Some((driven, session)) = warm::resume(exec, &pod, &request, &key, ctx).await else {
+        return Ok(Action::requeue(Duration::from_millis(500)));
     };
     if let Some(s) = session {
         s.close();
@@ -1331,11 +1328,8 @@ async fn warm_follow(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action
     let claimed = claim::Claimed { served: 0, key: key.clone(), pool, pod };
     let mut request = plan.request.clone();
     request.run_id = run_id.clone();
-    let (driven, session) = match warm::look_up(ctx, &ns, &claimed.pod.name_any(), &key, &run_id).await {
-        warm::Logged::Result(r) => (warm::Driven::Result(r), None),
-        warm::Logged::NotStarted => warm::run_in(exec, &claimed.pod, &request, true, &key, ctx).await,
-        warm::Logged::Started => warm::run_in(exec, &claimed.pod, &request, false, &key, ctx).await,
-        warm::Logged::Unknown => return Ok(Action::requeue(Duration::from_secs(1))),
+    let Some((driven, session)) = warm::resume(exec, &claimed.pod, &request, &key, ctx).await else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     };
     tracing::info!(execution = %exec.name_any(), pod = %claimed.pod.name_any(), run = %run_id, "followed a warm run this operator did not start");
     let exec = match fetch(exec, ctx).await? {

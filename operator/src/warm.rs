@@ -198,7 +198,7 @@ pub fn answered() -> Termination {
     Termination { exit_code: Some(0), reason: Some("Completed".into()), pod_reason: None, message: None }
 }
 
-/// The runner's log, at most the operator's log limit.
+/// The runner's log, at most the operator's log limit (`None`: it could not be read).
 pub async fn read_log(ctx: &Context, ns: &str, pod: &str) -> Option<Vec<u8>> {
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let lp = LogParams {
@@ -206,14 +206,7 @@ pub async fn read_log(ctx: &Context, ns: &str, pod: &str) -> Option<Vec<u8>> {
         limit_bytes: Some(ctx.config.max_log_bytes),
         ..Default::default()
     };
-    use futures::AsyncReadExt as _;
-    let read = async {
-        let stream = pods.log_stream(pod, &lp).await.ok()?;
-        let mut buf = Vec::new();
-        stream.take(ctx.config.max_log_bytes.max(0) as u64).read_to_end(&mut buf).await.ok()?;
-        Some(buf)
-    };
-    tokio::time::timeout(Duration::from_secs(60), read).await.ok().flatten()
+    crate::controller::read_log(&pods, pod, &lp, ctx.config.max_log_bytes).await.ok()
 }
 
 /// What the log says about run `run_id`.
@@ -235,6 +228,25 @@ pub async fn look_up(ctx: &Context, ns: &str, pod: &str, key: &[u8], run_id: &st
             None => Logged::NotStarted,
         },
     }
+}
+
+/// Take over run `request.run_id` in `pod` as its log tells: the result if it was printed,
+/// the request sent if it never started, else the run awaited on a session. `None`: the
+/// log could not be read (look again later).
+pub async fn resume(
+    exec: &Execution,
+    pod: &Pod,
+    request: &RunRequest,
+    key: &[u8],
+    ctx: &Context,
+) -> Option<(Driven, Option<Session>)> {
+    let ns = exec.namespace().unwrap_or_default();
+    Some(match look_up(ctx, &ns, &pod.name_any(), key, &request.run_id).await {
+        Logged::Result(r) => (Driven::Result(r), None),
+        Logged::NotStarted => run_in(exec, pod, request, true, key, ctx).await,
+        Logged::Started => run_in(exec, pod, request, false, key, ctx).await,
+        Logged::Unknown => return None,
+    })
 }
 
 /// Open a session with `pod`, or take the one held for it.
