@@ -27,6 +27,8 @@ pub mod mac;
 pub mod names;
 pub mod options;
 pub mod protocol;
+#[cfg(feature = "crd")]
+pub mod queue;
 mod quirks;
 pub mod serve;
 #[cfg(feature = "shutdown")]
