@@ -12,6 +12,21 @@
 //! if it was printed; if the run never started (the request never arrived) it is sent now;
 //! if it started, the result is awaited on a new session. A run is therefore never started
 //! twice in one Pod, and never lost.
+//!
+//! Two operators may send the same run: replicas share the Executions out by a hash over
+//! the live members, and while the membership changes two of them may both act on one
+//! Execution (both read the log before either sent, both saw "not started"). That never
+//! runs the program twice: the runner starts a run id at most once in its life and answers
+//! a second `Run` of it with a refusal marked `already` (see [`rce_api::serve`]). Such a
+//! refusal is no verdict on the run (it did not fail to start: it started, for the other
+//! sender), so the operator that gets it takes the run over, as after a restart: the result
+//! from the log if it is there already, else awaited on its own session (the runner's output
+//! goes to every attached session), with the log looked at again every [`LOG_RECHECK`] (a
+//! result printed before this session attached is only there). It does not forward an
+//! interactive run's stdin then: the sender does (or the take-over after it is gone). Any
+//! other refusal of a run names its run id: one naming another run is another session's and
+//! is ignored; one naming none (a runner older than the marker, an unreadable line) is taken
+//! as before, as this run's.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +55,33 @@ use crate::{
 pub const MARGIN: Duration = Duration::from_secs(10);
 /// How long the runner may take after a result to prove a clean slate.
 pub const READY_WITHIN: Duration = Duration::from_secs(5);
+/// How often the log is read again for the result of a run this operator took over after
+/// the runner refused its `Run` as already started.
+pub const LOG_RECHECK: Duration = Duration::from_secs(2);
+
+/// What a runner's refusal means to the driver of run `ours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The run was refused: nothing ran.
+    NotRun,
+    /// Run `ours` was started before (another sender): take it over, wait for its result.
+    TakeOver,
+    /// Not about this run (another session's line, or a line sent after the run began).
+    NotOurs,
+}
+
+/// How the driver of run `ours` reads a refusal of run `refused` (`None`: a refusal naming no
+/// run), given whether it sent the run and whether the run is known to have started.
+fn refusal(ours: &str, sent: bool, started: bool, refused: Option<&str>, already: bool) -> Refusal {
+    if !sent || started {
+        return Refusal::NotOurs;
+    }
+    match refused {
+        Some(r) if r != ours => Refusal::NotOurs,
+        Some(_) if already => Refusal::TakeOver,
+        _ => Refusal::NotRun,
+    }
+}
 
 /// The longest a run of `request` can take in the sandbox.
 pub fn budget(request: &RunRequest) -> Duration {
@@ -97,13 +139,16 @@ pub async fn drive(
         }
     }
     let mut started = !send;
+    // Set once the run was taken over (refused as already started): when the log is read again.
+    let mut recheck: Option<Instant> = None;
     let b64 = base64::engine::general_purpose::STANDARD;
     loop {
+        let until = recheck.map_or(deadline, |r| r.min(deadline));
         let line = match &mut stdin {
             Some(reader) if started => {
                 tokio::select! {
                     biased;
-                    line = session.next_until(deadline) => line,
+                    line = session.next_until(until) => line,
                     entries = reader.next(Duration::from_millis(500)) => {
                         match entries {
                             Ok(entries) => {
@@ -128,9 +173,15 @@ pub async fn drive(
                     }
                 }
             }
-            _ => session.next_until(deadline).await,
+            _ => session.next_until(until).await,
         };
         match line {
+            Err(SessionError::Timeout(_)) if recheck.is_some() && Instant::now() < deadline => {
+                if let Some(r) = logged_result(live, &session.pod, key, &run_id).await {
+                    return Driven::Result(r);
+                }
+                recheck = Some(Instant::now() + LOG_RECHECK);
+            }
             Err(SessionError::Timeout(_)) => {
                 return Driven::Lost { why: format!("no result within {:?}", budget(request)), started }
             }
@@ -148,8 +199,22 @@ pub async fn drive(
                         live.push(kind, &bytes);
                     }
                 }
-                Output::Refused { reason } if !started => {
-                    return Driven::NotRun(format!("the runner refused the request: {reason}"))
+                Output::Refused { reason, run_id: refused, already } => {
+                    match refusal(&run_id, send, started, refused.as_deref(), already) {
+                        Refusal::NotOurs => {}
+                        Refusal::NotRun => {
+                            return Driven::NotRun(format!("the runner refused the request: {reason}"))
+                        }
+                        Refusal::TakeOver => {
+                            tracing::info!(pod = %session.pod, run = %run_id, "run already started by another sender; taken over");
+                            if let Some(r) = logged_result(live, &session.pod, key, &run_id).await {
+                                return Driven::Result(r);
+                            }
+                            started = true;
+                            stdin = None; // (the sender forwards it)
+                            recheck = Some(Instant::now() + LOG_RECHECK);
+                        }
+                    }
                 }
                 Output::Spoiled { reason, .. } => {
                     return if started {
@@ -170,6 +235,14 @@ pub async fn drive(
             },
             Ok(Some(Line::Other(_))) => {}
         }
+    }
+}
+
+/// The result of `run_id` in `pod`'s log, if it is there.
+async fn logged_result(live: &LiveTarget<'_>, pod: &str, key: &[u8], run_id: &str) -> Option<Box<RunResult>> {
+    match look_up(live.ctx, live.namespace, pod, key, run_id).await {
+        Logged::Result(r) => Some(r),
+        _ => None,
     }
 }
 
@@ -339,6 +412,24 @@ mod tests {
             runs,
             interactive: false,
         }
+    }
+
+    #[test]
+    fn a_refusal_as_already_started_takes_the_run_over_and_only_the_senders() {
+        use Refusal::*;
+        // This operator sent run u/1, not yet seen started.
+        assert_eq!(refusal("u/1", true, false, Some("u/1"), true), TakeOver);
+        assert_eq!(refusal("u/1", true, false, Some("u/1"), false), NotRun);
+        // A runner older than the marker, or a refusal of an unreadable line: as before.
+        assert_eq!(refusal("u/1", true, false, None, false), NotRun);
+        // Another session's run, refused either way: not about this run.
+        assert_eq!(refusal("u/1", true, false, Some("u/2"), true), NotOurs);
+        assert_eq!(refusal("u/1", true, false, Some("u/2"), false), NotOurs);
+        // Once the run is seen started, or when this operator sent nothing (a take-over),
+        // no refusal is about it: another sender's `Run` of it is refused, it still runs.
+        assert_eq!(refusal("u/1", true, true, Some("u/1"), true), NotOurs);
+        assert_eq!(refusal("u/1", false, true, Some("u/1"), true), NotOurs);
+        assert_eq!(refusal("u/1", false, true, None, false), NotOurs);
     }
 
     #[test]

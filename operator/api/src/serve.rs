@@ -28,6 +28,17 @@
 //! between runs it reads [`Input::Run`] and ignores nothing silently: an unreadable line, or
 //! a message out of place, is answered with [`Output::Refused`]. When it cannot prove a clean
 //! slate it prints [`Output::Spoiled`] and exits; the Pod is then discarded.
+//!
+//! A run id runs at most once per runner: the runner keeps the run ids it started for its
+//! whole life (at most [`MAX_STARTED_RUNS`] of them; past that it refuses every run) and
+//! answers a [`Input::Run`] whose run id it already started, whether that run still runs or
+//! ended long ago, with `{"t":"refused","reason":...,"runId":<id>,"already":true}`, never
+//! with a second start. Several attach sessions share the runner's stdin and stdout (two
+//! operator replicas may both act on one Execution for a moment), so the refusal goes to every
+//! session: a run's refusal names its run id (`runId`), and `already` tells the sender that
+//! its run is under way (or done) and that its result is the one to wait for (on the stream,
+//! or in the log). Both fields are new and optional: a parser that does not know them reads
+//! the line as the plain refusal it was, and a refusal without them reads as before.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +51,13 @@ pub const SERVE_ARG: &str = "--serve";
 /// Most bytes of one [`Input`] line the runner reads (a request holds up to 8 MiB of files and
 /// stdin, as base64 and JSON-escaped).
 pub const MAX_INPUT_LINE: usize = 32 * 1024 * 1024;
+
+/// Most run ids a serving runner remembers having started (a Pod serves at most `maxRuns`,
+/// at most 1000, runs); past it, every run is refused.
+pub const MAX_STARTED_RUNS: usize = 4096;
+
+/// Longest run id a serving runner takes (the operator's are `<uid>/<attempt>`).
+pub const MAX_RUN_ID: usize = 256;
 
 /// Most bytes of program output one [`Output::Data`] frame carries (before base64).
 pub const MAX_DATA_CHUNK: usize = 16 * 1024;
@@ -94,9 +112,35 @@ pub enum Output {
     #[serde(rename_all = "camelCase")]
     Spoiled { served: u32, reason: String },
     /// A line the runner could not take (unreadable, too long, or out of place); the runner
-    /// carries on as it was.
+    /// carries on as it was. `run_id`: the run id of the refused [`Input::Run`] (absent for
+    /// any other line, and from runners older than the field). `already`: that run id was
+    /// started before by this runner (its frames and result are, or will be, on the stream
+    /// and in the log): the run is not started again, and the refusal is no verdict on it.
+    /// Both fields are omitted when unset, so the line reads the same as before them.
     #[serde(rename_all = "camelCase")]
-    Refused { reason: String },
+    Refused {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        already: bool,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Output {
+    /// A refusal of a line that is not (or not readably) a run.
+    pub fn refused(reason: impl Into<String>) -> Output {
+        Output::Refused { reason: reason.into(), run_id: None, already: false }
+    }
+
+    /// A refusal of [`Input::Run`] `run_id`; `already`: it was started before.
+    pub fn refused_run(reason: impl Into<String>, run_id: &str, already: bool) -> Output {
+        Output::Refused { reason: reason.into(), run_id: Some(run_id.to_string()), already }
+    }
 }
 
 /// The MAC of a [`Output::Ready`] frame: HMAC-SHA256 under the Pod's result key over
@@ -149,6 +193,33 @@ mod tests {
         assert_eq!(o.line(), "{\"t\":\"data\",\"runId\":\"u/1\",\"stream\":\"stderr\",\"data\":\"eA==\"}\n");
         assert_eq!(Output::parse(o.line().trim_end().as_bytes()), Some(o));
         assert_eq!(Output::parse(b"{\"rceResult\":{}}"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_its_run_only_when_it_has_one() {
+        // As older runners printed it, and as every refusal of a line that is not a run is.
+        let plain = Output::refused("nope");
+        assert_eq!(plain.line(), "{\"t\":\"refused\",\"reason\":\"nope\"}\n");
+        assert_eq!(Output::parse(b"{\"t\":\"refused\",\"reason\":\"nope\"}"), Some(plain));
+        let again = Output::refused_run("started before", "u/1", true);
+        assert_eq!(
+            again.line(),
+            "{\"t\":\"refused\",\"reason\":\"started before\",\"runId\":\"u/1\",\"already\":true}\n"
+        );
+        assert_eq!(Output::parse(again.line().trim_end().as_bytes()), Some(again));
+        let busy = Output::refused_run("a run is in progress", "u/2", false);
+        assert_eq!(
+            busy.line(),
+            "{\"t\":\"refused\",\"reason\":\"a run is in progress\",\"runId\":\"u/2\"}\n"
+        );
+        // An older operator's frame type (a struct of `reason` alone) still reads the new line.
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "t", rename_all = "camelCase")]
+        enum Old {
+            Refused { reason: String },
+        }
+        let Old::Refused { reason } = serde_json::from_str::<Old>(again.line().trim_end()).unwrap();
+        assert_eq!(reason, "started before");
     }
 
     #[test]

@@ -21,6 +21,14 @@
 //!    runner carries on. End of its stdin: exit 0, quietly (after the run in progress, if
 //!    any: its result still goes to the container log).
 //!
+//! A run id runs at most once: the runner remembers every run id it started (for its life,
+//! at most [`MAX_STARTED_RUNS`]) and answers a `Run` of one of them, during that run or after
+//! it, with `Refused{runId, already: true}` and starts nothing (see [`rce_api::serve`]). Two
+//! operators (replicas whose ownership of an Execution overlapped, or one that lost its
+//! session and sent the run again on a new one) write to the same stdin; only the first
+//! `Run` of a run id starts a program. Every other refusal of a `Run` names its run id too
+//! (`already` unset).
+//!
 //! During a run the parked stdin is one more descriptor in the stage's poll loop (the
 //! runner stays single-threaded): `Stdin` (an interactive request's stdin, kept until the
 //! run stage starts), `Eof` (the program's stdin pipe is closed) and `Signal` (sent to every
@@ -41,14 +49,15 @@
 //! cannot forge the sealed result line or a `Ready` (both carry MACs under a key the program
 //! never sees), but `Data` frames carry none.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 pub use rce_api::serve::{
-    ready_mac, ready_verifies, Input, Output, Stream, MAX_DATA_CHUNK, MAX_INPUT_LINE, SERVE_ARG,
+    ready_mac, ready_verifies, Input, Output, Stream, MAX_DATA_CHUNK, MAX_INPUT_LINE, MAX_RUN_ID,
+    MAX_STARTED_RUNS, SERVE_ARG,
 };
 
 use crate::{clean, protocol, sys, Config};
@@ -98,6 +107,8 @@ pub struct Channel {
     run: Option<RunState>,
     /// `Data` bytes dropped for a slow reader, over the runner's life.
     pub dropped_data: u64,
+    /// The run ids started, over the runner's life.
+    started: HashSet<String>,
 }
 
 impl Channel {
@@ -114,6 +125,7 @@ impl Channel {
             broken: false,
             run: None,
             dropped_data: 0,
+            started: HashSet::new(),
         }
     }
 
@@ -349,7 +361,14 @@ impl Channel {
         let Some(run) = &mut self.run else { return };
         let refusal = match msg {
             Err(reason) => Some(reason),
-            Ok(Input::Run { .. }) => Some("a run is in progress".to_string()),
+            Ok(Input::Run { request }) => {
+                let o = match self.started.contains(&request.run_id) {
+                    true => Output::refused_run(already_reason(&request.run_id), &request.run_id, true),
+                    false => Output::refused_run("a run is in progress", &request.run_id, false),
+                };
+                self.frame(&o);
+                return;
+            }
             Ok(Input::Ping { .. }) => Some("a run is in progress (ping is answered when idle)".to_string()),
             Ok(Input::Stdin { .. }) if !run.interactive => {
                 Some("stdin for a run that is not interactive".into())
@@ -385,8 +404,25 @@ impl Channel {
             },
         };
         if let Some(reason) = refusal {
-            self.frame(&Output::Refused { reason });
+            self.frame(&Output::refused(reason));
         }
+    }
+
+    /// Why run `request` may not start now, if it may not: its run id was started before
+    /// (`already`), is too long, or no more can be remembered.
+    fn run_refusal(&self, request: &protocol::RunRequest) -> Option<Output> {
+        let id = &request.run_id;
+        if self.started.contains(id) {
+            return Some(Output::refused_run(already_reason(id), id, true));
+        }
+        let why = if id.len() > MAX_RUN_ID {
+            format!("a run id longer than {MAX_RUN_ID} bytes")
+        } else if self.started.len() >= MAX_STARTED_RUNS {
+            format!("this runner started {MAX_STARTED_RUNS} runs, as many as it remembers")
+        } else {
+            return refusal(request).map(|why| Output::refused_run(why, id, false));
+        };
+        Some(Output::refused_run(why, id, false))
     }
 
     /// The signals received for the running stage.
@@ -444,7 +480,11 @@ pub fn parse_signal(name: &str) -> Option<i32> {
     rce_api::Signal::parse(name).map(|s| s.number()).filter(|n| (1..=64).contains(n))
 }
 
-/// Why a `Run` is refused before it starts, if it is.
+fn already_reason(run_id: &str) -> String {
+    format!("run {run_id:?} was started before by this runner: it is not started again")
+}
+
+/// Why a `Run` is refused before it starts, if it is (besides its run id).
 fn refusal(req: &protocol::RunRequest) -> Option<String> {
     if req.interactive && req.runs > 1 {
         return Some("an interactive request runs once (runs > 1)".into());
@@ -492,7 +532,7 @@ pub fn main(protected: std::io::Result<()>, key: Option<Vec<u8>>, config: &Confi
     while let Some(msg) = chan.next_idle() {
         let request = match msg {
             Err(reason) => {
-                chan.frame(&Output::Refused { reason });
+                chan.frame(&Output::refused(reason));
                 continue;
             }
             Ok(Input::Ping { nonce }) => {
@@ -506,15 +546,17 @@ pub fn main(protected: std::io::Result<()>, key: Option<Vec<u8>>, config: &Confi
                     .ok()
                     .and_then(|v| v.get("t").and_then(|t| t.as_str()).map(str::to_string))
                     .unwrap_or_default();
-                chan.frame(&Output::Refused { reason: format!("{what:?} while no run is in progress") });
+                chan.frame(&Output::refused(format!("{what:?} while no run is in progress")));
                 continue;
             }
         };
-        if let Some(reason) = refusal(&request) {
-            chan.frame(&Output::Refused { reason });
+        if let Some(refused) = chan.run_refusal(&request) {
+            chan.frame(&refused);
             continue;
         }
         let run_id = request.run_id.clone();
+        // Remembered before anything else: nothing starts this run id again.
+        chan.started.insert(run_id.clone());
         chan.frame(&Output::Started { run_id: run_id.clone() });
         chan.begin_run(&run_id, request.interactive);
         let result = {

@@ -377,7 +377,7 @@ fn a_signal_frame_ends_the_program_with_that_signal() {
     assert_eq!(s.frame(), Output::Stage { run_id: "sig/1".into(), stage: "run".into() });
     std::thread::sleep(Duration::from_millis(200));
     s.send(&Input::Signal { signal: "SIGNOPE".into() });
-    assert!(matches!(s.frame(), Output::Refused { reason } if reason.contains("SIGNOPE")));
+    assert!(matches!(s.frame(), Output::Refused { reason, .. } if reason.contains("SIGNOPE")));
     s.send(&Input::Signal { signal: "SIGINT".into() });
     let (_, r) = s.finish("sig/1");
     let run = ran(&r);
@@ -403,14 +403,14 @@ fn garbage_and_out_of_place_lines_are_refused_and_the_runner_still_serves() {
     bad.interactive = true;
     bad.runs = 2;
     s.send(&Input::Run { request: Box::new(bad) });
-    assert!(matches!(s.frame(), Output::Refused { reason } if reason.contains("runs")));
+    assert!(matches!(s.frame(), Output::Refused { reason, .. } if reason.contains("runs")));
     // A run during a run is refused; the first one goes on.
     s.send(&Input::Run { request: Box::new(sh("long/1", "sleep 0.5; echo ok")) });
     assert_eq!(s.frame(), Output::Started { run_id: "long/1".into() });
     s.send(&Input::Run { request: Box::new(sh("other/1", "true")) });
     let (frames, r) = s.finish("long/1");
     assert!(
-        frames.iter().any(|f| matches!(f, Output::Refused { reason } if reason.contains("in progress"))),
+        frames.iter().any(|f| matches!(f, Output::Refused { reason, .. } if reason.contains("in progress"))),
         "{frames:?}"
     );
     assert_eq!(ran(&r).stdout, b"ok\n");
@@ -426,7 +426,7 @@ fn a_line_longer_than_the_limit_is_refused() {
     let long = "x".repeat(rce_runner::serve::MAX_INPUT_LINE + 10);
     s.send_raw(&long);
     s.send_raw("\n");
-    assert!(matches!(s.frame(), Output::Refused { reason } if reason.contains("longer")));
+    assert!(matches!(s.frame(), Output::Refused { reason, .. } if reason.contains("longer")));
     let (_, r) = s.run(sh("l/1", "echo fine"), 1);
     assert_eq!(ran(&r).stdout, b"fine\n");
 }
@@ -503,4 +503,69 @@ fn sysv_ipc_left_by_a_run_is_found() {
         Output::Spoiled { reason, .. } => assert!(reason.contains("shm"), "{reason}"),
         other => panic!("expected Spoiled, got {other:?}"),
     }
+}
+
+#[test]
+fn a_run_id_runs_once_whoever_sends_it_again_during_the_run_or_after() {
+    let mut s = Server::start();
+    s.expect_ready(0, "");
+    let count = s.dir("count");
+    let script = |id: &str| format!("sleep 0.5; echo {id} >> '{}'; echo ran {id}", count.display());
+    let refused_again =
+        |f: &Output, id: &str| matches!(f, Output::Refused { run_id: Some(r), already: true, .. } if r == id);
+    // A second sender's `Run` of the same run id while the first runs: refused, marked.
+    s.send(&Input::Run { request: Box::new(sh("dup/1", &script("dup/1"))) });
+    assert_eq!(s.frame(), Output::Started { run_id: "dup/1".into() });
+    s.send(&Input::Run { request: Box::new(sh("dup/1", &script("dup/1"))) });
+    let (frames, r) = s.finish("dup/1");
+    assert_eq!(ran(&r).stdout, b"ran dup/1\n");
+    assert_eq!(frames.iter().filter(|f| refused_again(f, "dup/1")).count(), 1, "{frames:?}");
+    assert!(!frames.iter().any(|f| matches!(f, Output::Started { .. })), "{frames:?}");
+    s.expect_ready(1, "");
+    // And after it ended (a sender that lost its session, or came late): refused, marked.
+    s.send(&Input::Run { request: Box::new(sh("dup/1", &script("dup/1"))) });
+    let f = s.frame();
+    assert!(refused_again(&f, "dup/1"), "{f:?}");
+    // Still idle and serving: a ping answers with the same count, a new run id runs.
+    s.send(&Input::Ping { nonce: "after".into() });
+    s.expect_ready(1, "after");
+    let (frames, r) = s.run(sh("dup/2", &script("dup/2")), 2);
+    assert_eq!(frames.first(), Some(&Output::Started { run_id: "dup/2".into() }));
+    assert_eq!(ran(&r).stdout, b"ran dup/2\n");
+    // The second id sent again during a third run (of another id): marked as started too,
+    // while a fresh id sent during that run is refused as busy, not as already started.
+    s.send(&Input::Run { request: Box::new(sh("dup/3", &script("dup/3"))) });
+    assert_eq!(s.frame(), Output::Started { run_id: "dup/3".into() });
+    s.send(&Input::Run { request: Box::new(sh("dup/2", &script("dup/2"))) });
+    s.send(&Input::Run { request: Box::new(sh("dup/4", &script("dup/4"))) });
+    let (frames, _) = s.finish("dup/3");
+    assert!(frames.iter().any(|f| refused_again(f, "dup/2")), "{frames:?}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Output::Refused { run_id: Some(r), already: false, .. } if r == "dup/4")),
+        "{frames:?}"
+    );
+    s.expect_ready(3, "");
+    // The programs ran once each: dup/1, dup/2, dup/3.
+    let ran_ids = std::fs::read_to_string(&count).expect("the programs' record");
+    assert_eq!(ran_ids, "dup/1\ndup/2\ndup/3\n");
+    // dup/4 was refused for being early, not remembered: it runs now.
+    let (_, r) = s.run(sh("dup/4", &script("dup/4")), 4);
+    assert_eq!(ran(&r).stdout, b"ran dup/4\n");
+}
+
+#[test]
+fn a_run_id_too_long_to_remember_is_refused() {
+    let mut s = Server::start();
+    s.expect_ready(0, "");
+    let id = "x".repeat(rce_runner::serve::MAX_RUN_ID + 1);
+    s.send(&Input::Run { request: Box::new(sh(&id, "true")) });
+    let f = s.frame();
+    assert!(
+        matches!(&f, Output::Refused { run_id: Some(r), already: false, reason } if *r == id && reason.contains("longer")),
+        "{f:?}"
+    );
+    let (_, r) = s.run(sh("short/1", "echo fine"), 1);
+    assert_eq!(ran(&r).stdout, b"fine\n");
 }
