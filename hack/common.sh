@@ -8,6 +8,39 @@ K8S_VERSION="v1.20.2"
 K8S_BIN="$RCE_CACHE/kubernetes-$K8S_VERSION-deb-reflect2/bin"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RCE_CACHE/cargo-target}"
 
+# Nodes of the local cluster (hack/cluster.sh). Node 1 is `rce-node`, as ever; every extra node
+# (rce-node-2, rce-node-3, ...) is a kubelet with a containerd of its own on this same machine.
+RCE_NODES="${RCE_NODES:-2}"
+RCE_MAX_NODES=8
+node_name() { if (($1 == 1)); then echo rce-node; else echo "rce-node-$1"; fi; }
+node_index() {
+  case "$1" in
+    rce-node) echo 1;;
+    rce-node-[2-9]) echo "${1#rce-node-}";;
+    *) return 1;;
+  esac
+}
+# Where an extra node keeps its containerd, kubelet, CNI and pod logs.
+node_dir() { echo "$RCE_STATE/nodes/$1"; }
+node_sock() {
+  if [[ $1 == rce-node ]]; then echo /run/containerd/containerd.sock; else echo "/run/containerd-$1/containerd.sock"; fi
+}
+# The pid (and log) name of a node's COMPONENT (containerd, kubelet): node 1's keep their names.
+node_proc() { if [[ $2 == rce-node ]]; then echo "$1"; else echo "$1-$2"; fi; }
+# The extra nodes this state dir has (whether running or not), in index order.
+extra_nodes() {
+  local d
+  for d in "$RCE_STATE"/nodes/rce-node-*/; do [[ -d $d ]] && basename "$d"; done | sort -t- -k3 -n
+}
+# Every node whose containerd answers, as "NAME SOCKET" lines: where images go.
+node_sockets() {
+  local n
+  for n in rce-node $(extra_nodes); do
+    ctr -a "$(node_sock "$n")" version >/dev/null 2>&1 && echo "$n $(node_sock "$n")"
+  done
+  return 0
+}
+
 log() { printf '[rce %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[rce %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
 
