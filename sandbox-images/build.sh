@@ -480,20 +480,34 @@ write_index() {
   mv "$IMAGES/runtimes.yaml.tmp" "$IMAGES/runtimes.yaml"
 }
 
+# Into the containerd of every node of the local cluster (hack/cluster.sh: node 1's
+# /run/containerd/containerd.sock and each extra node's own), then untaint the extra nodes that
+# have every image (they register tainted, so that nothing lands on a node without images).
 import_images() {
-  local sock=/run/containerd/containerd.sock line tar
-  if [[ ! -S "$sock" ]]; then
-    log "containerd socket $sock not found: not importing"
+  local line tar node sock present ref t0 count
+  local nodes; nodes="$(node_sockets)"
+  if [[ -z "$nodes" ]]; then
+    log "no node's containerd answers (node 1: /run/containerd/containerd.sock): not importing"
     return 0
   fi
-  local present ref
-  present="$(ctr -a "$sock" -n k8s.io images ls -q 2>/dev/null || true)"
-  for line in "${BUILT_LINES[@]}"; do
-    tar="${line##*$'\t'}"; ref="$(cut -f2 <<<"$line")"
-    if grep -qxF "$ref" <<<"$present"; then log "$ref already in containerd"; continue; fi
-    log "importing $(basename "$tar") into containerd (k8s.io)"
-    ctr -a "$sock" -n k8s.io images import "$tar" >/dev/null || die "ctr import of $tar failed"
+  while read -r node sock; do
+    present="$(ctr -a "$sock" -n k8s.io images ls -q 2>/dev/null || true)"
+    t0=$SECONDS; count=0
+    for line in "${BUILT_LINES[@]}"; do
+      tar="${line##*$'\t'}"; ref="$(cut -f2 <<<"$line")"
+      if grep -qxF "$ref" <<<"$present"; then continue; fi
+      log "importing $(basename "$tar") into the containerd of $node (k8s.io)"
+      ctr -a "$sock" -n k8s.io images import "$tar" >/dev/null || die "ctr import of $tar into $node failed"
+      count=$((count + 1))
+    done
+    log "$node: $count images imported in $((SECONDS - t0)) s, $((${#BUILT_LINES[@]} - count)) were there"
+  done <<<"$nodes"
+  for node in $(extra_nodes); do
+    if ! grep -q "^$node " <<<"$nodes"; then
+      log "$node is not running: not importing (hack/cluster.sh start-node $node imports what it lacks)"
+    fi
   done
+  if [[ -f "$RCE_STATE/kubeconfig" && -n "$(extra_nodes)" ]]; then "$RCE_ROOT/hack/cluster.sh" update-taints; fi
 }
 
 # ---------------------------------------------------------------------------------------------
