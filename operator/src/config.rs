@@ -43,10 +43,44 @@ pub struct Config {
     #[arg(long, env = "RCE_SELECTOR", default_value = "!rce.dev/operator")]
     pub selector: String,
 
-    /// Most sandbox Pods running at once across the operator; further Executions wait in
-    /// `Pending` and start in submission order.
-    #[arg(long, env = "RCE_MAX_RUNNING", default_value_t = 6)]
+    /// Optional global cap on sandboxes running at once, cluster-wide over every replica (0:
+    /// none). Capacity itself comes from the schedulable nodes' allocatable CPU, memory and
+    /// Pod count against the sandbox Pods' requests; further Executions wait in `Pending`
+    /// and are admitted in submission order within a namespace, fairly across namespaces.
+    #[arg(long, env = "RCE_MAX_RUNNING", default_value_t = 0)]
     pub max_running: usize,
+
+    /// Optional cap on sandboxes running at once per namespace (0: none beyond the fair
+    /// order, in which a namespace running fewer goes first).
+    #[arg(long, env = "RCE_NAMESPACE_MAX_RUNNING", default_value_t = 0)]
+    pub namespace_max_running: usize,
+
+    /// This replica's identity among the operator replicas (its membership Lease is named
+    /// `<group>.<identity>`). Default: the Pod's name (POD_NAME) or the host name, with a
+    /// random suffix.
+    #[arg(long, env = "RCE_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Namespace of the membership Leases. Default: POD_NAMESPACE, else `default`.
+    #[arg(long, env = "RCE_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the group of replicas that share the Executions. Default: `rce-operator`
+    /// for the default selector, else derived from the selector (operators serving other
+    /// Executions never share with these).
+    #[arg(long, env = "RCE_SHARD_GROUP")]
+    pub shard_group: Option<String>,
+
+    /// Seconds a replica's membership Lease lasts without renewal; a replica killed is
+    /// replaced in the assignment this long after its last renewal.
+    #[arg(long, env = "RCE_LEASE_SECONDS", default_value_t = 10)]
+    pub lease_seconds: u64,
+
+    /// Seconds without a renewal of a node's Lease (kube-node-lease), or of a Ready
+    /// condition not True, after which the node is taken as lost: its sandbox Pods are
+    /// deleted and their Executions retried elsewhere.
+    #[arg(long, env = "RCE_NODE_LOST_SECONDS", default_value_t = 30)]
+    pub node_lost_seconds: u64,
 
     /// Executions reconciled concurrently by the controller.
     #[arg(long, env = "RCE_CONCURRENCY", default_value_t = 16)]
@@ -147,6 +181,49 @@ impl Config {
         self.sandbox.clone()
     }
 
+    /// The group of replicas that share the work (see `--shard-group`).
+    pub fn shard_group(&self) -> String {
+        if let Some(g) = self.shard_group.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+            return g.to_string();
+        }
+        if self.selector.trim() == "!rce.dev/operator" {
+            return "rce-operator".into();
+        }
+        format!(
+            "rce-operator-{:012x}",
+            crate::names::fnv1a(self.selector.trim().as_bytes()) & 0xffff_ffff_ffff
+        )
+    }
+
+    /// This replica's identity (see `--identity`).
+    pub fn identity(&self) -> String {
+        if let Some(i) = self.identity.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            return i.to_string();
+        }
+        let host = std::env::var("POD_NAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "operator".into());
+        let host: String = host
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+            .take(40)
+            .collect();
+        format!("{}-{:06x}", host.trim_matches('-'), rand::random::<u32>() & 0xff_ffff)
+    }
+
+    /// Namespace of the membership Leases (see `--lease-namespace`).
+    pub fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "default".into())
+    }
+
     /// A configuration with every default, as the tests use it.
     pub fn defaults() -> Self {
         Config::parse_from(["rce-operator"])
@@ -235,7 +312,11 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::defaults();
-        assert_eq!(c.max_running, 6);
+        assert_eq!(c.max_running, 0);
+        assert_eq!(c.shard_group(), "rce-operator");
+        let other = Config::parse_from(["rce-operator", "--selector", "rce.dev/operator=t1"]);
+        assert_ne!(other.shard_group(), c.shard_group());
+        assert!(other.shard_group().len() <= 30);
         assert_eq!(c.redis_url, "redis://127.0.0.1:16379");
         assert_eq!(c.ttl(), Some(Duration::from_secs(3600)));
         assert_eq!(c.sandbox.cpu_limit, "1");

@@ -25,6 +25,8 @@ use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Phase, Run
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
+    attempt::{self, How, Locked},
+    capacity::{self, Ask},
     claim,
     config::{Config, SandboxSettings},
     decide::{self, RUNNING_RECHECK},
@@ -32,7 +34,7 @@ use crate::{
     metrics::{Metrics, PhaseVerdict},
     mirror::Mirror,
     names, outcome, outputs,
-    queue::{self, Decision, Entry, Key, Overrides, Slot},
+    queue::{self, Decision, Entry, Key, Limits, Overrides, Slot},
     sandbox::{self, MANAGER},
     status::{self, Expiry, FailReason},
     validate::{self, Invalid, Plan},
@@ -85,6 +87,10 @@ pub struct Context {
     wake: UnboundedSender<ObjectRef<Execution>>,
     policies: Mutex<HashSet<String>>,
     callbacks: crate::callback::Callbacks,
+    /// Which Executions are this replica's (all of them for a lone process).
+    pub shard: crate::shard::Shard,
+    /// Cluster-wide capacity from the nodes (absent: only `--max-running` bounds it).
+    pub capacity: Option<crate::capacity::Capacity>,
 }
 
 impl Context {
@@ -125,7 +131,53 @@ impl Context {
             wake,
             policies: Mutex::default(),
             callbacks,
+            shard: crate::shard::Shard::solo("operator"),
+            capacity: None,
         }
+    }
+
+    pub fn with_shard(mut self, shard: crate::shard::Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    pub fn with_capacity(mut self, capacity: crate::capacity::Capacity) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Is `exec` this replica's to reconcile?
+    pub fn owns(&self, exec: &Execution) -> bool {
+        self.shard.owns(exec.metadata.uid.as_deref().unwrap_or_default())
+    }
+
+    /// What a sandbox of default size asks of a node (for waking the queue; admission
+    /// uses each Execution's own).
+    fn default_ask(&self) -> Ask {
+        let s = &self.settings;
+        let mib =
+            rce_api::ResolvedLimits::DEFAULT.memory_mib + s.work_mib + s.tmp_mib + s.runner_overhead_mib;
+        Ask {
+            cpu_milli: capacity::quantity(&s.cpu_request, true).unwrap_or(0),
+            memory: u128::from(mib) * 1024 * 1024,
+        }
+    }
+
+    /// The limits of the queue now, for sandboxes of `ask`.
+    fn limits(&self, entries: &[Entry], ask: &Ask) -> Limits {
+        let mut cap = match &self.capacity {
+            Some(c) => queue::running(entries).saturating_add(c.free(ask)),
+            None => usize::MAX,
+        };
+        if self.config.max_running > 0 {
+            cap = cap.min(self.config.max_running);
+        }
+        Limits { capacity: cap, per_namespace: self.config.namespace_max_running }
+    }
+
+    /// The nodes sandboxes must stay off now.
+    fn lost_nodes(&self) -> Vec<String> {
+        self.capacity.as_ref().map(|c| c.lost().into_iter().map(|(n, _)| n).collect()).unwrap_or_default()
     }
 
     /// With warm pools.
@@ -191,7 +243,10 @@ impl Context {
             .filter(|e| self.watches(e.namespace().as_deref().unwrap_or_default()))
             .map(|e| Entry {
                 key: key_of(e),
-                created: e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                created: queue::submitted_key(
+                    e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).as_deref(),
+                    e.annotations().get(rce_api::queue::SUBMITTED_ANNOTATION).map(String::as_str),
+                ),
                 slot: slot_of(e),
             })
             .collect()
@@ -199,11 +254,12 @@ impl Context {
 
     /// Ask for a slot; on `Admit` the slot is reserved until [`Context::release`] or
     /// [`Context::done`].
-    fn admit(&self, key: &Key) -> Decision {
+    fn admit(&self, key: &Key, ask: &Ask) -> Decision {
         let entries = self.entries();
         let mut o = self.overrides();
         let merged = o.merge(entries);
-        let d = queue::decide(&merged, self.config.max_running, key);
+        let limits = self.limits(&merged, ask);
+        let d = queue::decide(&merged, &limits, key);
         if d == Decision::Admit {
             o.set(key.clone(), Slot::Running);
         }
@@ -232,7 +288,8 @@ impl Context {
     fn wake_next(&self) {
         let entries = self.entries();
         let merged = self.overrides().merge(entries);
-        for k in queue::startable(&merged, self.config.max_running) {
+        let limits = self.limits(&merged, &self.default_ask());
+        for k in queue::startable(&merged, &limits) {
             let _ = self.wake.send(ObjectRef::new(&k.name).within(&k.namespace));
         }
     }
@@ -263,6 +320,18 @@ impl Context {
         self.metrics.queue_depth.set(waiting);
         self.metrics.running.set(running);
         self.metrics.beat();
+        // The cluster-wide capacity for the shim (back-pressure, queue positions).
+        let entries = self.overrides().merge(self.entries());
+        let limits = self.limits(&entries, &self.default_ask());
+        let doc = serde_json::json!({
+            "capacity": (limits.capacity != usize::MAX).then_some(limits.capacity),
+            "perNamespace": limits.per_namespace,
+            "running": queue::running(&entries),
+            "waiting": entries.iter().filter(|e| e.slot == Slot::Waiting).count(),
+            "members": self.shard.members().live,
+            "at": now(),
+        });
+        self.mirror.capacity(doc.to_string());
     }
 
     fn runtimes_cached(&self) -> Vec<Arc<Runtime>> {
@@ -351,6 +420,11 @@ pub async fn reconcile(exec: Arc<Execution>, ctx: Arc<Context>) -> Result<Action
     ctx.metrics.reconciliations.inc();
     let ns = exec.namespace().unwrap_or_default();
     if !ctx.watches(&ns) {
+        return Ok(Action::await_change());
+    }
+    // Another replica's share: it reconciles it (a membership change wakes every
+    // Execution, so a new owner picks up its share at once).
+    if !ctx.owns(&exec) {
         return Ok(Action::await_change());
     }
     let _ = ctx.executions.wait_until_ready().await;
@@ -468,21 +542,44 @@ async fn pending(exec: &Execution, ctx: &Context) -> Result<Action> {
     if let Some(action) = try_warm(exec, &runtime, &plan, ctx).await? {
         return Ok(action);
     }
-    let old = exec.status.clone().unwrap_or_default();
-    let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
-    let next =
-        status::pending(&old, created.as_deref(), exec.metadata.generation, ctx.config.max_running, &now());
-    let exec = write_status(exec, next, ctx).await?;
-
-    let k = key_of(&exec);
+    let k = key_of(exec);
     // A sandbox created just before a restart (its status not yet written) already holds a
     // slot: adopt it whatever the queue says.
     let first_pod = names::pod_name(&exec.name_any(), &exec.uid().unwrap_or_default(), 1);
     let orphan =
-        ctx.pods.get(&ObjectRef::new(&first_pod).within(&k.namespace)).is_some_and(|p| owned_by(&p, &exec));
-    let decision = if orphan { ctx.adopt(&k) } else { ctx.admit(&k) };
+        ctx.pods.get(&ObjectRef::new(&first_pod).within(&k.namespace)).is_some_and(|p| owned_by(&p, exec));
+    let sizes = sandbox::sizes(&plan, &runtime, &ctx.settings);
+    let ask = Ask {
+        cpu_milli: capacity::quantity(&ctx.settings.cpu_request, true).unwrap_or(0),
+        memory: u128::from(sizes.memory_mib) * 1024 * 1024,
+    };
+    let decision = if orphan { ctx.adopt(&k) } else { ctx.admit(&k, &ask) };
+    // Why it waits, in words that change only when the reason does (a position would
+    // rewrite every waiting status at every start; the shim reports positions on request).
+    let why = match decision {
+        Decision::Wait { why: queue::Wait::NamespaceShare, .. } => format!(
+            "waiting for its namespace's share: at most {} sandboxes run at once in namespace {}",
+            ctx.config.namespace_max_running, k.namespace
+        ),
+        _ if ctx.config.max_running > 0 && ctx.capacity.is_none() => {
+            format!("waiting for a free sandbox slot (at most {} run at once)", ctx.config.max_running)
+        }
+        _ => "waiting for cluster capacity: every sandbox the schedulable nodes' allocatable CPU, memory and Pods allow (or the global cap) is running; admitted in submission order, fairly across namespaces".to_string(),
+    };
+    let old = exec.status.clone().unwrap_or_default();
+    let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
+    let next = status::pending(&old, created.as_deref(), exec.metadata.generation, &why, &now());
+    let exec = match write_status(exec, next, ctx).await {
+        Ok(e) => e,
+        Err(e) => {
+            if decision == Decision::Admit {
+                ctx.release(&k);
+            }
+            return Err(e);
+        }
+    };
     match decision {
-        Decision::Wait { position, running } => {
+        Decision::Wait { position, running, .. } => {
             tracing::debug!(execution = %k.name, position, running, "waiting for a sandbox slot");
             return Ok(Action::requeue(PENDING_RECHECK));
         }
@@ -532,13 +629,44 @@ async fn start(
 ) -> Result<Action> {
     let ns = exec.namespace().unwrap_or_default();
     ctx.ensure_network_policy(&ns).await?;
+    // The attempt's lock first: whichever replica takes it decides how the attempt runs.
+    match attempt::take(&ctx.client, exec, attempt, How::Cold, &ctx.shard.identity).await? {
+        // Cold: the sandbox of this attempt's name, created here or by the lock's holder
+        // (one create succeeds; the other adopts it).
+        Locked::Mine | Locked::Taken { how: How::Cold, .. } => {}
+        Locked::Taken { how: How::Warm { pod }, by } => {
+            let uid = exec.uid().unwrap_or_default();
+            let alive =
+                Api::<Pod>::namespaced(ctx.client.clone(), &ns).get_opt(&pod).await?.is_some_and(|p| {
+                    p.labels().get(rce_api::warmpool::CLAIMED_BY_LABEL) == Some(&uid)
+                        && p.metadata.deletion_timestamp.is_none()
+                });
+            if alive {
+                // Runs warm (this Execution's claim is followed where it is found).
+                tracing::debug!(execution = %exec.name_any(), attempt, %pod, %by, "attempt runs warm elsewhere; following");
+                return Ok(Action::requeue(Duration::from_millis(300)));
+            }
+            let msg =
+                format!("the warm sandbox {pod} of attempt {attempt} is gone before a result; retrying");
+            return Box::pin(start(exec, plan, runtime, attempt + 1, Some(msg), ctx)).await;
+        }
+        Locked::Foreign => {
+            let msg = format!(
+                "a ConfigMap named {} already exists in namespace {ns} and is not this Execution's attempt lock; \
+                 it was left alone and the Execution did not run",
+                attempt::lock_name(exec, attempt)
+            );
+            return fail(exec, FailReason::SandboxNameTaken, &msg, ctx).await;
+        }
+    }
     let key = sandbox::new_result_key();
-    let pod = if exec.spec.interactive {
+    let mut pod = if exec.spec.interactive {
         // Its stdin comes while it runs: a runner that serves the request over attach.
         sandbox::build_serving_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
     } else {
         sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
     };
+    capacity::avoid(&mut pod, &ctx.lost_nodes());
     let pod_name = pod.name_any();
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
@@ -1150,6 +1278,18 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
         ctx.note_miss(&uid, pool);
         return Ok(None);
     };
+    // The attempt's lock: another replica that took it (cold, or warm in another Pod) runs
+    // this attempt; the Pod claimed here never got a run and goes.
+    let how = How::Warm { pod: claimed.pod.name_any() };
+    match attempt::take(&ctx.client, exec, attempt, how, &ctx.shard.identity).await {
+        Ok(Locked::Mine) => {}
+        other => {
+            tracing::info!(execution = %exec.name_any(), attempt, lock = ?other, "attempt taken elsewhere; claimed Pod discarded");
+            claim::discard(&warm, &claimed).await?;
+            other?;
+            return Ok(Some(Action::requeue(Duration::from_millis(200))));
+        }
+    }
     ctx.missed.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     let claimed_ms = t0.elapsed().as_millis();
     let mut request = plan.request.clone();
@@ -1373,6 +1513,57 @@ async fn warm_processing(exec: &Execution, ctx: &Context) -> Result<Action> {
     );
     ctx.adopt(&key_of(&fresh));
     retry(&fresh, attempt + 1, message, ctx).await
+}
+
+/// Delete the sandbox and warm Pods of this replica's share that sit on lost nodes (their
+/// kubelet is gone, so the deletion is immediate), with an Event on each Execution hit; the
+/// Execution then retries its sandbox, kept off lost nodes.
+pub async fn remove_from_lost_nodes(ctx: &Context) {
+    let Some(cap) = &ctx.capacity else { return };
+    let lost: HashMap<String, String> = cap.lost().into_iter().collect();
+    if lost.is_empty() {
+        return;
+    }
+    let mut pods = ctx.pods.state();
+    if let Some(w) = &ctx.warm {
+        pods.extend(w.pods.state());
+    }
+    for pod in pods {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
+        let Some(why) = lost.get(&node) else { continue };
+        let Some(owner) = pod.owner_references().iter().find(|o| o.controller == Some(true)).cloned() else {
+            continue;
+        };
+        if !ctx.shard.owns(&owner.uid) {
+            continue;
+        }
+        let ns = pod.namespace().unwrap_or_default();
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(kube::api::Preconditions { uid: pod.uid(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match Api::<Pod>::namespaced(ctx.client.clone(), &ns).delete(&pod.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => continue,
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), %node, error = %e, "could not delete a Pod of a lost node");
+                continue;
+            }
+        }
+        tracing::warn!(pod = %pod.name_any(), %node, %why, "deleted a sandbox Pod of a lost node");
+        if owner.kind == "Execution" {
+            if let Some(exec) = ctx.executions.get(&ObjectRef::new(&owner.name).within(&ns)) {
+                let note = format!(
+                    "sandbox Pod {} was on node {node}, which is lost ({why}); the Pod was deleted and the \
+                     Execution is retried on another node",
+                    pod.name_any()
+                );
+                ctx.event(&exec, EventType::Warning, "NodeLost", note).await;
+                let _ = ctx.wake.send(ObjectRef::from_obj(exec.as_ref()));
+            }
+        }
+    }
 }
 
 /// Log what the controller reports, at a level fitting each.

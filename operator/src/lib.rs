@@ -6,7 +6,9 @@
 //! Redis, [`metrics`] serves /metrics and /healthz.
 
 pub mod attach;
+pub mod attempt;
 pub mod callback;
+pub mod capacity;
 pub mod claim;
 pub mod config;
 pub mod controller;
@@ -21,6 +23,7 @@ pub mod outputs;
 pub mod pool;
 pub mod queue;
 pub mod sandbox;
+pub mod shard;
 pub mod status;
 pub mod validate;
 pub mod warm;
@@ -80,6 +83,29 @@ fn selected(config: &Config) -> watcher::Config {
     }
 }
 
+/// Resolves once `tx` says the operator stops.
+fn shutdown_member(
+    tx: &tokio::sync::watch::Sender<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = tx.subscribe();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Drive a reflector's stream, logging its errors.
+async fn drain_stream<T>(
+    stream: impl futures::Stream<Item = Result<T, watcher::Error>> + Send,
+    what: &'static str,
+) {
+    futures::pin_mut!(stream);
+    while let Some(r) = stream.next().await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "watching {what}");
+        }
+    }
+}
+
 /// Run the operator until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     run_until(config, shutdown_signal()).await
@@ -96,6 +122,8 @@ pub async fn run_until(
 ) -> anyhow::Result<()> {
     let client = client(&config).await?;
     let namespaces = config.watched_namespaces();
+    // Set when the operator stops (the membership task leaves the group on it).
+    let (shutdown_tx, _) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(metrics::Metrics::default());
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -154,6 +182,66 @@ pub async fn run_until(
     )
     .default_backoff()
     .touched_objects();
+    // Membership among the replicas (shard.rs): this replica's Lease, the group's view.
+    let identity = config.identity();
+    let group = config.shard_group();
+    let lease_ns = config.lease_namespace();
+    let (shard, membership) = shard::join(
+        client.clone(),
+        &lease_ns,
+        &group,
+        &identity,
+        config.lease_seconds,
+        futures::FutureExt::shared(shutdown_member(&shutdown_tx)),
+    )
+    .await?;
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel::<()>();
+    tasks.spawn(async move {
+        membership.await;
+        let _ = left_tx.send(());
+    });
+    if !shard::wait_joined(&shard, Duration::from_secs(20)).await {
+        tracing::warn!(%identity, %group, "not a live member after 20 s; owning nothing until the Lease is held");
+    }
+
+    // Capacity: the nodes, their Leases and every Pod bound to them (capacity.rs).
+    let (nodes, node_writer) = reflector::store::<k8s_openapi::api::core::v1::Node>();
+    tasks.spawn(drain_stream(
+        reflector::reflector(node_writer, watcher(Api::all(client.clone()), Default::default()))
+            .default_backoff()
+            .touched_objects(),
+        "Nodes",
+    ));
+    let (node_leases, node_lease_writer) = reflector::store::<k8s_openapi::api::coordination::v1::Lease>();
+    tasks.spawn(drain_stream(
+        reflector::reflector(
+            node_lease_writer,
+            watcher(Api::namespaced(client.clone(), "kube-node-lease"), Default::default()),
+        )
+        .default_backoff()
+        .touched_objects(),
+        "node Leases",
+    ));
+    let (all_pods, all_pod_writer) = reflector::store::<Pod>();
+    tasks.spawn(drain_stream(
+        reflector::reflector(
+            all_pod_writer,
+            watcher(
+                Api::<Pod>::all(client.clone()),
+                watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
+            ),
+        )
+        .default_backoff()
+        .touched_objects(),
+        "Pods",
+    ));
+    let capacity = capacity::Capacity {
+        nodes,
+        node_leases,
+        pods: all_pods,
+        lost_after: Duration::from_secs(config.node_lost_seconds),
+    };
+
     let sessions = Arc::new(attach::Sessions::default());
     let warm = Arc::new(claim::Warm::new(
         client.clone(),
@@ -164,6 +252,13 @@ pub async fn run_until(
         metrics.clone(),
     ));
     let shutdown = futures::FutureExt::shared(shutdown);
+    {
+        let (tx, s) = (shutdown_tx.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            s.await;
+            let _ = tx.send(true);
+        });
+    }
 
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Execution>>();
     let wake = futures::stream::unfold(wake_rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
@@ -172,6 +267,9 @@ pub async fn run_until(
         .with_config(kc::Config::default().concurrency(config.concurrency))
         .owns_stream(pod_stream)
         .reconcile_on(wake)
+        // A membership change: every Execution is looked at again, so the new owner of each
+        // picks it up (the others return at once).
+        .reconcile_all_on(shard::change_stream(shard.changes()))
         .graceful_shutdown_on(shutdown.clone());
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
     let callbacks = callback::Callbacks::new(config.callback_allow.clone());
@@ -194,8 +292,17 @@ pub async fn run_until(
             callbacks,
         )
         .with_warm(warm.clone())
-        .with_live(live),
+        .with_live(live)
+        .with_shard(shard.clone())
+        .with_capacity(capacity),
     );
+    let lost = ctx.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            controller::remove_from_lost_nodes(&lost).await;
+        }
+    });
 
     let g = ctx.clone();
     tasks.spawn(async move {
@@ -205,16 +312,19 @@ pub async fn run_until(
         }
     });
 
-    let pool_ctx = Arc::new(pool::Context::new(
-        client.clone(),
-        namespaces.clone(),
-        config.sandbox(),
-        warm.clone(),
-        sessions,
-        recorder,
-        metrics.clone(),
-        Duration::from_secs(config.start_timeout_seconds),
-    ));
+    let pool_ctx = Arc::new(
+        pool::Context::new(
+            client.clone(),
+            namespaces.clone(),
+            config.sandbox(),
+            warm.clone(),
+            sessions,
+            recorder,
+            metrics.clone(),
+            Duration::from_secs(config.start_timeout_seconds),
+        )
+        .with_shard(shard.clone()),
+    );
     // The pool controller judges each pool by its Runtime: not before the Runtime cache is
     // filled (a pool reconciled first would be marked Invalid, "Runtime not found", with a
     // Warning Event, until its recheck 10 s later).
@@ -230,11 +340,17 @@ pub async fn run_until(
     tracing::info!(
         namespaces = ?namespaces,
         selector = %config.selector,
+        %identity,
+        %group,
+        lease_namespace = %lease_ns,
         max_running = config.max_running,
         concurrency = config.concurrency,
         "rce operator starting"
     );
     controller::drain(controller.run(controller::reconcile, controller::error_policy, ctx)).await;
+    // Leave the group (release and delete the Lease) before the rest stops.
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(6), left_rx).await;
     tasks.shutdown().await;
     tracing::info!("rce operator stopped");
     Ok(())

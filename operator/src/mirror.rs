@@ -18,12 +18,20 @@ use crate::{metrics::Metrics, names::fnv1a};
 /// An Execution, by namespace and name.
 type Key = (String, String);
 
+/// Redis key of the cluster-wide capacity document, written by every replica every few
+/// seconds: `{"capacity","perNamespace","running","waiting","members","at"}`.
+pub const CAPACITY_KEY: &str = "rce:capacity";
+/// Its lifetime: gone soon after the last operator stopped.
+pub const CAPACITY_TTL_SECS: u64 = 10;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     /// Write this status document (JSON) and publish it.
     Set { json: String, hash: u64 },
     /// Remove the key (the Execution is gone).
     Delete,
+    /// The cluster-wide capacity document (`rce:capacity`).
+    Capacity { json: String },
 }
 
 #[derive(Default)]
@@ -80,6 +88,12 @@ impl Mirror {
             st.pending.insert(key, Op::Delete);
             self.metrics.redis_pending.set(st.pending.len() as i64);
         }
+        self.notify.notify_one();
+    }
+
+    /// Queue the capacity document (the key expires unless an operator rewrites it).
+    pub fn capacity(&self, json: String) {
+        self.lock().pending.insert((String::new(), CAPACITY_KEY.to_string()), Op::Capacity { json });
         self.notify.notify_one();
     }
 
@@ -172,6 +186,15 @@ async fn write(conn: &mut ConnectionManager, key: &Key, op: &Op) -> redis::Redis
                 .await
         }
         Op::Delete => redis::cmd("DEL").arg(status_key(ns, name)).query_async::<()>(conn).await,
+        Op::Capacity { json } => {
+            redis::cmd("SET")
+                .arg(CAPACITY_KEY)
+                .arg(json)
+                .arg("EX")
+                .arg(CAPACITY_TTL_SECS)
+                .query_async::<()>(conn)
+                .await
+        }
     }
 }
 

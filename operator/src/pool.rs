@@ -101,6 +101,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How long a new Pod may take to start (scheduling, image) before it is replaced.
     pub start_timeout: Duration,
+    /// Which pools are this replica's to keep filled.
+    pub shard: crate::shard::Shard,
     /// Pods with a probe in flight, by uid.
     probing: Mutex<HashSet<String>>,
     /// Failed probes (how many, the first when), by Pod uid.
@@ -170,6 +172,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Context {
+    pub fn with_shard(mut self, shard: crate::shard::Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
@@ -182,6 +189,7 @@ impl Context {
         start_timeout: Duration,
     ) -> Self {
         Context {
+            shard: crate::shard::Shard::solo("operator"),
             client,
             namespaces,
             settings,
@@ -443,6 +451,10 @@ pub async fn reconcile(pool: Arc<WarmPool>, ctx: Arc<Context>) -> Result<Action>
     let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
     if !ctx.watches(&ns) || pool.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // Another replica keeps this pool (a membership change reconciles every pool).
+    if !ctx.shard.owns(pool.metadata.uid.as_deref().unwrap_or_default()) {
         return Ok(Action::await_change());
     }
     let key = (ns.clone(), name.clone());
@@ -781,6 +793,7 @@ pub async fn run(
     let controller = Controller::for_stream(pool_stream, pools)
         .with_config(kc::Config::default().concurrency(4))
         .owns_stream(pod_stream)
+        .reconcile_all_on(crate::shard::change_stream(ctx.shard.changes()))
         .graceful_shutdown_on(shutdown);
     let mut last_warn = Instant::now() - Duration::from_secs(3600);
     controller

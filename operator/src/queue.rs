@@ -1,5 +1,5 @@
-//! Capacity as a queue: at most `max_running` sandboxes at once; waiting Executions start in
-//! submission order (creationTimestamp, then name, then namespace).
+//! Capacity as a queue: the admission order is [`rce_api::queue`]'s (shared with the shim,
+//! which reports positions); this module adds the operator's local view.
 //!
 //! The store of Executions lags behind the operator's own status writes, so the operator
 //! keeps local overrides for the Executions it has just started or finished; the store wins
@@ -7,76 +7,10 @@
 
 use std::collections::HashMap;
 
-/// An Execution, by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub namespace: String,
-    pub name: String,
-}
-
-/// Whether an Execution holds a sandbox slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Slot {
-    /// Pending (or not yet looked at): waiting for a slot.
-    Waiting,
-    /// Processing: its sandbox holds a slot.
-    Running,
-    /// Completed, Failed or being deleted: holds nothing.
-    Done,
-}
-
-/// One Execution as the queue sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub key: Key,
-    /// creationTimestamp, as sortable text (RFC 3339 in UTC) or a number.
-    pub created: String,
-    pub slot: Slot,
-}
-
-/// What to do with a waiting Execution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Admit,
-    /// Wait: `position` (1-based) in the queue, `running` sandboxes now.
-    Wait {
-        position: usize,
-        running: usize,
-    },
-}
-
-/// The waiting Executions in the order they start.
-pub fn waiting_order(entries: &[Entry]) -> Vec<&Entry> {
-    let mut w: Vec<&Entry> = entries.iter().filter(|e| e.slot == Slot::Waiting).collect();
-    w.sort_by(|a, b| {
-        (a.created.as_str(), a.key.name.as_str(), a.key.namespace.as_str()).cmp(&(
-            b.created.as_str(),
-            b.key.name.as_str(),
-            b.key.namespace.as_str(),
-        ))
-    });
-    w
-}
-
-/// May `candidate` start now?
-pub fn decide(entries: &[Entry], max_running: usize, candidate: &Key) -> Decision {
-    let running = entries.iter().filter(|e| e.slot == Slot::Running).count();
-    let free = max_running.saturating_sub(running);
-    let order = waiting_order(entries);
-    let position = order.iter().position(|e| &e.key == candidate).unwrap_or(order.len());
-    if position < free {
-        Decision::Admit
-    } else {
-        Decision::Wait { position: position + 1, running }
-    }
-}
-
-/// The waiting Executions that may start now (to wake them when a slot frees).
-pub fn startable(entries: &[Entry], max_running: usize) -> Vec<Key> {
-    let running = entries.iter().filter(|e| e.slot == Slot::Running).count();
-    let free = max_running.saturating_sub(running);
-    waiting_order(entries).into_iter().take(free).map(|e| e.key.clone()).collect()
-}
+pub use rce_api::queue::{
+    decide, position, running, startable, submitted_key, waiting_order, Decision, Entry, Key, Limits, Slot,
+    Wait,
+};
 
 /// The operator's own knowledge of slots, ahead of the store.
 #[derive(Debug, Default)]
@@ -121,27 +55,6 @@ mod tests {
     }
 
     #[test]
-    fn waiting_ones_start_in_submission_order() {
-        let entries = vec![
-            e("c", "2026-01-01T00:00:02Z", Slot::Waiting),
-            e("b", "2026-01-01T00:00:01Z", Slot::Waiting),
-            e("a", "2026-01-01T00:00:02Z", Slot::Waiting),
-            e("r", "2026-01-01T00:00:00Z", Slot::Running),
-            e("d", "2026-01-01T00:00:00Z", Slot::Done),
-        ];
-        let order: Vec<&str> = waiting_order(&entries).iter().map(|e| e.key.name.as_str()).collect();
-        assert_eq!(order, ["b", "a", "c"], "time first, then name");
-        // 3 slots, one running: the first two waiting may start.
-        assert_eq!(decide(&entries, 3, &key("b")), Decision::Admit);
-        assert_eq!(decide(&entries, 3, &key("a")), Decision::Admit);
-        assert_eq!(decide(&entries, 3, &key("c")), Decision::Wait { position: 3, running: 1 });
-        assert_eq!(startable(&entries, 3), [key("b"), key("a")]);
-        // Full: nobody starts.
-        assert_eq!(decide(&entries, 1, &key("b")), Decision::Wait { position: 1, running: 1 });
-        assert!(startable(&entries, 1).is_empty());
-    }
-
-    #[test]
     fn overrides_lead_until_the_store_catches_up() {
         let mut o = Overrides::default();
         o.set(key("a"), Slot::Running);
@@ -151,7 +64,10 @@ mod tests {
         let merged = o.merge(store.clone());
         assert_eq!(merged[0].slot, Slot::Running);
         assert_eq!(merged[1].slot, Slot::Done);
-        assert_eq!(decide(&merged, 1, &key("b")), Decision::Wait { position: 1, running: 1 });
+        assert_eq!(
+            decide(&merged, &Limits::of(1), &key("b")),
+            Decision::Wait { position: 1, running: 1, why: Wait::Capacity }
+        );
         assert_eq!(o.local.len(), 2, "the deleted Execution's override is dropped");
         // The store catches up: overrides are dropped, the store's view stands.
         let caught_up = vec![e("a", "1", Slot::Running), e("r", "0", Slot::Done), e("b", "2", Slot::Waiting)];

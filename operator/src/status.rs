@@ -67,7 +67,7 @@ pub fn pending(
     old: &ExecutionStatus,
     created: Option<&str>,
     generation: Option<i64>,
-    max_running: usize,
+    why: &str,
     now: &str,
 ) -> ExecutionStatus {
     let mut st = old.clone();
@@ -77,15 +77,7 @@ pub fn pending(
         st.submitted_at = Some(created.unwrap_or(now).to_string());
     }
     set_condition(&mut st.conditions, "Valid", true, "Valid", "", generation, now);
-    set_condition(
-        &mut st.conditions,
-        "Scheduled",
-        false,
-        "Queued",
-        &format!("waiting for a free sandbox slot (at most {max_running} run at once)"),
-        generation,
-        now,
-    );
+    set_condition(&mut st.conditions, "Scheduled", false, "Queued", why, generation, now);
     set_condition(&mut st.conditions, "Ready", false, "Pending", "", generation, now);
     st
 }
@@ -261,13 +253,13 @@ mod tests {
             &ExecutionStatus::default(),
             Some("2026-01-01T00:00:00Z"),
             Some(1),
-            6,
+            "waiting",
             "2026-01-01T00:00:01Z",
         );
         assert_eq!(a.phase, Some(Phase::Pending));
         assert_eq!(a.submitted_at.as_deref(), Some("2026-01-01T00:00:00Z"));
         assert_eq!(a.observed_generation, Some(1));
-        let b = pending(&a, Some("2026-01-01T00:00:00Z"), Some(1), 6, "2026-01-01T00:00:09Z");
+        let b = pending(&a, Some("2026-01-01T00:00:00Z"), Some(1), "waiting", "2026-01-01T00:00:09Z");
         assert_eq!(a, b);
         let c = a.conditions.iter().find(|c| c.type_ == "Scheduled").unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", Some("Queued")));
@@ -275,7 +267,7 @@ mod tests {
 
     #[test]
     fn processing_then_finished_keeps_the_history() {
-        let p = pending(&ExecutionStatus::default(), Some("t0"), Some(1), 6, "t1");
+        let p = pending(&ExecutionStatus::default(), Some("t0"), Some(1), "waiting", "t1");
         let r = processing(&p, "e-1", 1, None, "t2");
         assert_eq!(
             (r.phase, r.pod_name.as_deref(), r.attempts),

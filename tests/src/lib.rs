@@ -2,9 +2,11 @@
 //! kube-apiserver and kubelet running real Pods (the local cluster of `make up`, or whatever
 //! `KUBECONFIG` points at). They fail, never skip, when no cluster is reachable.
 
+pub mod broker;
 pub mod exec;
 pub mod operator;
 pub mod redis;
+pub mod replicas;
 pub mod shim;
 pub mod warm;
 use std::time::Duration;
