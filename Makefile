@@ -5,9 +5,10 @@ SHELL := /bin/bash
 
 help:
 	@echo "make up      bring up a local Kubernetes + Redis + RabbitMQ + the rce operator and shim"
+	@echo "             (RCE_NODES=N nodes, default 2; RCE_OPERATOR_REPLICAS=N operators, default 1)"
 	@echo "make test    run the whole test suite (brings the cluster up first if needed)"
 	@echo "make env     print the export lines for the running setup (eval \"\$$(make env)\")"
-	@echo "make status  show which components are running"
+	@echo "make status  show which components are running (every node's kubelet and containerd, every operator)"
 	@echo "make bench   measure end-to-end latency and throughput"
 	@echo "make down    stop every process 'make up' started"
 	@echo "make crds    regenerate crds/ from the Rust types"
@@ -23,7 +24,7 @@ env:
 	@hack/cluster.sh env
 
 status:
-	@hack/cluster.sh status; hack/engine.sh status
+	@s=0; hack/cluster.sh status || s=1; hack/engine.sh status || s=1; exit $$s
 
 test:
 	@hack/test.sh

@@ -783,6 +783,9 @@ cmd_status() {
       show "$(node_proc containerd "$n")"; show "$(node_proc kubelet "$n")"
     fi
   done
+  if alive kube-apiserver; then
+    kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes --request-timeout=5s -o custom-columns='NODE:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,CPU:.status.allocatable.cpu,MEMORY:.status.allocatable.memory,TAINTS:.spec.taints[*].key' 2>/dev/null || true
+  fi
   return $bad
 }
 

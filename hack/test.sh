@@ -18,6 +18,16 @@ else
   trap '"$RCE_ROOT/hack/down.sh" || true' EXIT
   "$RCE_ROOT/hack/up.sh" || die "bringing the local cluster up failed (see the messages above)"
 fi
+# The local cluster has RCE_NODES nodes (default 2; tests/tests/nodes.rs needs two): add those
+# a running one lacks (cluster.sh up leaves what runs alone).
+if ((started == 0)) && [[ "${KUBECONFIG:-$RCE_STATE/kubeconfig}" == "$RCE_STATE/kubeconfig" ]] &&
+  "$RCE_ROOT/hack/cluster.sh" status >/dev/null 2>&1; then
+  have="$(kubectl --kubeconfig "$RCE_STATE/kubeconfig" get nodes --no-headers 2>/dev/null | wc -l)"
+  if ((have < RCE_NODES)); then
+    log "the local cluster has $have node(s), RCE_NODES=$RCE_NODES: adding the others"
+    "$RCE_ROOT/hack/cluster.sh" up || die "adding nodes to the local cluster failed (see the messages above)"
+  fi
+fi
 eval "$("$RCE_ROOT/hack/cluster.sh" env)"
 [[ -f "$RCE_STATE/engine.env" ]] && source "$RCE_STATE/engine.env"
 
