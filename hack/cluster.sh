@@ -540,9 +540,14 @@ start_node_containerd() {
   wait_for "$c" 30 ctr -a "$(node_sock "$n")" version
 }
 
+# is_node_ready NAME [SINCE]: Ready, as the kubelet last said at or after SINCE (epoch seconds):
+# a Node object keeps saying Ready for a while after its kubelet is gone.
 is_node_ready() {
-  local ready='{range .status.conditions[?(@.type=="Ready")]}{.status}{end}'
-  [[ "$(kubectl --kubeconfig "$KUBECONFIG_FILE" get node "$1" -o jsonpath="$ready" 2>/dev/null)" == True ]]
+  local ready='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' st hb
+  st="$(kubectl --kubeconfig "$KUBECONFIG_FILE" get node "$1" -o jsonpath="$ready" 2>/dev/null)" || return 1
+  hb="${st#* }"
+  [[ "${st%% *}" == True ]] || return 1
+  [[ -z "${2:-}" ]] || (($(date -d "$hb" +%s) >= $2))
 }
 
 start_node_kubelet() {
@@ -555,7 +560,8 @@ start_node_kubelet() {
   if kubectl --kubeconfig "$KUBECONFIG_FILE" get node "$n" >/dev/null 2>&1 && ! node_has_all_images "$n"; then
     kubectl --kubeconfig "$KUBECONFIG_FILE" taint node "$n" "$NOT_READY_TAINT=true:NoSchedule" --overwrite >/dev/null
   fi
-  alive "$k" || cp "$d/kubelet/config.yaml" "$d/kubelet/config.yaml.started"
+  local since=""
+  alive "$k" || { cp "$d/kubelet/config.yaml" "$d/kubelet/config.yaml.started"; since="$(date +%s)"; }
   # nsenter -m without a pid namespace does not fork: the recorded pid is the kubelet's.
   start "$k" nsenter -t "$(cat "$(pidfile "$(node_proc containerd "$n")")")" -m -- \
     "$K8S_BIN/kubelet" --config="$d/kubelet/config.yaml" \
@@ -565,7 +571,7 @@ start_node_kubelet() {
     --containerd="$(node_sock "$n")" \
     --register-with-taints="$NOT_READY_TAINT=true:NoSchedule" \
     --runtime-request-timeout=5m --pod-infra-container-image="$PAUSE_IMAGE" --v=1
-  node_ready_n() { is_node_ready "$n"; }
+  node_ready_n() { is_node_ready "$n" "$since"; }
   wait_for "$k" 120 node_ready_n
   check_alive "$(node_proc containerd "$n")"
 }
@@ -669,6 +675,21 @@ kill_node_workloads() {
       [[ -f "$f" ]] && kill "-$sig" "$(cat "$f")" 2>/dev/null || true
     done
   fi
+  # The runc v2 shim writes no shim.pid: find the shims of this node's containerd by the
+  # address they were started with (exactly this node's socket).
+  for p in $(node_shims "$n"); do kill "-$sig" "$p" 2>/dev/null || true; done
+}
+
+# node_shims NAME: pids of the container shims started by that node's containerd.
+node_shims() {
+  local sock f args; sock="$(node_sock "$1")"
+  for f in /proc/[0-9]*/cmdline; do
+    args="$(tr '\0' '\n' 2>/dev/null < "$f")" || continue
+    grep -qxF -- "$sock" <<<"$args" || continue
+    head -n 1 <<<"$args" | grep -qE '(^|/)containerd-shim-[^/]*$' || continue
+    f="${f#/proc/}"; echo "${f%/cmdline}"
+  done
+  return 0
 }
 
 # stop_node NAME SIGNAL: kubelet, containerd, then what they leave running (shims get SIGNAL).
