@@ -106,6 +106,10 @@ struct Args {
     /// The command of the exec sessions of --attach-exec.
     #[arg(long, default_value = "/bin/true")]
     exec_command: String,
+    /// Operator processes of each own-operator variant (all-active replicas sharing its
+    /// Executions through their membership Leases).
+    #[arg(long, default_value_t = 1)]
+    operator_replicas: usize,
     /// Pods of each warm pool (own-operator variants).
     #[arg(long, default_value_t = 4)]
     pool_replicas: i32,
@@ -470,7 +474,7 @@ struct Own {
     pool: Option<PoolSpec>,
     /// The pool's `spec.limits`.
     limits: Option<serde_json::Value>,
-    child: Option<tokio::process::Child>,
+    children: Vec<tokio::process::Child>,
     log: PathBuf,
 }
 
@@ -490,7 +494,7 @@ impl Own {
         let log = args.log_dir.join(format!("{ns}-operator.log"));
         let limits =
             args.pool_limits.as_deref().map(serde_json::from_str).transpose().context("--pool-limits")?;
-        let mut own = Own { ns, label, pool, limits, child: None, log };
+        let mut own = Own { ns, label, pool, limits, children: Vec::new(), log };
         match own.set_up(client, args, language).await {
             Ok(()) => Ok(own),
             Err(e) => {
@@ -502,8 +506,16 @@ impl Own {
 
     async fn set_up(&mut self, client: &Client, args: &Args, language: &str) -> Result<()> {
         let bin = sibling(&args.operator_bin, "rce-operator")?;
-        let file =
-            std::fs::File::create(&self.log).with_context(|| format!("creating {}", self.log.display()))?;
+        for i in 1..=args.operator_replicas.max(1) {
+            self.spawn_replica(&bin, i)?;
+        }
+        self.set_up_pool(client, language).await
+    }
+
+    /// Operator process `i` (its log: the variant's, `-<i>` for i > 1).
+    fn spawn_replica(&mut self, bin: &std::path::Path, i: usize) -> Result<()> {
+        let log = if i == 1 { self.log.clone() } else { self.log.with_extension(format!("{i}.log")) };
+        let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         // The binary's defaults but for what keeps it to this namespace; the debug log of
         // the operator crate holds the `warm run` timings. RCE_* variables of the caller's
         // environment that are flags are left out, but the Redis URL.
@@ -521,11 +533,17 @@ impl Own {
                 std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info,rce_operator=debug".into()),
             )
             .env("RCE_LOG_FORMAT", "json")
+            .env("RCE_IDENTITY", format!("bench-{i}"))
+            .env("RCE_LEASE_NAMESPACE", &self.ns)
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true);
-        self.child = Some(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
+        self.children.push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
+        Ok(())
+    }
+
+    async fn set_up_pool(&mut self, client: &Client, language: &str) -> Result<()> {
         if let Some(p) = self.pool {
             let mut spec = serde_json::json!({"runtime": language, "replicas": p.replicas});
             if let Some(m) = p.max_runs {
@@ -683,7 +701,7 @@ impl Own {
 
     /// Stop the operator (its held attach sessions close with it).
     async fn stop_operator(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        for mut c in self.children.drain(..) {
             let _ = c.start_kill();
             let _ = c.wait().await;
         }
@@ -693,7 +711,7 @@ impl Own {
     /// delete the namespace.
     async fn finish(mut self, client: &Client) -> Result<()> {
         let api: Api<Execution> = Api::namespaced(client.clone(), &self.ns);
-        if self.child.is_some() {
+        if !self.children.is_empty() {
             let _ = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && !api.list(&ListParams::default()).await?.items.is_empty() {
@@ -915,11 +933,12 @@ async fn throughput(client: &Client, args: &Args, variant: &str) -> Result<()> {
         a.source = args.source.clone();
         let r = burst(client, &own.ns, &a, &own.labels(), false).await?;
         let title = format!(
-            "{name} ({})",
+            "{name} ({}; {} operator replica(s))",
             match pool {
                 Some(p) => format!("a WarmPool of {} Pods, maxRuns {}", p.replicas, p.max_runs.unwrap_or(1)),
                 None => "cold, no WarmPool".into(),
-            }
+            },
+            args.operator_replicas.max(1)
         );
         r.print(&a, Some(&title));
         if pool.is_some() {
