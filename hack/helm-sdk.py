@@ -5,7 +5,7 @@ these machines. Run it with the virtualenv's Python (hack/helm-venv.sh prints it
 
     helm-sdk.py info
     helm-sdk.py chart                                  metadata, default values, crds/
-    helm-sdk.py render [--values F] [--name R] [--namespace NS] [--yaml]
+    helm-sdk.py render [--values F] [--name R] [--namespace NS] [--yaml] [--cluster]
     helm-sdk.py lint   [--values F] [--namespace NS] [--kube-version V]
     helm-sdk.py install   RELEASE --namespace NS [--values F] [--timeout S] [--without-crds]
     helm-sdk.py upgrade   RELEASE --namespace NS [--values F] [--timeout S]
@@ -16,6 +16,9 @@ these machines. Run it with the virtualenv's Python (hack/helm-venv.sh prints it
 Values are a JSON object, read from the file F (`-`: standard input). Results are printed as
 one JSON document (render --yaml: the manifests as one YAML stream, NOTES.txt left out).
 A Helm error is printed as `ErrorClass: message` on standard error, exit status 1.
+render --cluster renders as an install against the cluster of KUBECONFIG would (a server
+dry run: `.Capabilities` are the API server's, e.g. Kubernetes 1.20 and policy/v1beta1; no
+object is created, but objects of the render that exist already must belong to the release).
 The chart is charts/rce of this checkout unless --chart says otherwise.
 """
 
@@ -59,6 +62,8 @@ def main() -> int:
     ap.add_argument("--without-crds", action="store_true",
                     help="install from a copy of the chart without crds/ (the cluster's CRDs are managed elsewhere)")
     ap.add_argument("--ignore-not-found", action="store_true")
+    ap.add_argument("--cluster", action="store_true",
+                    help="render: with the cluster's capabilities (an install's server dry run)")
     a = ap.parse_args()
     if a.command in ("install", "upgrade", "uninstall", "status") and not a.release:
         ap.error(f"{a.command} needs a RELEASE")
@@ -72,7 +77,10 @@ def main() -> int:
             out = {"metadata": chart.metadata, "values": chart.values, "crds": chart.crds}
     elif a.command == "render":
         with helm.Chart.load(a.chart) as chart:
-            manifests = chart.render(values or {}, name=a.name, namespace=a.namespace, is_install=True)
+            if a.cluster:
+                manifests = render_on_cluster(chart, a, values)
+            else:
+                manifests = chart.render(values or {}, name=a.name, namespace=a.namespace, is_install=True)
         if a.yaml:
             docs = [text for path, text in sorted(manifests.items()) if not path.endswith("NOTES.txt")]
             sys.stdout.write("".join(f"---\n{d.strip()}\n" for d in docs if d.strip()))
@@ -98,6 +106,22 @@ def main() -> int:
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0
+
+
+def render_on_cluster(chart: helm.Chart, a: argparse.Namespace, values: dict[str, Any] | None) -> dict[str, str]:
+    """The manifests of an install's server dry run, by template path (as Chart.render)."""
+    with helm.Config(namespace=a.namespace) as cfg:
+        release = cfg.install(chart, a.name, values, namespace=a.namespace, dry_run="server")
+    manifests: dict[str, str] = {}
+    for doc in release["manifest"].split("\n---\n"):
+        doc = doc.strip().removeprefix("---").strip()
+        first, _, rest = doc.partition("\n")
+        if not first.startswith("# Source: "):
+            continue
+        path = first.removeprefix("# Source: ").strip()
+        manifests[path] = f"{manifests[path]}---\n{rest}\n" if path in manifests else f"{rest}\n"
+    manifests[f"{chart.metadata['name']}/templates/NOTES.txt"] = release.get("notes") or ""
+    return manifests
 
 
 def install(cfg: helm.Config, a: argparse.Namespace, values: dict[str, Any] | None) -> Any:

@@ -4,10 +4,15 @@
 # shim images, install into fresh namespaces (hostNetwork, the host's Redis), check what runs
 # and what the service accounts may do, run an Execution through the release's operator and
 # shim, upgrade the release (operator logs as JSON, another maxRunning) and check that it took
-# effect and still serves, then drain, uninstall and check that the release's objects are gone.
-# Lint, schema and render checks are Rust tests: cargo test -p rce-tests --test helm_chart.
+# effect and still serves, scale the operator 1 -> 3 -> 1 with `helm upgrade` (replicas ready,
+# the policy/v1beta1 PodDisruptionBudget of 1.20, one membership Lease per replica when the
+# operator has them, serving at 3 and after; a second release), then drain, uninstall and
+# check that the releases' objects are gone. Lint, schema and render checks are Rust tests: cargo test -p
+# rce-tests --test helm_chart.
 #
 #   hack/helm-test.sh [--no-build]     (--no-build: package the binaries already built)
+#
+# HELM_TEST_PREFIX (default rce-helmtest) prefixes the release namespaces.
 #
 # Uses KUBECONFIG, or the local cluster's. Ends with `N passed, M failed, K skipped`; exits 1
 # when anything failed.
@@ -19,9 +24,10 @@ export KUBECONFIG="${KUBECONFIG:-$RCE_STATE/kubeconfig}"
 sdk() { "$PY" "$RCE_ROOT/hack/helm-sdk.py" "$@"; }
 tmp="$(mktemp -d)"
 sfx="$(tr -dc a-z0-9 </dev/urandom | head -c5 || true)"
-rel="helmtest-$sfx"; ns="rce-helmtest-$sfx"; sb="$ns-sb"; full="$rel-rce"; runtime="$rel-python"
+rel="helmtest-$sfx"; ns="${HELM_TEST_PREFIX:-rce-helmtest}-$sfx"; sb="$ns-sb"; full="$rel-rce"; runtime="$rel-python"
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 mport="$(port)"; sport="$(port)"
+cleanups=("$rel $ns $sb")
 
 passed=0; skipped=0; failed=(); ok=0
 # check NAME FUNCTION...: run it in a subshell under `set -e` (any failing command fails the
@@ -39,13 +45,17 @@ finish() {
   trap - EXIT
   cleanup
   ((${#failed[@]})) && printf 'failed: %s\n' "$(IFS=';'; echo "${failed[*]}")"
-  echo "$passed passed, ${#failed[@]} failed, $skipped skipped"
+  echo "$passed passed, ${#failed[@]} failed, $skipped skipped (${SECONDS}s)"
   rm -rf "$tmp"
   exit $((${#failed[@]} > 0))
 }
-cleanup() {  # whatever happened above
-  sdk uninstall "$rel" --namespace "$ns" --ignore-not-found --timeout 120 >/dev/null 2>&1 || true
-  kubectl delete ns "$ns" "$sb" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+cleanup() {  # whatever happened above, for each release of the run
+  local r n b
+  for entry in "${cleanups[@]}"; do
+    read -r r n b <<<"$entry"
+    sdk uninstall "$r" --namespace "$n" --ignore-not-found --timeout 120 >/dev/null 2>&1 || true
+    kubectl delete ns "$n" "$b" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  done
 }
 trap 'failed+=("interrupted"); finish' EXIT
 
@@ -63,6 +73,26 @@ dry_run() {
   want "objects accepted" "$(grep -c '^kind:' "$tmp/dry.yaml")" "$(wc -l < "$tmp/dry.out")"
 }
 check "the default render passes the API server's validation (server-side dry run)" dry_run
+
+dry_run_replicas() {
+  # Three operators and three shims, rendered with this cluster's capabilities (on 1.20:
+  # policy/v1beta1 budgets), through the API server's validation.
+  echo '{"sandbox": {"namespace": "default", "createNamespace": false}, "operator": {"replicas": 3},
+    "shim": {"replicas": 3}, "runtimes": []}' > "$tmp/dry3.json"
+  sdk render --cluster --yaml --name "dryrun3-$sfx" --namespace default --values "$tmp/dry3.json" > "$tmp/dry3.yaml"
+  local want_api=policy/v1beta1
+  kubectl api-versions | grep -qx policy/v1 && want_api=policy/v1
+  want "PodDisruptionBudgets (operator, shim)" "$want_api $want_api" \
+    "$(yq_kinds PodDisruptionBudget < "$tmp/dry3.yaml" | tr '\n' ' ' | sed 's/ $//')"
+  want "Deployments with a topology spread (operator, shim)" 2 "$(grep -c 'topologyKey: kubernetes.io/hostname' "$tmp/dry3.yaml")"
+  kubectl apply --server-side --dry-run=server --field-manager=rce-helm-test -f "$tmp/dry3.yaml" > "$tmp/dry3.out"
+  want "objects accepted" "$(grep -c '^kind:' "$tmp/dry3.yaml")" "$(wc -l < "$tmp/dry3.out")"
+  grep -q poddisruptionbudget "$tmp/dry3.out"
+}
+# The apiVersion of every document of kind $1 in a YAML stream (top-level keys of each document).
+yq_kinds() { awk -v k="$1" '/^---/ {if (kind == k) print api; kind = ""; api = ""; next}
+  /^kind: / {kind = $2} /^apiVersion: / {api = $2} END {if (kind == k) print api}'; }
+check "the 3-replica render on this cluster (its PDB apiVersion, topology spread) passes the API server's validation" dry_run_replicas
 
 images() {
   "$RCE_ROOT/hack/operator-image.sh" --import "${build[@]}"
@@ -180,6 +210,19 @@ operator create pods/exec $sb no
 operator update pods $sb no
 operator get pods/log default no
 operator update executions.rce.dev/finalizers $sb yes
+operator create leases.coordination.k8s.io $ns yes
+operator update leases.coordination.k8s.io $ns yes
+operator delete leases.coordination.k8s.io $ns yes
+operator watch leases.coordination.k8s.io $ns yes
+operator create leases.coordination.k8s.io $sb no
+operator get leases.coordination.k8s.io kube-node-lease no
+operator list nodes - yes
+operator watch nodes - yes
+operator patch nodes - no
+operator delete nodes - no
+operator get nodes/proxy - no
+shim create leases.coordination.k8s.io $ns no
+shim list nodes - no
 shim create executions.rce.dev $sb yes
 shim watch executions.rce.dev - yes
 shim delete executions.rce.dev $sb no
@@ -235,6 +278,11 @@ if ((have_image)); then
   check "the in-cluster operator's metrics count the finished Executions" counted
 fi
 
+# The release's operator Pods, without those terminating.
+live_operators() {
+  kubectl -n "$ns" get pods -l "app.kubernetes.io/instance=$rel,app.kubernetes.io/component=operator" -o json \
+    | jq '.items |= map(select(.metadata.deletionTimestamp == null))'
+}
 upgrade() {
   kubectl -n "$ns" get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[*].metadata.uid}' > "$tmp/old-uid"
   kubectl -n "$ns" logs -l app.kubernetes.io/component=operator --tail=1 > "$tmp/op.log"
@@ -245,7 +293,7 @@ upgrade() {
   kubectl -n "$ns" rollout status "deploy/$full-operator" --timeout=120s
   want "operator RCE_LOG_FORMAT, RCE_MAX_RUNNING" "json 3" "$(kubectl -n "$ns" get deploy "$full-operator" -o json | jq -r \
     '.spec.template.spec.containers[0].env | map({(.name): .value}) | add | "\(.RCE_LOG_FORMAT) \(.RCE_MAX_RUNNING)"')"
-  kubectl -n "$ns" get pods -l app.kubernetes.io/component=operator -o json > "$tmp/pods.json"
+  live_operators > "$tmp/pods.json"
   want "operator pods after the upgrade" 1 "$(jq '.items | length' "$tmp/pods.json")"
   [[ "$(jq -r '.items[0].metadata.uid' "$tmp/pods.json")" != "$(cat "$tmp/old-uid")" ]] || { echo "operator Pod not replaced"; exit 1; }
   want "new operator ready, restarts" "true 0" \
@@ -289,4 +337,82 @@ gone() {
   kubectl get crd executions.rce.dev runtimes.rce.dev -o name
 }
 check "uninstall removed every object of the release (CRDs and the release namespace kept)" gone
+# Several operator replicas, in a second release. On this single node's host network the
+# replicas cannot share the metrics port, so it binds an ephemeral one (metricsPort 0, no
+# probes). It is installed so: on Kubernetes 1.20 an upgrade that drops the probes fails
+# (server-side apply leaves the removed probes half there).
+op_bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/rce-operator"
+has_leases=0; "$op_bin" --help 2>/dev/null | grep -q RCE_IDENTITY && has_leases=1
+scale_to() {  # scale_to REPLICAS REVISION
+  jq --argjson n "$1" '.operator.replicas = $n' "$tmp/values.json" > "$tmp/values-r$1.json"
+  local t0=$SECONDS
+  sdk upgrade "$rel" --namespace "$ns" --values "$tmp/values-r$1.json" > "$tmp/release.json"
+  want "release status, revision" "deployed $2" "$(jq -r '"\(.status) \(.revision)"' "$tmp/release.json")"
+  kubectl -n "$ns" rollout status "deploy/$full-operator" --timeout=180s
+  echo "helm upgrade to $1 replicas and rollout: $((SECONDS - t0))s"
+  want "operator Deployment replicas, ready, available" "$1 $1 $1" "$(kubectl -n "$ns" get deploy "$full-operator" \
+    -o jsonpath='{.spec.replicas} {.status.readyReplicas} {.status.availableReplicas}')"
+  live_operators > "$tmp/pods.json"
+  want "operator Pods (not terminating), ready, restarts" "$1 $1 0" "$(jq -r '[(.items | length),
+    ([.items[] | select(.status.containerStatuses[0].ready)] | length),
+    ([.items[].status.containerStatuses[0].restartCount] | add)] | map(tostring) | join(" ")' "$tmp/pods.json")"
+  want "RCE_IDENTITY, RCE_LEASE_NAMESPACE from the downward API; RCE_SHARD_GROUP" \
+    "metadata.name metadata.namespace $full" "$(kubectl -n "$ns" get deploy "$full-operator" -o json | jq -r \
+      '.spec.template.spec.containers[0].env | map({(.name): (.valueFrom.fieldRef.fieldPath // .value)}) | add
+       | "\(.RCE_IDENTITY) \(.RCE_LEASE_NAMESPACE) \(.RCE_SHARD_GROUP)"')"
+  local pdbs
+  pdbs="$(jq -r .manifest "$tmp/release.json" | yq_kinds PodDisruptionBudget | tr '\n' ' ' | sed 's/ $//')"
+  if (($1 > 1)); then
+    local want_api=policy/v1beta1
+    kubectl api-versions | grep -qx policy/v1 && want_api=policy/v1
+    want "the release's PodDisruptionBudgets (the operator's: the shim has one replica)" "$want_api" "$pdbs"
+    for _ in $(seq 60); do  # the disruption controller counts the budget's Pods
+      [[ "$(kubectl -n "$ns" get pdb "$full-operator" -o jsonpath='{.status.expectedPods} {.status.disruptionsAllowed}')" == "$1 1" ]] && break
+      sleep 1
+    done
+    want "budget: expected Pods, disruptions allowed" "$1 1" \
+      "$(kubectl -n "$ns" get pdb "$full-operator" -o jsonpath='{.status.expectedPods} {.status.disruptionsAllowed}')"
+  else
+    want "PodDisruptionBudgets at one replica" "" "$pdbs"
+    want "PodDisruptionBudgets left in the namespace" "" "$(kubectl -n "$ns" get pdb -o name)"
+  fi
+}
+leases() {  # one live Lease per replica, named <shard group>.<identity>, held by it
+  local want_holders got
+  want_holders="$(jq -r '[.items[].metadata.name] | sort | join(" ")' "$tmp/pods.json")"
+  for _ in $(seq 40); do
+    kubectl -n "$ns" get leases -o json > "$tmp/leases.json"
+    got="$(jq -r --arg g "$full." '[.items[] | select(.metadata.name | startswith($g))
+      | select(.metadata.name == ($g + .spec.holderIdentity)) | .spec.holderIdentity] | sort | join(" ")' "$tmp/leases.json")"
+    [[ "$got" == "$want_holders" ]] && break; sleep 1
+  done
+  want "Leases of the shard group $full, by holder" "$want_holders" "$got"
+  want "Leases in $ns" "$(jq '.items | length' "$tmp/pods.json")" "$(jq '.items | length' "$tmp/leases.json")"
+  kubectl -n "$ns" get leases
+}
+check_leases() {
+  if ((has_leases)); then check "$1 replica(s): one membership Lease per replica in the release namespace" leases
+  else skipped=$((skipped + 1)); echo "skip - membership Leases: $op_bin reads no RCE_IDENTITY (an operator without sharding)"; fi
+}
+rel="$rel-x"; ns="$ns-x"; sb="$ns-sb"; full="$rel-rce"; runtime="$rel-python"; sport="$(port)"
+cleanups+=("$rel $ns $sb")
+jq --arg rel "$rel" --arg sb "$sb" --arg rt "$runtime" --argjson sport "$sport" '.operator.metricsPort = 0
+  | .operator.instance = $rel | .operator.watchNamespaces = [$sb] | .sandbox.namespace = $sb | .shim.port = $sport
+  | .runtimes[0].name = $rt' "$tmp/values2.json" > "$tmp/values.json"
+log "release $rel in $ns, sandboxes in $sb, shim :$sport, operator metrics on ephemeral ports"
+t_scale=$SECONDS
+check "helm install a second release at 1 operator replica (metricsPort 0)" install
+if ((ok)); then
+  check "helm upgrade operator.replicas 1 -> 3: the Deployment reaches 3 ready replicas, a PodDisruptionBudget" scale_to 3 2
+  ((ok)) && check_leases 3
+  ((ok && have_image)) && check "3 replicas: POST /api/execute -> 42" via_shim
+  check "helm upgrade operator.replicas 3 -> 1: one ready replica, no PodDisruptionBudget" scale_to 1 3
+  ((ok)) && check_leases 1
+  ((ok && have_image)) && check "back at 1 replica: POST /api/execute -> 42" via_shim
+fi
+check "second release: delete the Executions before uninstalling" drain
+jq -r .manifest "$tmp/release.json" > "$tmp/manifest.yaml" 2>/dev/null || true
+check "second release: helm uninstall" uninstall
+check "second release: uninstall removed every object of the release" gone
+log "the scale-out part took $((SECONDS - t_scale))s"
 finish

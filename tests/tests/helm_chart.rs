@@ -1,8 +1,11 @@
 //! The Helm chart (charts/rce), rendered and linted by the real Helm v4 engine and checked
 //! object by object: hardening, RBAC, environment names against the binaries' clap
 //! definitions, Runtimes against the images' catalog, namespaces and NetworkPolicies, and the
-//! values that switch parts on and off. No cluster is needed; hack/helm-test.sh installs,
-//! upgrades and uninstalls the chart on one.
+//! values that switch parts on and off, and the pieces for several replicas. No cluster is
+//! needed, except by the tests named `on_the_cluster_*`: they render as an install on the
+//! cluster of KUBECONFIG would (a server dry run, the API server's capabilities: Kubernetes
+//! 1.20 there) and fail without it. hack/helm-test.sh installs, upgrades, scales and
+//! uninstalls the chart on one.
 //!
 //! Rendering goes through `hack/helm-sdk.py` (the public API of helm-python-sdk) in the
 //! virtualenv of `hack/helm-venv.sh`; without it every test here fails and says so.
@@ -14,14 +17,16 @@ use std::sync::LazyLock;
 
 use clap::CommandFactory as _;
 use helm::{
-    chart, clap_envs, container, env_of, env_value, lint, render, render_as, repo_root, rules_of, triples,
-    try_render, yaml_docs, Rendered, Triple,
+    chart, clap_envs, container, env_of, env_value, lint, render, render_as, render_on_cluster, repo_root,
+    rules_of, triples, try_render, yaml_docs, Rendered, Triple,
 };
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, EnvVarSource, Namespace, SeccompProfile, Secret, SecretKeySelector, Service, ServiceAccount,
+    Capabilities, EnvVarSource, Namespace, ObjectFieldSelector, SeccompProfile, Secret, SecretKeySelector,
+    Service, ServiceAccount, TopologySpreadConstraint,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -178,8 +183,21 @@ fn assert_refused(values: Value, needle: &str) {
 }
 
 #[test]
-fn schema_refuses_two_operator_replicas() {
-    assert_refused(json!({"operator": {"replicas": 2}}), "replicas");
+fn schema_takes_several_operator_replicas_and_refuses_bad_scale_out_values() {
+    let r = render(&json!({"operator": {"replicas": 5}}));
+    let spec = r.get::<Deployment>("rce-operator").spec.expect("a Deployment spec");
+    assert_eq!(spec.replicas, Some(5), "operator replicas");
+    assert_refused(json!({"operator": {"replicas": -1}}), "replicas");
+    assert_refused(json!({"operator": {"maxRunning": -1}}), "maxRunning");
+    assert_refused(json!({"operator": {"namespaceMaxRunning": "2"}}), "namespaceMaxRunning");
+    assert_refused(json!({"operator": {"podDisruptionBudget": {"enabled": "yes"}}}), "enabled");
+    assert_refused(json!({"shim": {"podDisruptionBudget": {"maxUnavailable": "half"}}}), "maxUnavailable");
+    assert_refused(
+        json!({"operator": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                           "whenUnsatisfiable": "Sometimes"}]}}),
+        "whenUnsatisfiable",
+    );
+    assert_refused(json!({"operator": {"metricsPort": 0, "metricsService": true}}), "metricsPort");
 }
 
 #[test]
@@ -235,6 +253,16 @@ fn round_trip(o: &Value) -> Result<(), String> {
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => via::<ClusterRoleBinding>(o),
         ("rbac.authorization.k8s.io/v1", "Role") => via::<Role>(o),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => via::<RoleBinding>(o),
+        ("policy/v1", "PodDisruptionBudget") => via::<PodDisruptionBudget>(o),
+        // policy/v1beta1's PodDisruptionBudget has the fields of policy/v1's that the chart sets.
+        ("policy/v1beta1", "PodDisruptionBudget") => {
+            let mut v1 = o.clone();
+            v1["apiVersion"] = json!("policy/v1");
+            via::<PodDisruptionBudget>(&v1).map(|mut back| {
+                back["apiVersion"] = json!("policy/v1beta1");
+                back
+            })
+        }
         ("rce.dev/v1alpha1", "Runtime") => via::<Runtime>(o),
         ("rce.dev/v1alpha1", "WarmPool") => via::<WarmPool>(o),
         (v, k) => return Err(format!("no type known here for {v} {k}")),
@@ -246,9 +274,10 @@ fn round_trip(o: &Value) -> Result<(), String> {
 fn every_rendered_object_parses_into_its_type_losing_nothing() {
     let one_ns = render_as(&json!({"operator": {"watchNamespaces": ["team-a"]}}), "prod", "rce-system");
     let every = render_as(&every_option(), "prod", "rce-system");
+    let three = render(&three_replicas());
     let mut failures = Vec::new();
     let mut kinds = BTreeSet::new();
-    for r in [&*DEFAULT, &*NON_DEFAULT, &one_ns, &every] {
+    for r in [&*DEFAULT, &*NON_DEFAULT, &one_ns, &every, &three] {
         for o in &r.objects {
             kinds.insert(o["kind"].as_str().unwrap_or("").to_owned());
             if let Err(e) = round_trip(o) {
@@ -257,7 +286,9 @@ fn every_rendered_object_parses_into_its_type_losing_nothing() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(kinds.contains("RoleBinding") && kinds.contains("Runtime"), "kinds covered: {kinds:?}");
+    for kind in ["RoleBinding", "Role", "Runtime", "PodDisruptionBudget"] {
+        assert!(kinds.contains(kind), "{kind} not among the kinds covered: {kinds:?}");
+    }
 }
 
 // ---- the default render -----------------------------------------------------------------------
@@ -282,7 +313,9 @@ fn default_render_has_the_expected_objects() {
         ["rce-rce-operator", "rce-rce-operator-runtimes", "rce-rce-shim"],
         "ClusterRoleBindings"
     );
-    assert!(d.all::<RoleBinding>().is_empty(), "RoleBindings");
+    assert_eq!(d.names::<Role>(), ["rce-operator-leases"], "Roles");
+    assert_eq!(d.names::<RoleBinding>(), ["rce-operator-leases"], "RoleBindings");
+    assert!(d.all::<PodDisruptionBudget>().is_empty(), "PodDisruptionBudgets with one replica each");
     assert!(
         d.objects.iter().all(|o| o["kind"] != "CustomResourceDefinition"),
         "CRDs among templates (they belong in crds/)"
@@ -412,7 +445,9 @@ fn secret_ref(name: &str) -> Option<EnvVarSource> {
 fn default_operator_and_shim_configuration() {
     let d = &*DEFAULT;
     let op = d.get::<Deployment>("rce-operator");
-    assert_eq!(env_value(&op, "RCE_MAX_RUNNING"), "6");
+    assert_eq!(env_value(&op, "RCE_MAX_RUNNING"), "0", "no global cap: the nodes' capacity decides");
+    assert_eq!(env_value(&op, "RCE_NAMESPACE_MAX_RUNNING"), "0");
+    assert_eq!(env_value(&op, "RCE_SHARD_GROUP"), "rce", "the shard group is the release's fullname");
     assert_eq!(env_value(&op, "RCE_TTL_SECONDS"), "3600");
     assert_eq!(env_value(&op, "RCE_NAMESPACES"), "");
     assert_eq!(env_value(&op, "RCE_METRICS_ADDR"), "0.0.0.0:9464");
@@ -424,8 +459,7 @@ fn default_operator_and_shim_configuration() {
     assert_eq!(container(&op).image_pull_policy.as_deref(), Some("IfNotPresent"), "operator pull policy");
     let spec = op.spec.as_ref().expect("a Deployment spec");
     assert_eq!(spec.replicas, Some(1), "operator replicas");
-    let recreate = DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None };
-    assert_eq!(spec.strategy, Some(recreate), "operator strategy");
+    assert_eq!(spec.strategy, Some(one_at_a_time()), "operator strategy");
     let shim = d.get::<Deployment>("rce-shim");
     assert_eq!(env_value(&shim, "RCE_SHIM_LISTEN"), "0.0.0.0:8080");
     assert_eq!(env_value(&shim, "RCE_SHIM_NAMESPACE"), "rce-sandbox");
@@ -460,7 +494,17 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
     .into_iter()
     .flatten()
     .collect();
-    let operator_runtimes = triples(&["rce.dev"], &["runtimes"], &["get", "list", "watch"]);
+    // Cluster-scoped reads: the Runtimes, and the nodes (capacity from their allocatable).
+    let operator_runtimes: BTreeSet<Triple> = triples(&["rce.dev"], &["runtimes"], &["get", "list", "watch"])
+        .into_iter()
+        .chain(triples(&[""], &["nodes"], &["get", "list", "watch"]))
+        .collect();
+    // Membership Leases, in the release namespace only.
+    let leases = triples(
+        &["coordination.k8s.io"],
+        &["leases"],
+        &["get", "list", "watch", "create", "update", "patch", "delete"],
+    );
     let shim: BTreeSet<Triple> = triples(&["rce.dev"], &["executions"], &["create", "get", "list", "watch"])
         .into_iter()
         .chain(triples(&["rce.dev"], &["runtimes"], &["list", "watch"]))
@@ -473,6 +517,42 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
         "operator runtimes ClusterRole"
     );
     assert_eq!(rules_of(&d.get::<ClusterRole>("rce-rce-shim").rules), shim, "shim ClusterRole");
+    let role = d.get::<Role>("rce-operator-leases");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("rce"), "leases Role namespace");
+    assert_eq!(rules_of(&role.rules), leases, "leases Role");
+    let rb = d.get::<RoleBinding>("rce-operator-leases");
+    assert_eq!(rb.metadata.namespace.as_deref(), Some("rce"), "leases RoleBinding namespace");
+    let role_ref = RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "Role".into(),
+        name: "rce-operator-leases".into(),
+    };
+    assert_eq!(rb.role_ref, role_ref, "leases RoleBinding roleRef");
+    let operator_sa = Subject {
+        kind: "ServiceAccount".into(),
+        name: "rce-operator".into(),
+        namespace: Some("rce".into()),
+        api_group: None,
+    };
+    assert_eq!(rb.subjects, Some(vec![operator_sa]), "leases RoleBinding subjects");
+    // Nothing else of the render grants leases or nodes, or anything at all on them beyond reads.
+    let every = render_as(&every_option(), "prod", "rce-system");
+    let one_ns = render_as(&json!({"operator": {"watchNamespaces": ["team-a"]}}), "prod", "rce-system");
+    for r in [d, &every, &one_ns] {
+        let mut granted: BTreeSet<Triple> = BTreeSet::new();
+        for cr in r.all::<ClusterRole>() {
+            granted.extend(rules_of(&cr.rules));
+        }
+        for role in r.all::<Role>() {
+            granted.extend(rules_of(&role.rules));
+        }
+        let on: BTreeSet<Triple> =
+            granted.into_iter().filter(|(_, res, _)| res == "leases" || res == "nodes").collect();
+        let mut want = leases.clone();
+        want.extend(triples(&[""], &["nodes"], &["get", "list", "watch"]));
+        assert_eq!(on, want, "every grant on leases and nodes");
+        assert_eq!(r.all::<Role>().len(), 1, "Roles");
+    }
     for (binding, role, sa) in [
         ("rce-rce-operator", "rce-rce-operator", "rce-operator"),
         ("rce-rce-operator-runtimes", "rce-rce-operator-runtimes", "rce-operator"),
@@ -564,6 +644,10 @@ fn env_names_are_the_binaries_clap_envs_and_their_values_parse() {
         "KUBERNETES_SERVICE_HOST",
         "RCE_LOG",
         "RCE_LOG_FORMAT",
+        "RCE_IDENTITY",
+        "RCE_LEASE_NAMESPACE",
+        "RCE_SHARD_GROUP",
+        "RCE_NAMESPACE_MAX_RUNNING",
     ] {
         assert!(seen.contains(name), "{name} was not rendered by any of the values checked");
     }
@@ -740,7 +824,11 @@ fn watch_namespaces_one_gives_a_role_binding_there_several_bind_cluster_wide() {
     // Several namespaces: the operator watches cluster-wide and filters, so it is bound
     // cluster-wide. Exactly one: a namespaced watch, and a RoleBinding there only.
     let n = &*NON_DEFAULT;
-    assert!(n.all::<RoleBinding>().is_empty(), "RoleBindings with two watched namespaces");
+    assert_eq!(
+        n.names::<RoleBinding>(),
+        ["prod-rce-operator-leases"],
+        "RoleBindings with two watched namespaces (the membership Leases' only)"
+    );
     assert_eq!(n.all::<ClusterRoleBinding>().len(), 3, "ClusterRoleBindings with two watched namespaces");
     let one = render_as(&json!({"operator": {"watchNamespaces": ["team-a"]}}), "prod", "rce-system");
     assert_eq!(
@@ -748,15 +836,17 @@ fn watch_namespaces_one_gives_a_role_binding_there_several_bind_cluster_wide() {
         ["rce-system-prod-rce-operator-runtimes", "rce-system-prod-rce-shim"],
         "ClusterRoleBindings with one watched namespace"
     );
-    let rbs = one.all::<RoleBinding>();
-    let places: Vec<Option<&str>> = rbs.iter().map(|rb| rb.metadata.namespace.as_deref()).collect();
-    assert_eq!(places, [Some("team-a")], "RoleBinding namespace");
+    assert_eq!(one.names::<RoleBinding>(), ["prod-rce-operator", "prod-rce-operator-leases"], "RoleBindings");
+    let rb = one.get::<RoleBinding>("prod-rce-operator");
+    assert_eq!(rb.metadata.namespace.as_deref(), Some("team-a"), "RoleBinding namespace");
+    let leases = one.get::<RoleBinding>("prod-rce-operator-leases");
+    assert_eq!(leases.metadata.namespace.as_deref(), Some("rce-system"), "leases: the release namespace");
     let role_ref = RoleRef {
         api_group: "rbac.authorization.k8s.io".into(),
         kind: "ClusterRole".into(),
         name: "rce-system-prod-rce-operator".into(),
     };
-    assert_eq!(rbs[0].role_ref, role_ref, "RoleBinding roleRef");
+    assert_eq!(rb.role_ref, role_ref, "RoleBinding roleRef");
     assert_eq!(env_value(&one.get::<Deployment>("prod-rce-operator"), "RCE_NAMESPACES"), "team-a");
 }
 
@@ -859,4 +949,230 @@ fn limit_caps_reach_the_operator_and_the_shim_alike() {
         );
     }
     assert!(!env_of(&DEFAULT.get::<Deployment>("rce-operator")).keys().any(|k| k.starts_with("RCE_CAP_")));
+}
+
+// ---- several replicas ------------------------------------------------------------------------
+
+/// Three operators and three shims.
+fn three_replicas() -> Value {
+    json!({"operator": {"replicas": 3}, "shim": {"replicas": 3}})
+}
+
+/// The operator's update strategy: one Pod at a time, none beyond `replicas`.
+fn one_at_a_time() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(0)),
+            max_unavailable: Some(IntOrString::Int(1)),
+        }),
+    }
+}
+
+fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
+    let spec = d.spec.as_ref().expect("a Deployment spec");
+    spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default()
+}
+
+fn field_ref(path: &str) -> Option<EnvVarSource> {
+    Some(EnvVarSource {
+        field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
+        ..Default::default()
+    })
+}
+
+/// What every render, at any replica count, gives each replica: its identity and the Leases'
+/// namespace from the downward API, the release's shard group.
+fn assert_sharding_env(op: &Deployment, fullname: &str) {
+    let env = env_of(op);
+    assert_eq!(env["RCE_IDENTITY"].value_from, field_ref("metadata.name"), "RCE_IDENTITY: the Pod's name");
+    assert_eq!(env["RCE_IDENTITY"].value, None, "RCE_IDENTITY has no fixed value");
+    assert_eq!(
+        env["RCE_LEASE_NAMESPACE"].value_from,
+        field_ref("metadata.namespace"),
+        "RCE_LEASE_NAMESPACE: the Pod's (release) namespace"
+    );
+    assert_eq!(env_value(op, "RCE_SHARD_GROUP"), fullname, "RCE_SHARD_GROUP");
+}
+
+/// The topology spread of a Deployment's Pods: over hostnames, ScheduleAnyway, selecting
+/// exactly that Deployment's Pods.
+fn assert_spread(d: &Deployment) {
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("a pod spec");
+    let spread: &Vec<TopologySpreadConstraint> = pod
+        .topology_spread_constraints
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no topologySpreadConstraints"));
+    assert_eq!(spread.len(), 1, "{name}: topologySpreadConstraints");
+    let c = &spread[0];
+    assert_eq!(
+        (c.topology_key.as_str(), c.when_unsatisfiable.as_str(), c.max_skew),
+        ("kubernetes.io/hostname", "ScheduleAnyway", 1),
+        "{name}: topology spread"
+    );
+    let sel = c.label_selector.as_ref().and_then(|s| s.match_labels.clone());
+    assert_eq!(sel, Some(pod_labels(d)), "{name}: the spread selects the Deployment's own Pods");
+    let dep_sel = d.spec.as_ref().and_then(|s| s.selector.match_labels.clone());
+    assert_eq!(sel, dep_sel, "{name}: spread selector vs the Deployment's selector");
+}
+
+/// The PodDisruptionBudgets of a render: apiVersion, maxUnavailable 1, each selecting exactly
+/// the Pods of its Deployment.
+fn assert_budgets(r: &Rendered, api_version: &str, prefix: &str) {
+    let raw: Vec<&Value> = r.objects.iter().filter(|o| o["kind"] == "PodDisruptionBudget").collect();
+    let versions: Vec<&str> = raw.iter().map(|o| o["apiVersion"].as_str().unwrap_or("")).collect();
+    assert_eq!(versions, [api_version, api_version], "PodDisruptionBudget apiVersions");
+    for part in ["operator", "shim"] {
+        let name = format!("{prefix}-{part}");
+        let o = raw
+            .iter()
+            .find(|o| o["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no PDB {name}"));
+        let mut v1 = (*o).clone();
+        v1["apiVersion"] = json!("policy/v1");
+        let pdb: PodDisruptionBudget = serde_json::from_value(v1).expect("a PodDisruptionBudget");
+        let spec = pdb.spec.expect("a PDB spec");
+        assert_eq!((spec.max_unavailable, spec.min_available), (Some(IntOrString::Int(1)), None), "{name}");
+        let dep = r.get::<Deployment>(&name);
+        assert_eq!(
+            spec.selector.and_then(|s| s.match_labels),
+            Some(pod_labels(&dep)),
+            "{name}: the budget selects the Deployment's Pods"
+        );
+        assert_eq!(pdb.metadata.namespace, dep.metadata.namespace, "{name}: namespace");
+    }
+}
+
+#[test]
+fn at_one_replica_no_budget_at_three_budgets_spread_and_identity_offline() {
+    // An offline render (no cluster: Helm's default capabilities, Kubernetes >= 1.21):
+    // policy/v1. The cluster's 1.20 render is on_the_cluster_*.
+    for (values, replicas) in [(json!({}), 1), (three_replicas(), 3)] {
+        let r = render(&values);
+        for dep in ["rce-operator", "rce-shim"] {
+            let d = r.get::<Deployment>(dep);
+            assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(replicas), "{dep} replicas");
+            assert_spread(&d);
+        }
+        let op = r.get::<Deployment>("rce-operator");
+        assert_sharding_env(&op, "rce");
+        assert_eq!(
+            op.spec.as_ref().and_then(|s| s.strategy.clone()),
+            Some(one_at_a_time()),
+            "operator strategy"
+        );
+        if replicas == 1 {
+            assert!(r.all::<PodDisruptionBudget>().is_empty(), "PodDisruptionBudgets at one replica");
+        } else {
+            assert_budgets(&r, "policy/v1", "rce");
+            assert!(r.notes.contains("3 replicas sharing the Executions"), "{}", r.notes);
+        }
+    }
+}
+
+#[test]
+fn budgets_and_spread_follow_their_values() {
+    // enabled: true at one replica; minAvailable replaces maxUnavailable.
+    let r = render(&json!({"operator": {"podDisruptionBudget": {"enabled": true, "minAvailable": "50%"}}}));
+    let pdb = r.get::<PodDisruptionBudget>("rce-operator").spec.expect("a PDB spec");
+    assert_eq!((pdb.min_available, pdb.max_unavailable), (Some(IntOrString::String("50%".into())), None));
+    assert!(r.maybe::<PodDisruptionBudget>("rce-shim").is_none(), "shim PDB at one replica");
+    // enabled: false at three replicas; another maxUnavailable.
+    let r = render(&json!({"operator": {"replicas": 3, "podDisruptionBudget": {"enabled": false}},
+                           "shim": {"replicas": 2, "podDisruptionBudget": {"maxUnavailable": 2}}}));
+    assert!(r.maybe::<PodDisruptionBudget>("rce-operator").is_none(), "operator PDB disabled");
+    let shim = r.get::<PodDisruptionBudget>("rce-shim").spec.expect("a PDB spec");
+    assert_eq!(shim.max_unavailable, Some(IntOrString::Int(2)), "shim maxUnavailable");
+    // No shim, no shim budget.
+    let r = render(&json!({"operator": {"replicas": 3}, "shim": {"enabled": false, "replicas": 3}}));
+    assert_eq!(r.names::<PodDisruptionBudget>(), ["rce-operator"], "PDBs without the shim");
+    // No spread; a spread of one's own keeps its selector.
+    let own = json!({"matchLabels": {"team": "x"}});
+    let r = render(&json!({"operator": {"topologySpreadConstraints": []},
+                           "shim": {"topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone",
+                                     "whenUnsatisfiable": "DoNotSchedule", "labelSelector": own}]}}));
+    let pod = |d: &str| r.get::<Deployment>(d).spec.and_then(|s| s.template.spec).expect("a pod spec");
+    assert_eq!(pod("rce-operator").topology_spread_constraints, None, "operator spread: []");
+    let c = pod("rce-shim").topology_spread_constraints.expect("shim spread").remove(0);
+    assert_eq!((c.topology_key.as_str(), c.max_skew), ("topology.kubernetes.io/zone", 2));
+    assert_eq!(c.label_selector.and_then(|s| s.match_labels), Some(btree(&[("team", "x")])), "own selector");
+}
+
+#[test]
+fn metrics_port_zero_binds_an_ephemeral_port_without_probes() {
+    // Several replicas on one node's host network cannot share a port.
+    let r = render(&json!({"hostNetwork": true, "operator": {"replicas": 3, "metricsPort": 0}}));
+    let op = r.get::<Deployment>("rce-operator");
+    assert_eq!(env_value(&op, "RCE_METRICS_ADDR"), "127.0.0.1:0");
+    let c = container(&op);
+    assert_eq!(c.ports, None, "no container port (on the host network it would be a host port)");
+    assert!(c.liveness_probe.is_none() && c.readiness_probe.is_none(), "probes without a port");
+    let fixed = container(&DEFAULT.get::<Deployment>("rce-operator")).clone();
+    assert!(fixed.ports.is_some() && fixed.readiness_probe.is_some(), "a fixed port keeps port and probes");
+}
+
+#[test]
+fn sharding_settings_reach_the_operator_and_name_each_release_apart() {
+    let r = render_as(
+        &json!({"operator": {"replicas": 3, "maxRunning": 12, "namespaceMaxRunning": 4}}),
+        "blue",
+        "rce",
+    );
+    let op = r.get::<Deployment>("blue-rce-operator");
+    assert_eq!(env_value(&op, "RCE_MAX_RUNNING"), "12");
+    assert_eq!(env_value(&op, "RCE_NAMESPACE_MAX_RUNNING"), "4");
+    assert_sharding_env(&op, "blue-rce");
+    let green = render_as(&json!({}), "green", "rce").get::<Deployment>("green-rce-operator");
+    assert_sharding_env(&green, "green-rce");
+    // The shim gets none of it.
+    let shim = r.get::<Deployment>("blue-rce-shim");
+    for name in ["RCE_IDENTITY", "RCE_LEASE_NAMESPACE", "RCE_SHARD_GROUP", "RCE_MAX_RUNNING"] {
+        assert!(!env_of(&shim).contains_key(name), "the shim sets {name}");
+    }
+}
+
+/// A release name and namespace of its own (`helmrep-` prefix); a render creates nothing.
+fn cluster_release(tag: &str) -> (String, String) {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = format!("helmrep-{tag}-{:08x}", (nanos as u64 ^ u64::from(std::process::id())) & 0xffff_ffff);
+    (name.clone(), name)
+}
+
+/// On the cluster of KUBECONFIG (Kubernetes 1.20: no policy/v1): the budgets are policy/v1beta1,
+/// rendered at three replicas and not at one, with spread, identity and the leases Role.
+#[test]
+fn on_the_cluster_three_replicas_render_policy_v1beta1_budgets() {
+    for (values, replicas) in [(json!({"runtimes": []}), 1), (three_replicas(), 3)] {
+        let mut values = values;
+        values["runtimes"] = json!([]); // cluster-scoped Runtimes of that name may exist already
+        let (name, ns) = cluster_release(&replicas.to_string());
+        let r = render_on_cluster(&values, &name, &ns);
+        let full = format!("{name}-rce");
+        let op = r.get::<Deployment>(&format!("{full}-operator"));
+        assert_eq!(op.spec.as_ref().and_then(|s| s.replicas), Some(replicas), "operator replicas");
+        assert_sharding_env(&op, &full);
+        assert_spread(&op);
+        assert_spread(&r.get::<Deployment>(&format!("{full}-shim")));
+        let role = r.get::<Role>(&format!("{full}-operator-leases"));
+        assert_eq!(role.metadata.namespace.as_deref(), Some(ns.as_str()), "leases Role namespace");
+        assert_eq!(
+            rules_of(&role.rules),
+            triples(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "list", "watch", "create", "update", "patch", "delete"]
+            ),
+            "leases Role"
+        );
+        if replicas == 1 {
+            assert!(
+                r.objects.iter().all(|o| o["kind"] != "PodDisruptionBudget"),
+                "PodDisruptionBudgets at one replica"
+            );
+        } else {
+            assert_budgets(&r, "policy/v1beta1", &full);
+        }
+    }
 }

@@ -143,3 +143,76 @@ pod-security.kubernetes.io/audit-version: {{ $root.Values.podSecurity.version }}
 {{- define "rce.isSystemNamespace" -}}
 {{- if or (eq .Release.Namespace "default") (hasPrefix "kube-" .Release.Namespace) -}}true{{- end -}}
 {{- end -}}
+
+{{/* Scale-out pieces shared by the operator and the shim --------------------------------- */}}
+
+{{/* apiVersion of PodDisruptionBudgets: policy/v1 where the cluster serves it (>= 1.21),
+policy/v1beta1 on 1.20. A cluster-aware render (install, upgrade, a server dry run) knows the
+kinds the API server serves; an offline render (`helm template`) knows only group versions,
+so there the Kubernetes version decides. */}}
+{{- define "rce.pdbApiVersion" -}}
+{{- if .Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget" -}}
+policy/v1
+{{- else if .Capabilities.APIVersions.Has "policy/v1beta1/PodDisruptionBudget" -}}
+policy/v1beta1
+{{- else if semverCompare ">=1.21.0-0" .Capabilities.KubeVersion.Version -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/* The selector labels of one component as a dict; argument: (list $root component) */}}
+{{- define "rce.componentSelector" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $sel := include "rce.selectorLabels" $root | fromYaml -}}
+{{- $_ := set $sel "app.kubernetes.io/component" $component -}}
+{{- toYaml $sel -}}
+{{- end -}}
+
+{{/* A PodDisruptionBudget of one component; argument: (list $root component name values),
+values being .Values.operator or .Values.shim. Rendered when podDisruptionBudget.enabled is
+true, or "auto" and more than one replica. minAvailable, when set, replaces maxUnavailable. */}}
+{{- define "rce.pdb" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $name := index . 2 -}}{{- $v := index . 3 -}}
+{{- $pdb := $v.podDisruptionBudget | default dict -}}
+{{- $enabled := toString (ternary "auto" $pdb.enabled (kindIs "invalid" $pdb.enabled)) -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") (gt (int $v.replicas) 1)) }}
+---
+apiVersion: {{ include "rce.pdbApiVersion" $root }}
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "rce.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $component }}
+spec:
+  {{- if not (kindIs "invalid" $pdb.minAvailable) }}
+  minAvailable: {{ $pdb.minAvailable | toJson }}
+  {{- else }}
+  maxUnavailable: {{ $pdb.maxUnavailable | default 1 | toJson }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "rce.componentSelector" (list $root $component) | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* topologySpreadConstraints of one component's Pods; argument: (list $root component list).
+An entry without a labelSelector gets the component's selector labels. */}}
+{{- define "rce.topologySpread" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $list := index . 2 -}}
+{{- if $list }}
+{{- $out := list -}}
+{{- range $list }}
+{{- $c := deepCopy . -}}
+{{- if not $c.labelSelector -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "rce.componentSelector" (list $root $component) | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $out | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -127,9 +127,20 @@ impl Rendered {
 
 /// Renders the chart as release `name` in `namespace` (an install), or returns Helm's error.
 pub fn try_render(values: &Value, name: &str, namespace: &str) -> Result<Rendered, String> {
-    let out = sdk(&["render", "--name", name, "--namespace", namespace], Some(values))?;
-    let manifests: BTreeMap<String, String> =
-        serde_json::from_str(&out).expect("render prints a JSON object");
+    parse_render(&sdk(&["render", "--name", name, "--namespace", namespace], Some(values))?)
+}
+
+/// Renders the chart as an install of release `name` in `namespace` on the cluster of
+/// KUBECONFIG would (a server dry run: the API server's `.Capabilities`, nothing created).
+/// Panics when the cluster cannot be reached.
+pub fn render_on_cluster(values: &Value, name: &str, namespace: &str) -> Rendered {
+    let out = sdk(&["render", "--cluster", "--name", name, "--namespace", namespace], Some(values))
+        .unwrap_or_else(|e| panic!("rendering {values} against the cluster of KUBECONFIG failed: {e}"));
+    parse_render(&out).expect("a render")
+}
+
+fn parse_render(out: &str) -> Result<Rendered, String> {
+    let manifests: BTreeMap<String, String> = serde_json::from_str(out).expect("render prints a JSON object");
     let mut r = Rendered { notes: String::new(), objects: Vec::new() };
     for (path, text) in manifests {
         if path.ends_with("NOTES.txt") {
