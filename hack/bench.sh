@@ -46,6 +46,28 @@ bench -n "$tn" --parallel 8 --throughput warm-reuse --pool-replicas "$tp"
 bench -n "$tn" --parallel 8 --throughput cold
 log "throughput: a burst of 50 raw Pods (the floor)"
 bench -n 50 --parallel 50 --raw-pods
+# Scale-out (issue 12): the same burst of cold Executions through operators of the bench's
+# own, 1 replica vs 3 all-active ones, on every node and then on node 1 alone (the extra
+# nodes cordoned, as an operator would drain them), beside the raw Pod burst of the same
+# size on the same nodes. BENCH_SCALE=0: skip. BENCH_SCALE_N (default 120) at once.
+if [[ "${BENCH_SCALE:-1}" != 0 ]]; then
+  sn="${BENCH_SCALE_N:-120}"
+  extra_nodes=$(kubectl get nodes -o name | grep -v '^node/rce-node$' || true)
+  log "scale-out, all $(kubectl get nodes -o name | wc -l) nodes: $sn cold Executions at once, 1 operator replica, then 3; the raw Pod burst"
+  bench -n "$sn" --parallel "$sn" --throughput cold --operator-replicas 1
+  bench -n "$sn" --parallel "$sn" --throughput cold --operator-replicas 3
+  bench -n "$sn" --parallel "$sn" --raw-pods
+  if [[ -n "$extra_nodes" ]]; then
+    uncordon() { for n in $extra_nodes; do kubectl uncordon "${n#node/}" >/dev/null 2>&1 || true; done; }
+    trap uncordon EXIT
+    for n in $extra_nodes; do kubectl cordon "${n#node/}" >/dev/null; done
+    log "scale-out, node 1 alone (the others cordoned): the same"
+    bench -n "$sn" --parallel "$sn" --throughput cold --operator-replicas 1
+    bench -n "$sn" --parallel "$sn" --throughput cold --operator-replicas 3
+    bench -n "$sn" --parallel "$sn" --raw-pods
+    uncordon; trap - EXIT
+  fi
+fi
 log "attach vs exec on an idle warm Pod, 50 of each"
 bench -n 50 --attach-exec
 log "load after: $(uptime)"

@@ -243,15 +243,27 @@ pub struct SandboxSettings {
     )]
     pub cpu_limit: String,
 
-    /// CPU request of a sandbox container. Small, so that the scheduler places many
-    /// sandboxes on a node; the limit is what a program gets.
+    /// CPU request of a cold sandbox container: what the scheduler, and the operator's
+    /// cluster-wide capacity, count a running sandbox as (a quarter CPU: starting a container
+    /// and running a short program takes about that on these nodes; the limit is what a
+    /// program may burst to).
     #[arg(
         id = "sandbox_cpu_request",
         long = "sandbox-cpu-request",
         env = "RCE_SANDBOX_CPU_REQUEST",
-        default_value = "50m"
+        default_value = "250m"
     )]
     pub cpu_request: String,
+
+    /// CPU request of a warm Pod: idle nearly all its life (a pool of a dozen must not
+    /// hold the nodes' CPU), it runs one program at a time for a fraction of a second.
+    #[arg(
+        id = "warm_cpu_request",
+        long = "warm-cpu-request",
+        env = "RCE_WARM_CPU_REQUEST",
+        default_value = "50m"
+    )]
+    pub warm_cpu_request: String,
 
     /// RuntimeClass of sandbox Pods (e.g. gvisor), unless their Runtime sets one.
     #[arg(long, env = "RCE_RUNTIME_CLASS_NAME")]
@@ -320,7 +332,8 @@ mod tests {
         assert_eq!(c.redis_url, "redis://127.0.0.1:16379");
         assert_eq!(c.ttl(), Some(Duration::from_secs(3600)));
         assert_eq!(c.sandbox.cpu_limit, "1");
-        assert_eq!(c.sandbox.cpu_request, "50m");
+        assert_eq!(c.sandbox.cpu_request, "250m");
+        assert_eq!(c.sandbox.warm_cpu_request, "50m");
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(c.cap(), ResolvedLimits::CEILING);
         assert!(c.watched_namespaces().is_empty());

@@ -266,7 +266,7 @@ pub fn build_warm_pod(
         owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     };
-    hardened(
+    let mut pod = hardened(
         meta,
         Shape {
             plan,
@@ -277,7 +277,14 @@ pub fn build_warm_pod(
             active_deadline_seconds: warm_deadline_seconds(plan, runtime, settings, max_age),
             serve: true,
         },
-    )
+    );
+    // Idle nearly all its life: a request of its own (`--warm-cpu-request`).
+    for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
+        if let Some(r) = c.resources.as_mut().and_then(|r| r.requests.as_mut()) {
+            r.insert("cpu".into(), Quantity(settings.warm_cpu_request.clone()));
+        }
+    }
+    pod
 }
 
 /// The generateName base of a pool's Pods: room for the API server's 5 random characters.
@@ -554,7 +561,7 @@ spec:
         assert_eq!(lim["memory"].0, "112Mi");
         assert_eq!(req["memory"], lim["memory"]);
         assert_eq!(lim["cpu"].0, "1");
-        assert_eq!(req["cpu"].0, "50m");
+        assert_eq!(req["cpu"].0, "250m");
         // 32 MiB plus the base64 result line: 2 x 1000 bytes of output, rounded up.
         assert_eq!(lim["ephemeral-storage"].0, "33Mi");
         assert_eq!(req["ephemeral-storage"], lim["ephemeral-storage"]);

@@ -144,6 +144,8 @@ pub async fn join(
     let shard = Shard { identity: identity.to_string(), group: group.to_string(), members: rx };
     let prefix = format!("{group}.");
     let me = identity.to_string();
+    let lease_ns = namespace.to_string();
+    let mut missing_since: Option<chrono::DateTime<chrono::Utc>> = None;
     let task = Box::pin(async move {
         tokio::pin!(leases);
         tokio::pin!(shutdown);
@@ -175,12 +177,16 @@ pub async fn join(
                         live.insert(h);
                     }
                     _ => {
+                        // Last sign of life: the renewal, else the creation (a Lease just
+                        // created holds nobody yet).
                         let renewed = l
                             .spec
                             .as_ref()
                             .and_then(|s| s.renew_time.as_ref())
-                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t.0.to_string()).ok());
-                        let stale = renewed.is_none_or(|t| now.signed_duration_since(t) > STALE_LEASE_GC);
+                            .map(|t| t.0.to_string())
+                            .or_else(|| l.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+                        let stale = renewed.is_some_and(|t| now.signed_duration_since(t) > STALE_LEASE_GC);
                         if stale && l.name_any() != format!("{prefix}{me}") {
                             let dp = DeleteParams {
                                 preconditions: Some(kube::api::Preconditions {
@@ -193,6 +199,28 @@ pub async fn join(
                         }
                     }
                 }
+            }
+            // The own Lease deleted under the manager (which does not create it again): create
+            // it again, empty; the manager then takes it.
+            let own = format!("{prefix}{me}");
+            if store.get(&kube::runtime::reflector::ObjectRef::new(&own).within(&lease_ns)).is_none() {
+                let since = *missing_since.get_or_insert(now);
+                if now.signed_duration_since(since) > chrono::Duration::seconds(2) {
+                    let lease = Lease {
+                        metadata: kube::api::ObjectMeta { name: Some(own.clone()), ..Default::default() },
+                        spec: None,
+                    };
+                    match api.create(&Default::default(), &lease).await {
+                        Ok(_) => tracing::warn!(lease = %own, "membership Lease was gone; created it again"),
+                        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                        Err(e) => {
+                            tracing::warn!(lease = %own, error = %e, "cannot create the membership Lease")
+                        }
+                    }
+                    missing_since = None;
+                }
+            } else {
+                missing_since = None;
             }
             let live: Vec<String> = live.into_iter().collect();
             let next = Members { holding: *holding.borrow() && live.contains(&me), live };
