@@ -114,6 +114,23 @@ pub struct CallbackStatus {
     /// Why the last try failed, or why the destination was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set while the callback is being sent, absent once its outcome is recorded: the
+    /// operator that claimed the sending and when. An operator sends only after writing its
+    /// claim at the version of the Execution it read (so of two replicas only one sends); a
+    /// claim older than the longest send (with a margin) is a dead sender's and may be taken
+    /// over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending: Option<CallbackClaim>,
+}
+
+/// Who is sending a result callback (see [`CallbackStatus::sending`]).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackClaim {
+    /// The sending operator's identity.
+    pub by: String,
+    /// When it claimed the sending (RFC 3339, its clock).
+    pub since: String,
 }
 
 /// Where the full outputs live when the status holds only an excerpt of them: ConfigMaps

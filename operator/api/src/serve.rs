@@ -206,7 +206,7 @@ mod tests {
             again.line(),
             "{\"t\":\"refused\",\"reason\":\"started before\",\"runId\":\"u/1\",\"already\":true}\n"
         );
-        assert_eq!(Output::parse(again.line().trim_end().as_bytes()), Some(again));
+        assert_eq!(Output::parse(again.line().trim_end().as_bytes()), Some(again.clone()));
         let busy = Output::refused_run("a run is in progress", "u/2", false);
         assert_eq!(
             busy.line(),
