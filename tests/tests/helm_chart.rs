@@ -17,8 +17,8 @@ use std::sync::LazyLock;
 
 use clap::CommandFactory as _;
 use helm::{
-    chart, clap_envs, container, env_of, env_value, lint, render, render_as, render_on_cluster, repo_root,
-    rules_of, triples, try_render, yaml_docs, Rendered, Triple,
+    chart, clap_envs, container, env_of, env_value, lint_for, render, render_as, render_on_cluster,
+    repo_root, rules_of, triples, try_render, yaml_docs, Rendered, Triple,
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
@@ -145,7 +145,11 @@ fn chart_app_version_is_the_workspace_version() {
 }
 
 fn assert_lint_clean(values: &Value, namespace: &str) {
-    let report = lint(values, namespace);
+    assert_lint_clean_for(values, namespace, "v1.20.2");
+}
+
+fn assert_lint_clean_for(values: &Value, namespace: &str, kube_version: &str) {
+    let report = lint_for(values, namespace, kube_version);
     assert_eq!(report["total_charts_linted"], 1, "charts linted: {report}");
     let errors = report["errors"].as_array().expect("errors");
     let bad: Vec<&Value> = report["messages"]
@@ -154,7 +158,7 @@ fn assert_lint_clean(values: &Value, namespace: &str) {
         .iter()
         .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
         .collect();
-    assert!(errors.is_empty() && bad.is_empty(), "lint: {errors:?} {bad:?}");
+    assert!(errors.is_empty() && bad.is_empty(), "lint for {kube_version}: {errors:?} {bad:?}");
 }
 
 #[test]
@@ -165,6 +169,15 @@ fn lint_default_values() {
 #[test]
 fn lint_non_default_values() {
     assert_lint_clean(&non_default(), "rce-system");
+}
+
+#[test]
+fn lint_three_replicas_with_budgets_and_spread() {
+    // Lint reports an API deprecated or removed in the version linted for: the budgets are
+    // policy/v1beta1 for 1.20 and must be policy/v1 for later versions.
+    for version in ["v1.20.2", "v1.25.0", "v1.30.0"] {
+        assert_lint_clean_for(&three_replicas(), "rce", version);
+    }
 }
 
 #[test]

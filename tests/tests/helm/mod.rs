@@ -161,10 +161,10 @@ pub fn render(values: &Value) -> Rendered {
     render_as(values, "rce", "rce")
 }
 
-/// `helm lint --strict` with these values, for Kubernetes 1.20.2.
-pub fn lint(values: &Value, namespace: &str) -> Value {
-    let out =
-        sdk(&["lint", "--namespace", namespace], Some(values)).unwrap_or_else(|e| panic!("lint failed: {e}"));
+/// `helm lint --strict` with these values, for that Kubernetes version.
+pub fn lint_for(values: &Value, namespace: &str, kube_version: &str) -> Value {
+    let out = sdk(&["lint", "--namespace", namespace, "--kube-version", kube_version], Some(values))
+        .unwrap_or_else(|e| panic!("lint failed: {e}"));
     serde_json::from_str(&out).expect("lint prints a JSON report")
 }
 
