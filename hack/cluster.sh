@@ -352,14 +352,15 @@ start_kubelet() {
   # attempt must not look the name up off this machine.
   grep -qE "^127\.0\.0\.1[[:space:]]+rce\.dev\b" /etc/hosts || echo "127.0.0.1 rce.dev" >> /etc/hosts
   # The config this kubelet runs with (note_stale_kubelet compares).
-  alive kubelet || cp "$RCE_STATE/kubelet/config.yaml" "$RCE_STATE/kubelet/config.yaml.started"
+  local since=""
+  alive kubelet || { cp "$RCE_STATE/kubelet/config.yaml" "$RCE_STATE/kubelet/config.yaml.started"; since="$(date +%s)"; }
   start kubelet "$K8S_BIN/kubelet" --config="$RCE_STATE/kubelet/config.yaml" \
     --kubeconfig="$RCE_STATE/kubelet.kubeconfig" --root-dir="$RCE_STATE/kubelet/root" \
     --cert-dir="$RCE_STATE/kubelet/pki" --hostname-override="$NODE_NAME" \
     --container-runtime=remote --container-runtime-endpoint="unix://$CONTAINERD_SOCK" \
     --runtime-request-timeout=5m --pod-infra-container-image="$PAUSE_IMAGE" --v=1
-  local ready='{range .status.conditions[?(@.type=="Ready")]}{.status}{end}'
-  node_ready() { [[ "$(kubectl --kubeconfig "$KUBECONFIG_FILE" get node "$NODE_NAME" -o jsonpath="$ready" 2>/dev/null)" == True ]]; }
+  # Ready as reported after this start (a restarted node's object says Ready for a while).
+  node_ready() { is_node_ready "$NODE_NAME" "$since"; }
   wait_for kubelet 120 node_ready
   for c in containerd etcd kube-apiserver kube-controller-manager kube-scheduler; do check_alive "$c"; done
 }
