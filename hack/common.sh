@@ -30,7 +30,7 @@ node_proc() { if [[ $2 == rce-node ]]; then echo "$1"; else echo "$1-$2"; fi; }
 # The extra nodes this state dir has (whether running or not), in index order.
 extra_nodes() {
   local d
-  for d in "$RCE_STATE"/nodes/rce-node-*/; do [[ -d $d ]] && basename "$d"; done | sort -t- -k3 -n
+  for d in "$RCE_STATE"/nodes/rce-node-*/; do if [[ -d $d ]]; then basename "$d"; fi; done | sort -t- -k3 -n
 }
 # Every node whose containerd answers, as "NAME SOCKET" lines: where images go.
 node_sockets() {
