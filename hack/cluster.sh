@@ -679,6 +679,12 @@ kill_node_workloads() {
   # The runc v2 shim writes no shim.pid: find the shims of this node's containerd by the
   # address they were started with (exactly this node's socket).
   for p in $(node_shims "$n"); do kill "-$sig" "$p" 2>/dev/null || true; done
+  # A shim left after TERM (its containers are gone) is killed.
+  if [[ $sig != KILL ]]; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [[ -z "$(node_shims "$n")" ]] && break; sleep 0.3; done
+    for p in $(node_shims "$n"); do kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  return 0
 }
 
 # node_shims NAME: pids of the container shims started by that node's containerd.
