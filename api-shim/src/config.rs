@@ -125,6 +125,17 @@ pub struct Config {
     #[cfg(feature = "amqp")]
     #[arg(long, env = "RCE_AMQP_QUEUE", default_value = "rce.submissions")]
     pub amqp_queue: String,
+
+    /// Unacked submission messages per consumer (the channel's prefetch).
+    #[cfg(feature = "amqp")]
+    #[arg(long, env = "RCE_AMQP_PREFETCH", default_value_t = 16)]
+    pub amqp_prefetch: u16,
+
+    /// Consume the queue in this shim (false: this replica only publishes).
+    #[cfg(feature = "amqp")]
+    #[arg(long, env = "RCE_AMQP_CONSUME", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub amqp_consume: bool,
 }
 
 impl Config {

@@ -75,10 +75,10 @@ impl AppState {
     /// queue from now on. Without it, the state as it is.
     #[cfg(feature = "amqp")]
     pub async fn wire_amqp(self) -> anyhow::Result<AppState> {
-        let Some(url) = self.config.amqp_url.clone() else {
+        let Some(settings) = crate::amqp::Settings::from_config(&self.config) else {
             return Ok(self);
         };
-        let publisher = crate::amqp::connect(&url, &self.config.amqp_queue, self.cluster.clone()).await?;
+        let publisher = crate::amqp::connect(settings, self.cluster.clone()).await?;
         Ok(self.with_amqp(Arc::new(publisher)))
     }
 
