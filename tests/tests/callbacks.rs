@@ -8,6 +8,7 @@
 //!
 //! Needs the Execution CRD with `status.callback.sending` installed (`crds/rce.dev.yaml`):
 //! an older CRD prunes the claim, and the test fails on that.
+#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::HashMap,
