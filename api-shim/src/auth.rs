@@ -2,12 +2,18 @@
 //! RS256), given as `Authorization: Bearer …`, `X-API-Key`, Judge0's `X-Auth-Token`, or (for
 //! browsers' EventSource and WebSocket, which cannot set headers) `?api_key=` / `?access_token=`.
 //! Each credential maps to a tenant namespace and a token-bucket rate.
+//!
+//! The buckets live in Redis (`rce:ratelimit:<sha256 of the credential>`, see
+//! [`crate::redis_store`]), shared by every shim replica, so a rate of R/s holds across them.
+//! When Redis cannot answer, each replica falls back to a bucket of its own process (logged,
+//! and counted in `rce_shim_rate_limit_local_fallbacks`); a request is never refused because
+//! Redis is down.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::Instant,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -20,7 +26,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rce_api::names::is_dns_label;
 use serde::Deserialize;
 
-use crate::{config::Config, error::ApiError, metrics::Metrics};
+use crate::{backend::StatusStore, config::Config, error::ApiError, metrics::Metrics};
+
+/// How long the shared bucket may take to answer before the local one decides.
+const SHARED_TIMEOUT: Duration = Duration::from_millis(300);
+/// After the shared bucket failed: how long to use the local one before trying again.
+const SHARED_RETRY: Duration = Duration::from_secs(1);
 
 /// The caller, as the handlers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +46,21 @@ pub struct Tenant {
 pub struct Rate {
     pub per_sec: f64,
     pub burst: f64,
+}
+
+/// A caller's rate and the bucket it draws from: the same credential gives the same bucket
+/// on every replica (an API key's is a digest of the key itself, not of its position in the
+/// configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quota {
+    pub rate: Rate,
+    pub bucket: String,
+}
+
+/// The hex SHA-256 of `s`.
+pub fn digest(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct KeyEntry {
@@ -57,6 +83,10 @@ struct Inner {
     default_rate: Rate,
     anonymous_rate: Option<Rate>,
     limiter: RateLimiter,
+    /// The shared buckets (Redis), once attached.
+    shared: OnceLock<Arc<dyn StatusStore>>,
+    /// Until when the shared buckets are skipped after a failure.
+    shared_down_until: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,41 +130,85 @@ impl Auth {
             anonymous_rate: (c.anonymous_rate > 0.0)
                 .then_some(Rate { per_sec: c.anonymous_rate, burst: (c.anonymous_rate * 2.0).max(1.0) }),
             limiter: RateLimiter::default(),
+            shared: OnceLock::new(),
+            shared_down_until: Mutex::new(None),
         })))
+    }
+
+    /// Draw tokens from the shared buckets of `store` from now on (once; later calls are
+    /// ignored).
+    pub fn share_buckets(&self, store: Arc<dyn StatusStore>) {
+        let _ = self.0.shared.set(store);
     }
 
     pub fn enabled(&self) -> bool {
         self.0.enabled
     }
 
-    /// Take one token from the caller's bucket; `Err(seconds)` to wait.
-    pub fn take(&self, subject: &str, rate: Rate) -> Result<(), u64> {
-        self.0.limiter.check(subject, rate)
+    /// Take one token from the caller's bucket; `Err(seconds)` to wait. The shared bucket
+    /// when it answers, else this process's own.
+    pub async fn take(&self, quota: &Quota, metrics: &Metrics) -> Result<(), u64> {
+        if let Some(store) = self.0.shared.get() {
+            let skip = {
+                let down = self.0.shared_down_until.lock().unwrap_or_else(|p| p.into_inner());
+                down.is_some_and(|t| Instant::now() < t)
+            };
+            if !skip {
+                let answer =
+                    tokio::time::timeout(SHARED_TIMEOUT, store.take_token(&quota.bucket, quota.rate)).await;
+                match answer {
+                    Ok(Ok(verdict)) => {
+                        let mut down = self.0.shared_down_until.lock().unwrap_or_else(|p| p.into_inner());
+                        if down.take().is_some() {
+                            tracing::info!("shared rate-limit buckets answer again");
+                        }
+                        return verdict;
+                    }
+                    Ok(Err(e)) => self.shared_failed(&e.to_string()),
+                    Err(_) => self.shared_failed("timed out"),
+                }
+            }
+            metrics.rate_limit_local.inc();
+        }
+        self.0.limiter.check(&quota.bucket, quota.rate)
     }
 
-    /// Identify the caller; `Ok((tenant, rate))`, rate `None` meaning unlimited.
+    fn shared_failed(&self, why: &str) {
+        let mut down = self.0.shared_down_until.lock().unwrap_or_else(|p| p.into_inner());
+        if down.is_none() {
+            tracing::warn!(error = why, "shared rate-limit buckets unreachable; limiting per replica");
+        }
+        *down = Some(Instant::now() + SHARED_RETRY);
+    }
+
+    /// Identify the caller; `Ok((tenant, quota))`, quota `None` meaning unlimited.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
         peer: Option<IpAddr>,
-    ) -> Result<(Tenant, Option<Rate>), ApiError> {
+    ) -> Result<(Tenant, Option<Quota>), ApiError> {
         let a = &self.0;
         if !a.enabled {
             let tenant = Tenant {
                 namespace: a.default_namespace.clone(),
                 subject: peer.map(|p| format!("ip:{p}")).unwrap_or_else(|| "anonymous".into()),
             };
-            return Ok((tenant, a.anonymous_rate));
+            let quota = a.anonymous_rate.map(|rate| Quota { rate, bucket: tenant.subject.clone() });
+            return Ok((tenant, quota));
         }
         let token = credential(headers)
             .or(query_token)
             .ok_or_else(|| ApiError::unauthorized("credentials required: an API key or a bearer token"))?;
         if let Some(k) = a.keys.get(token) {
-            return Ok((Tenant { namespace: k.namespace.clone(), subject: k.id.clone() }, Some(k.rate)));
+            let quota = Quota { rate: k.rate, bucket: format!("key:{}", digest(token)) };
+            return Ok((Tenant { namespace: k.namespace.clone(), subject: k.id.clone() }, Some(quota)));
         }
         if token.split('.').count() == 3 && (a.hs256.is_some() || a.rs256.is_some()) {
-            return self.verify_jwt(token).map(|t| (t, Some(a.default_rate)));
+            return self.verify_jwt(token).map(|t| {
+                let quota = Quota { rate: a.default_rate, bucket: t.subject.clone() };
+                (t, Some(quota))
+            });
         }
         Err(ApiError::unauthorized("invalid credentials"))
     }
@@ -253,15 +327,15 @@ pub async fn require_tenant(
 ) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let query_token = query_credential(req.uri().query());
-    let (tenant, rate) = match auth.authenticate(req.headers(), query_token.as_deref(), peer) {
+    let (tenant, quota) = match auth.authenticate(req.headers(), query_token.as_deref(), peer) {
         Ok(t) => t,
         Err(e) => {
             metrics.auth_failures.inc();
             return axum::response::IntoResponse::into_response(e);
         }
     };
-    if let Some(rate) = rate {
-        if let Err(wait) = auth.take(&tenant.subject, rate) {
+    if let Some(quota) = quota {
+        if let Err(wait) = auth.take(&quota, &metrics).await {
             metrics.rate_limited.inc();
             return axum::response::IntoResponse::into_response(ApiError::rate_limited(wait));
         }

@@ -10,7 +10,11 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
-use rce_api::{redis_keys::StatusDocument, Execution, ExecutionSpec, ExecutionStatus, Phase, Runtime};
+use rce_api::{
+    queue::{self, Entry, Key, Limits, Slot},
+    redis_keys::StatusDocument,
+    Execution, ExecutionSpec, ExecutionStatus, Phase, Runtime,
+};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -40,7 +44,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// The Executions of `namespace` (every namespace: `None`), from the watch cache, newest
     /// first. Small copies: metadata (name, namespace, uid, creation time, labels), the
     /// spec's `language`, and the status's phase, verdict, times, memory, exit code and
-    /// signal; no source, no outputs, no annotations (read one with [`Cluster::get`]).
+    /// signal; no source, no outputs, no annotations but the submission stamp
+    /// (`rce_api::queue::SUBMITTED_ANNOTATION`; read the rest with [`Cluster::get`]).
     fn list(&self, namespace: Option<&str>) -> Vec<Arc<Execution>>;
     /// The bytes of a ConfigMap's `binaryData` entry `key` (an Execution's stored outputs,
     /// see [`crate::outputs`]); `None` when the ConfigMap or the entry does not exist.
@@ -56,12 +61,28 @@ pub trait StatusStore: Send + Sync + 'static {
     fn get(&self, namespace: &str, name: &str)
         -> BoxFuture<'_, Result<Option<StatusDocument>, BackendError>>;
     /// Subscribe to the Execution's channel. The returned future resolves once the
-    /// subscription is active, so no change published after it is missed.
+    /// subscription is active, so no change published after it is missed; or, when the store
+    /// is unreachable, at once with a stream that starts with [`Published::Lost`] and says
+    /// [`Published::Resumed`] once it is subscribed again.
     fn subscribe(
         &self,
         namespace: &str,
         name: &str,
-    ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>>;
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Published>, BackendError>>;
+    /// Take one token from the shared bucket `bucket` (a credential's, the same on every
+    /// replica): `Ok(Ok(()))` admitted, `Ok(Err(seconds))` to wait, `Err` when the store
+    /// cannot answer (the caller then uses a bucket of its own process).
+    fn take_token(
+        &self,
+        _bucket: &str,
+        _rate: crate::auth::Rate,
+    ) -> BoxFuture<'_, Result<Result<(), u64>, BackendError>> {
+        Box::pin(async { Err(BackendError::Unavailable("no shared rate limiter".into())) })
+    }
+    /// The operator's capacity document (`rce:capacity`), when present and readable.
+    fn capacity(&self) -> BoxFuture<'_, Option<Capacity>> {
+        Box::pin(async { None })
+    }
     fn ping(&self) -> BoxFuture<'_, bool>;
     /// Follow the Execution's live output stream (`redis_keys::live_key`) from its start
     /// (id 0): its entries in order, ending after [`Live::End`] or when the store fails. The
@@ -82,6 +103,37 @@ pub trait StatusStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async { Err(BackendError::Unavailable("no stdin streams".into())) })
     }
+}
+
+/// What an Execution's channel delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// A status document, as published.
+    Doc(Box<StatusDocument>),
+    /// The subscription is gone for now (the store is unreachable): poll.
+    Lost,
+    /// Subscribed again after [`Published::Lost`] (or after missing messages): re-read the
+    /// document, an update may have been missed in between.
+    Resumed,
+}
+
+/// The operator's capacity document, `rce:capacity` (written every ~2 s with a 10 s TTL):
+/// `{"capacity":N,"perNamespace":P,"running":R,"waiting":W,"at":"<rfc3339>"}`; `capacity`
+/// null when nothing bounds it. Fields it does not know are ignored.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capacity {
+    #[serde(default)]
+    pub capacity: Option<usize>,
+    /// Sandboxes at once per namespace (0 or null: no share).
+    #[serde(default)]
+    pub per_namespace: Option<usize>,
+    #[serde(default)]
+    pub running: Option<usize>,
+    #[serde(default)]
+    pub waiting: Option<usize>,
+    #[serde(default)]
+    pub at: Option<String>,
 }
 
 /// Which output stream a live chunk came from.
@@ -150,7 +202,12 @@ impl StdinEntry {
 pub fn summary(ex: &Execution) -> Execution {
     let mut meta = ex.metadata.clone();
     meta.managed_fields = None;
-    meta.annotations = None;
+    // Only the submission stamp: the queue's order needs it.
+    meta.annotations = meta
+        .annotations
+        .take()
+        .and_then(|a| a.get(rce_api::queue::SUBMITTED_ANNOTATION).cloned())
+        .map(|v| BTreeMap::from([(rce_api::queue::SUBMITTED_ANNOTATION.to_string(), v)]));
     Execution {
         metadata: meta,
         spec: ExecutionSpec { language: ex.spec.language.clone(), ..Default::default() },
@@ -168,6 +225,49 @@ pub fn summary(ex: &Execution) -> Execution {
             ..Default::default()
         }),
     }
+}
+
+/// Whether an Execution holds a sandbox slot, as the operator's queue counts it: waiting
+/// (no phase yet, or Pending), running (Processing), done (terminal, or being deleted).
+pub fn slot(ex: &Execution) -> Slot {
+    if ex.metadata.deletion_timestamp.is_some() {
+        return Slot::Done;
+    }
+    match ex.status.as_ref().and_then(|s| s.phase) {
+        None | Some(Phase::Pending) => Slot::Waiting,
+        Some(Phase::Processing) => Slot::Running,
+        Some(Phase::Completed | Phase::Failed) => Slot::Done,
+    }
+}
+
+/// The queue's entry for an Execution (`rce_api::queue`): its slot and its submission key
+/// (the `rce.dev/submitted-at` stamp when close enough to the creationTimestamp).
+pub fn queue_entry(ex: &Execution) -> Entry {
+    let created = ex.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string());
+    let stamp = ex.metadata.annotations.as_ref().and_then(|a| a.get(queue::SUBMITTED_ANNOTATION));
+    Entry {
+        key: Key {
+            namespace: ex.metadata.namespace.clone().unwrap_or_default(),
+            name: ex.metadata.name.clone().unwrap_or_default(),
+        },
+        created: queue::submitted_key(created.as_deref(), stamp.map(String::as_str)),
+        slot: slot(ex),
+    }
+}
+
+/// Where an Execution stands in the admission order: its 1-based position (`None` when it
+/// is not waiting) and how many wait in all, over `executions` (every namespace).
+pub fn queue_position(
+    executions: &[Arc<Execution>],
+    limits: &Limits,
+    namespace: &str,
+    name: &str,
+) -> (Option<usize>, usize) {
+    let entries: Vec<Entry> = executions.iter().map(|e| queue_entry(e)).collect();
+    let order = queue::waiting_order(&entries, limits);
+    let position =
+        order.iter().position(|(e, _)| e.key.namespace == namespace && e.key.name == name).map(|p| p + 1);
+    (position, order.len())
 }
 
 /// Newest first (by creation time, then name), the order of Judge0's list.
@@ -283,7 +383,7 @@ pub async fn lookup(
 /// its current view read, in that order, so no change can fall between the two.
 struct Start {
     first: ExecView,
-    sub: Option<BoxStream<'static, StatusDocument>>,
+    sub: Option<BoxStream<'static, Published>>,
 }
 
 async fn start(
@@ -323,17 +423,40 @@ async fn follow(
     if tx.send(first).await.is_err() || last.is_terminal() {
         return;
     }
-    let poll_every = if sub.is_some() { poll_interval * 4 } else { poll_interval };
-    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every);
+    let every = |subscribed: bool| if subscribed { poll_interval * 4 } else { poll_interval };
+    let mut subscribed = sub.is_some();
+    let mut poll =
+        tokio::time::interval_at(tokio::time::Instant::now() + every(subscribed), every(subscribed));
     loop {
         let next: Option<ExecView> = tokio::select! {
             _ = tx.closed() => return,
             _ = tokio::time::sleep_until(deadline) => return,
             msg = async { match sub.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
                 match msg {
-                    Some(doc) if doc.name == name && doc.namespace == namespace => Some(ExecView::from_doc(doc)),
-                    Some(_) => None,
-                    None => { sub = None; None }
+                    Some(Published::Doc(doc)) if doc.name == name && doc.namespace == namespace => {
+                        Some(ExecView::from_doc(*doc))
+                    }
+                    Some(Published::Doc(_)) => None,
+                    Some(Published::Lost) => {
+                        // Redis is gone: poll the Kubernetes API at the full rate until it is back.
+                        if subscribed {
+                            subscribed = false;
+                            poll = tokio::time::interval(every(false));
+                        }
+                        None
+                    }
+                    Some(Published::Resumed) => {
+                        // Subscribed again: an update may have been published in between.
+                        subscribed = true;
+                        poll = tokio::time::interval_at(tokio::time::Instant::now() + every(true), every(true));
+                        lookup(cluster, status, namespace, name, false).await.unwrap_or_default()
+                    }
+                    None => {
+                        sub = None;
+                        subscribed = false;
+                        poll = tokio::time::interval(every(false));
+                        None
+                    }
                 }
             }
             _ = poll.tick() => lookup(cluster, status, namespace, name, false).await.unwrap_or_default(),
@@ -414,4 +537,123 @@ pub fn kube_error(e: kube::Error) -> BackendError {
 
 pub fn stream_of<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'static, T> {
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{MemoryCluster, MemoryStatus};
+
+    fn doc(name: &str, phase: Phase) -> StatusDocument {
+        StatusDocument {
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: "u".into(),
+            language: "python".into(),
+            status: ExecutionStatus { phase: Some(phase), ..Default::default() },
+        }
+    }
+
+    fn ex(ns: &str, name: &str, created: &str, stamp: Option<&str>, phase: Option<Phase>) -> Arc<Execution> {
+        let mut e = Execution::new(name, ExecutionSpec::default());
+        e.metadata.namespace = Some(ns.into());
+        e.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()));
+        e.metadata.annotations =
+            stamp.map(|s| BTreeMap::from([(queue::SUBMITTED_ANNOTATION.to_string(), s.to_string())]));
+        e.status = phase.map(|p| ExecutionStatus { phase: Some(p), ..Default::default() });
+        Arc::new(e)
+    }
+
+    #[tokio::test]
+    async fn a_resumed_subscription_re_reads_the_missed_update() {
+        let cluster = MemoryCluster::with_runtimes(vec![]);
+        let status = Arc::new(MemoryStatus::default());
+        status.publish(doc("x", Phase::Pending));
+        let s = status.clone();
+        tokio::spawn(async move {
+            // Lost, the terminal status written while nobody listened, then back.
+            while s.subscribers("ns", "x") == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            s.notify(Published::Lost);
+            s.write_unpublished(doc("x", Phase::Completed));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.notify(Published::Resumed);
+        });
+        let started = std::time::Instant::now();
+        // A poll of 15 s (60 s while subscribed): only the re-read can bring the result within the test's time.
+        let v =
+            wait_terminal(&*cluster, &*status, Duration::from_secs(15), "ns", "x", Duration::from_secs(30))
+                .await
+                .unwrap();
+        assert_eq!(v.phase(), Phase::Completed);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_lost_subscription_polls_at_the_full_rate() {
+        let cluster = MemoryCluster::with_runtimes(vec![]);
+        let status = Arc::new(MemoryStatus::default());
+        status.publish(doc("y", Phase::Pending));
+        let s = status.clone();
+        tokio::spawn(async move {
+            while s.subscribers("ns", "y") == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            s.notify(Published::Lost);
+            s.write_unpublished(doc("y", Phase::Completed));
+        });
+        let started = std::time::Instant::now();
+        // Poll interval 1 s (×4 = 4 s while subscribed): lost, it polls every second.
+        let v =
+            wait_terminal(&*cluster, &*status, Duration::from_secs(1), "ns", "y", Duration::from_secs(30))
+                .await
+                .unwrap();
+        assert_eq!(v.phase(), Phase::Completed);
+        assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn queue_positions_follow_the_shared_admission_order() {
+        let t = "2026-01-01T00:00:00Z";
+        let list = vec![
+            // Same second: the microsecond stamps order them, not the names.
+            ex("a", "zz", t, Some("2026-01-01T00:00:00.000100Z"), None),
+            ex("a", "aa", t, Some("2026-01-01T00:00:00.000200Z"), Some(Phase::Pending)),
+            ex("a", "run", t, None, Some(Phase::Processing)),
+            ex("b", "b1", "2026-01-01T00:00:05Z", None, Some(Phase::Pending)),
+            ex("a", "done", t, None, Some(Phase::Completed)),
+        ];
+        let limits = Limits { capacity: 0, per_namespace: 0 };
+        // b runs nothing: its first goes first; then a's in stamp order.
+        assert_eq!(queue_position(&list, &limits, "b", "b1"), (Some(1), 3));
+        assert_eq!(queue_position(&list, &limits, "a", "zz"), (Some(2), 3));
+        assert_eq!(queue_position(&list, &limits, "a", "aa"), (Some(3), 3));
+        assert_eq!(queue_position(&list, &limits, "a", "run"), (None, 3));
+        assert_eq!(queue_position(&list, &limits, "a", "done"), (None, 3));
+        let mut deleting = (*ex("a", "del", t, None, None)).clone();
+        deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
+        assert_eq!(slot(&deleting), Slot::Done);
+    }
+
+    #[test]
+    fn the_capacity_document_reads_as_the_operator_writes_it() {
+        let c: Capacity = serde_json::from_str(
+            r#"{"capacity":null,"perNamespace":2,"running":1,"waiting":3,"members":["a"],"at":"2026-12-02T15:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!((c.capacity, c.per_namespace, c.waiting), (None, Some(2), Some(3)));
+    }
+
+    #[test]
+    fn the_cache_keeps_only_the_submission_stamp_of_the_annotations() {
+        let mut e = (*ex("a", "x", "2026-01-01T00:00:00Z", Some("2026-01-01T00:00:00.5Z"), None)).clone();
+        e.metadata.annotations.as_mut().unwrap().insert("big".into(), "x".repeat(1000));
+        let s = summary(&e);
+        assert_eq!(
+            s.metadata.annotations.unwrap().into_keys().collect::<Vec<_>>(),
+            vec![queue::SUBMITTED_ANNOTATION.to_string()]
+        );
+    }
 }

@@ -17,7 +17,7 @@ use kube::{
     runtime::{reflector, watcher, WatchStreamExt},
     Client,
 };
-use rce_api::{Execution, Phase, Runtime};
+use rce_api::{Execution, Runtime};
 
 use crate::backend::{kube_error, BackendError, Cluster};
 
@@ -132,11 +132,13 @@ impl Cluster for KubeCluster {
         if !self.executions_ready.load(Ordering::Relaxed) {
             return None;
         }
+        // Every namespace (the watch is cluster-wide): the queue the operators share, not
+        // this replica's own submissions. One being deleted waits for nothing.
         Some(
             self.executions
                 .state()
                 .iter()
-                .filter(|e| e.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Pending))
+                .filter(|e| crate::backend::slot(e) == rce_api::queue::Slot::Waiting)
                 .count(),
         )
     }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub create_latency: Histogram,
     pub queue_full: Counter,
     pub rate_limited: Counter,
+    /// Requests limited by the replica's own bucket because the shared one (Redis) did not answer.
+    pub rate_limit_local: Counter,
     pub auth_failures: Counter,
     pub pending: Gauge,
 }
@@ -58,6 +60,7 @@ impl Default for Metrics {
         let create_latency = Histogram::new(buckets());
         let queue_full = Counter::default();
         let rate_limited = Counter::default();
+        let rate_limit_local = Counter::default();
         let auth_failures = Counter::default();
         let pending = Gauge::default();
         registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
@@ -75,6 +78,11 @@ impl Default for Metrics {
         );
         registry.register("rate_limited", "Requests refused by the rate limiter", rate_limited.clone());
         registry.register(
+            "rate_limit_local_fallbacks",
+            "Requests limited by this replica's own bucket: the shared one (Redis) did not answer",
+            rate_limit_local.clone(),
+        );
+        registry.register(
             "auth_failures",
             "Requests refused for missing or bad credentials",
             auth_failures.clone(),
@@ -88,6 +96,7 @@ impl Default for Metrics {
             create_latency,
             queue_full,
             rate_limited,
+            rate_limit_local,
             auth_failures,
             pending,
         }

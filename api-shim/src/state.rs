@@ -44,6 +44,7 @@ impl AppState {
         status: Arc<dyn StatusStore>,
     ) -> anyhow::Result<AppState> {
         let auth = Auth::from_config(&config)?;
+        auth.share_buckets(status.clone());
         let labels = config.labels()?;
         Ok(AppState(Arc::new(Inner {
             config,

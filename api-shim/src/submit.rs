@@ -93,6 +93,12 @@ pub fn build(
     let mut annotations = sub.annotations.clone();
     annotations.insert(API_ANNOTATION.into(), sub.api.as_str().into());
     annotations.insert(SUBJECT_ANNOTATION.into(), tenant.subject.clone());
+    // The submission time to the microsecond: the queue's order among Executions created in
+    // the same second (the creationTimestamp has whole seconds).
+    annotations.insert(
+        rce_api::queue::SUBMITTED_ANNOTATION.into(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    );
     Execution {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -190,7 +196,13 @@ mod tests {
                 annotations: Default::default(),
             };
             let ex = build(&tenant, "x", &sub, &BTreeMap::new());
-            assert_eq!(ex.metadata.annotations.unwrap()[API_ANNOTATION], name);
+            let annotations = ex.metadata.annotations.unwrap();
+            assert_eq!(annotations[API_ANNOTATION], name);
+            let stamp = &annotations[rce_api::queue::SUBMITTED_ANNOTATION];
+            assert!(
+                stamp.len() == "2026-01-01T00:00:00.000000Z".len() && stamp.ends_with('Z'),
+                "microseconds, UTC: {stamp}"
+            );
         }
     }
 }

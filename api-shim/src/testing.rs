@@ -11,7 +11,7 @@ use futures::{future::BoxFuture, stream::BoxStream, StreamExt};
 use rce_api::{redis_keys::StatusDocument, Execution, ExecutionStatus, Limits, Runtime, RuntimeSpec};
 use tokio::sync::broadcast;
 
-use crate::backend::{BackendError, Cluster, Live, StatusStore, StdinEntry};
+use crate::backend::{BackendError, Cluster, Live, Published, StatusStore, StdinEntry};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -141,7 +141,7 @@ impl Cluster for MemoryCluster {
 #[derive(Default)]
 pub struct MemoryStatus {
     docs: Mutex<HashMap<(String, String), StatusDocument>>,
-    channels: Mutex<HashMap<(String, String), broadcast::Sender<StatusDocument>>>,
+    channels: Mutex<HashMap<(String, String), broadcast::Sender<Published>>>,
     pub down: Mutex<bool>,
     live: Arc<LiveBook>,
     stdin: Mutex<HashMap<(String, String), Vec<StdinEntry>>>,
@@ -160,7 +160,21 @@ impl MemoryStatus {
         let key = (doc.namespace.clone(), doc.name.clone());
         lock(&self.docs).insert(key.clone(), doc.clone());
         if let Some(tx) = lock(&self.channels).get(&key) {
-            let _ = tx.send(doc);
+            let _ = tx.send(Published::Doc(Box::new(doc)));
+        }
+    }
+
+    /// Write the document without publishing it (a message lost while the subscription was
+    /// down).
+    pub fn write_unpublished(&self, doc: StatusDocument) {
+        lock(&self.docs).insert((doc.namespace.clone(), doc.name.clone()), doc);
+    }
+
+    /// Tell every subscriber the subscription was lost, or is back ([`Published::Lost`],
+    /// [`Published::Resumed`]).
+    pub fn notify(&self, what: Published) {
+        for tx in lock(&self.channels).values() {
+            let _ = tx.send(what.clone());
         }
     }
     /// What the operator does while a program runs: append to its live stream.
@@ -198,7 +212,7 @@ impl StatusStore for MemoryStatus {
         &self,
         namespace: &str,
         name: &str,
-    ) -> BoxFuture<'_, Result<BoxStream<'static, StatusDocument>, BackendError>> {
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Published>, BackendError>> {
         let key = (namespace.to_string(), name.to_string());
         Box::pin(async move {
             if *lock(&self.down) {

@@ -8,7 +8,7 @@ use axum::{
             close_code, rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket,
             WebSocketUpgrade,
         },
-        Path, State,
+        Path, Query, State,
     },
     http::StatusCode,
     response::{
@@ -148,17 +148,78 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<ExecView, A
         .ok_or_else(|| ApiError::not_found(format!("no execution {id:?}")))
 }
 
-/// An Execution's status.
-#[utoipa::path(get, path = "/api/executions/{id}", tag = "rce", params(("id" = String, Path)),
+/// `GET /api/executions/{id}` options.
+#[derive(Debug, Default, Deserialize)]
+pub struct GetOptions {
+    /// Add `queuePosition` and `queueLength`.
+    #[serde(default)]
+    pub position: bool,
+}
+
+/// An Execution's status. With `?position=true`, also `queuePosition` (1-based place in the
+/// admission order, `null` when it is not waiting) and `queueLength` (Executions waiting, every
+/// namespace), from this replica's view of the cluster's Executions.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "rce",
+    params(("id" = String, Path),
+        ("position" = Option<bool>, Query, description = "add queuePosition and queueLength")),
     responses((status = 200, body = ExecutionView), (status = 404)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
-) -> Result<Json<ExecutionView>, ApiError> {
+    Query(opts): Query<GetOptions>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let view = find(&state, &tenant, &id).await?;
     let out = outputs::read(&*state.cluster, &view).await?;
-    Ok(Json(ExecutionView::from(&view).with_outputs(&out)))
+    let mut body = serde_json::to_value(ExecutionView::from(&view).with_outputs(&out))
+        .map_err(|_| ApiError::internal())?;
+    if opts.position {
+        let (position, length) = queue_position(&state, &view).await;
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("queuePosition".into(), position.into());
+            obj.insert("queueLength".into(), length.into());
+        }
+    }
+    Ok(Json(body))
+}
+
+/// The Execution's place in the admission order (`rce_api::queue`), over the Executions of
+/// every namespace in the watch cache, with the operator's per-namespace share from
+/// `rce:capacity` when it is there.
+async fn queue_position(state: &AppState, view: &ExecView) -> (Option<usize>, usize) {
+    let per_namespace = match tokio::time::timeout(Duration::from_millis(500), state.status.capacity()).await
+    {
+        Ok(Some(c)) => c.per_namespace.unwrap_or(0),
+        _ => 0,
+    };
+    let limits = rce_api::queue::Limits { capacity: 0, per_namespace };
+    let mut list = state.cluster.list(None);
+    let cached = list.iter().any(|e| {
+        e.metadata.namespace.as_deref() == Some(view.namespace.as_str())
+            && e.metadata.name.as_deref() == Some(view.name.as_str())
+    });
+    if !cached && view.phase() == rce_api::Phase::Pending {
+        // Just created: not in the cache yet, but it waits all the same.
+        list.push(std::sync::Arc::new(view_as_execution(view)));
+    }
+    let (position, length) = crate::backend::queue_position(&list, &limits, &view.namespace, &view.name);
+    // The status read may be ahead of the cache (Processing already): then it waits no more.
+    let position = position.filter(|_| view.phase() == rce_api::Phase::Pending);
+    (position, length)
+}
+
+/// Enough of an Execution for its queue entry.
+fn view_as_execution(view: &ExecView) -> rce_api::Execution {
+    let mut ex = rce_api::Execution::new(&view.name, Default::default());
+    ex.metadata.namespace = Some(view.namespace.clone());
+    ex.metadata.creation_timestamp = view
+        .created_at
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+    ex.metadata.annotations = Some(view.annotations.clone());
+    ex.status = Some(view.status.clone());
+    ex
 }
 
 async fn follow(state: &AppState, tenant: &Tenant, id: &str) -> Result<mpsc::Receiver<Update>, ApiError> {
