@@ -71,8 +71,8 @@ impl NodeRoom {
         if !self.schedulable || self.lost {
             return 0;
         }
-        let by_cpu = if ask.cpu_milli == 0 { u128::MAX } else { self.cpu_milli / ask.cpu_milli };
-        let by_mem = if ask.memory == 0 { u128::MAX } else { self.memory / ask.memory };
+        let by_cpu = self.cpu_milli.checked_div(ask.cpu_milli).unwrap_or(u128::MAX);
+        let by_mem = self.memory.checked_div(ask.memory).unwrap_or(u128::MAX);
         by_cpu.min(by_mem).min(self.pods).min(usize::MAX as u128) as usize
     }
 }

@@ -226,8 +226,11 @@ pub async fn run_until(
     tasks.spawn(drain_stream(
         reflector::reflector(
             all_pod_writer,
+            // Every Pod's requests count against its node; an operator confined to some
+            // namespaces (the chart's) reads only theirs (its RBAC), and capacity then
+            // leaves other workloads' requests to the scheduler.
             watcher(
-                Api::<Pod>::all(client.clone()),
+                api::<Pod>(&client, &namespaces),
                 watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
             ),
         )
@@ -272,7 +275,7 @@ pub async fn run_until(
         .reconcile_all_on(shard::change_stream(shard.changes()))
         .graceful_shutdown_on(shutdown.clone());
     let recorder = Recorder::new(client.clone(), Reporter::from("rce-operator"));
-    let callbacks = callback::Callbacks::new(config.callback_allow.clone());
+    let callbacks = callback::Callbacks::with_identity(config.callback_allow.clone(), &identity);
     let (live, live_writer) =
         live::Live::new(&config.redis_url, Duration::from_millis(config.redis_timeout_ms));
     tasks.spawn(live_writer);

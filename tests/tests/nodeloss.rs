@@ -102,7 +102,7 @@ async fn a_lost_nodes_executions_are_retried_on_the_other_node_within_60_s() -> 
                 "kind": "Execution",
                 "metadata": {"name": n, "labels": {"rce.dev/operator": ns.name}},
                 "spec": {"language": "bash", "source": format!("sleep 15; echo done {i}"),
-                         "limits": {"wallTimeMs": 60000, "cpuTimeMs": 10000}},
+                         "limits": {"wallTimeMs": 30000, "cpuTimeMs": 10000}},
             }))?;
             api.create(&PostParams::default(), &e).await?;
         }
@@ -119,6 +119,15 @@ async fn a_lost_nodes_executions_are_retried_on_the_other_node_within_60_s() -> 
             if running.len() >= 2 {
                 break running;
             }
+            let failed: Vec<String> = api
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|e| phase(e).is_some_and(Phase::is_terminal))
+                .map(|e| format!("{}: {}", e.name_any(), describe(e)))
+                .collect();
+            ensure!(failed.is_empty(), "finished before the stop: {failed:?}");
             ensure!(Instant::now() < deadline, "no sandboxes running on {LOST_NODE} within 120 s");
             tokio::time::sleep(Duration::from_millis(300)).await;
         };

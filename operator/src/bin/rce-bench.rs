@@ -519,7 +519,7 @@ impl Own {
         // The binary's defaults but for what keeps it to this namespace; the debug log of
         // the operator crate holds the `warm run` timings. RCE_* variables of the caller's
         // environment that are flags are left out, but the Redis URL.
-        let mut cmd = tokio::process::Command::new(&bin);
+        let mut cmd = tokio::process::Command::new(bin);
         for (k, _) in std::env::vars() {
             if k.starts_with("RCE_") && k != "RCE_REDIS_URL" {
                 cmd.env_remove(k);
