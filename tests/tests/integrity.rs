@@ -1041,20 +1041,36 @@ impl NodeListeners {
 async fn no_traffic_between_sandboxes_or_to_the_node_over_ipv4_or_ipv6(eng: &Engine) -> Result<()> {
     // Safety first: the pod bridge must connect only Pods (veth pairs), so that nothing sent
     // on it can leave the machine.
-    let bridge = "rce0";
-    let ports =
-        ip_json(&["-d", "link", "show", "master", bridge]).context("the local cluster's pod bridge rce0")?;
-    let ports = ports.as_array().context("ip -j output")?;
-    for p in ports {
-        let kind = p["linkinfo"]["info_kind"].as_str().unwrap_or("");
-        ensure!(kind == "veth", "the pod bridge {bridge} has a port that is not a Pod's veth: {p}");
+    // Every node's pod bridge (rce0 for node 1, rce1, rce2 ... for the others): the peers
+    // below may be scheduled on any node.
+    let bridges: Vec<String> = ip_json(&["link", "show", "type", "bridge"])?
+        .as_array()
+        .context("ip -j output")?
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+        .filter(|n| {
+            n.strip_prefix("rce").is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    ensure!(
+        bridges.iter().any(|b| b == "rce0"),
+        "the local cluster's pod bridge rce0 is missing: {bridges:?}"
+    );
+    for bridge in &bridges {
+        let ports = ip_json(&["-d", "link", "show", "master", bridge])
+            .with_context(|| format!("the local cluster's pod bridge {bridge}"))?;
+        for p in ports.as_array().context("ip -j output")? {
+            let kind = p["linkinfo"]["info_kind"].as_str().unwrap_or("");
+            ensure!(kind == "veth", "the pod bridge {bridge} has a port that is not a Pod's veth: {p}");
+        }
+        let addrs = ip_json(&["addr", "show", "dev", bridge])?;
+        eprintln!("{bridge} addresses: {}", addrs[0]["addr_info"]);
     }
-    let addrs = ip_json(&["addr", "show", "dev", bridge])?;
-    eprintln!("{bridge} addresses: {}", addrs[0]["addr_info"]);
+    let bridge = bridges.join(", ");
     // A port of this test's own (the runc and gvisor variants run at once).
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let port: u16 = 20000 + (std::process::id() % 10000) as u16 * 2 + NEXT.fetch_add(1, Ordering::Relaxed);
-    let node = NodeListeners::start(bridge, port)?;
+    let nodes = bridges.iter().map(|b| NodeListeners::start(b, port)).collect::<Result<Vec<_>>>()?;
     let result: Result<()> = async {
         {
             // 1. Programs get no network sockets at all (the runner's filter).
@@ -1122,7 +1138,7 @@ async fn no_traffic_between_sandboxes_or_to_the_node_over_ipv4_or_ipv6(eng: &Eng
         }
     }
     .await;
-    let hits = node.finish();
+    let hits: usize = nodes.into_iter().map(NodeListeners::finish).sum();
     result?;
     if hits > 0 {
         bail!("a sandbox reached a listener on the node's {bridge} ({hits} packets or connections)");
