@@ -87,10 +87,13 @@ done
 mv "$index" "$IMAGES/engine-index.tsv"
 
 if ((do_import)); then
-  while IFS=$'\t' read -r _ ref out; do
-    ctr -n k8s.io images import "$out" >/dev/null || die "ctr import of $out failed"
-    log "imported $ref into containerd (k8s.io)"
-  done < "$IMAGES/engine-index.tsv"
+  # Into every node's containerd (RCE_NODES): a Pod of the chart may be scheduled on any.
+  while read -r node sock; do
+    while IFS=$'\t' read -r _ ref out; do
+      ctr -a "$sock" -n k8s.io images import "$out" >/dev/null || die "ctr import of $out into $node failed"
+      log "imported $ref into $node's containerd (k8s.io)"
+    done < "$IMAGES/engine-index.tsv"
+  done < <(node_sockets)
 fi
 if [[ -n "$kind_cluster" ]]; then
   while IFS=$'\t' read -r _ ref out; do
