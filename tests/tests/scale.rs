@@ -18,8 +18,9 @@ use kube::{
 };
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::{
-    exec::{describe, phase, remove_executions, stdout, strip_finalizers, verdict},
+    exec::{describe, phase, remove_executions, stdout, strip_finalizers, verdict, Engine},
     replicas::{wait_members, Replica},
+    warm::{create_pool, wait_ready, Ledger, LogKeeper},
     TestNamespace,
 };
 
@@ -97,6 +98,7 @@ async fn terminal_count(api: &Api<Execution>) -> Result<(usize, BTreeMap<String,
 
 #[tokio::test]
 async fn three_replicas_on_two_nodes_run_300_executions_exactly_once_with_one_killed() -> Result<()> {
+    let _turn = rce_tests::operator::TURN.lock().await;
     let ns = TestNamespace::new("scale").await?;
     let client = ns.client.clone();
     let nodes = schedulable_nodes(&client).await?;
@@ -212,5 +214,101 @@ async fn three_replicas_on_two_nodes_run_300_executions_exactly_once_with_one_ki
     remove_executions(&[&ns]).await.ok();
     strip_finalizers(&ns).await.ok();
     ns.cleanup().await?;
+    result
+}
+
+/// Warm and cold runs under three replicas, one SIGKILLed mid-run: every program ran exactly
+/// once (each warm Pod's log: every run id started once, across all Pods; a cold sandbox per
+/// Execution that did not run warm), whichever replica claimed, followed or took over.
+#[tokio::test]
+async fn warm_and_cold_runs_under_three_replicas_with_one_killed_each_run_once() -> Result<()> {
+    let _turn = rce_tests::operator::TURN.lock().await;
+    let eng = Engine::new("scalewarm").await?;
+    let ns = eng.ns.name.clone();
+    let client = eng.ns.client.clone();
+    let result = async {
+        let mut replicas: Vec<Replica> = Vec::new();
+        for id in ["w-1", "w-2", "w-3"] {
+            replicas.push(Replica::start(&ns, id, &[])?);
+        }
+        wait_members(&client, &ns, &["w-1", "w-2", "w-3"], Duration::from_secs(60)).await?;
+        let keeper = LogKeeper::start(&eng).await?;
+        create_pool(&eng, "py", "python", 3, serde_json::json!({}), Some(50)).await?;
+        wait_ready(&eng, "py", 3).await?;
+        let api = eng.executions();
+        let names: Vec<String> = (0..60).map(|i| format!("w{i:02}")).collect();
+        let created: Vec<Result<()>> = futures::stream::iter(names.iter().enumerate())
+            .map(|(i, n)| {
+                let (api, ns) = (api.clone(), ns.clone());
+                async move {
+                    let e: Execution = serde_json::from_value(serde_json::json!({
+                        "apiVersion": "rce.dev/v1alpha1",
+                        "kind": "Execution",
+                        "metadata": {"name": n, "labels": {"rce.dev/operator": ns}},
+                        "spec": {"language": "python", "source": format!("print({i} * 3)")},
+                    }))?;
+                    api.create(&PostParams::default(), &e).await?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        for c in created {
+            c?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (done, _) = terminal_count(&api).await?;
+            if done >= 15 {
+                eprintln!("{done} finished: SIGKILL w-2");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "fewer than 15 finished in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        replicas[1].kill().await?;
+        replicas.push(Replica::start(&ns, "w-4", &[])?);
+        let all = loop {
+            let (done, all) = terminal_count(&api).await?;
+            if done == names.len() {
+                break all;
+            }
+            ensure!(Instant::now() < deadline, "{done} of {} finished in time", names.len());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let mut warm = 0;
+        for (i, n) in names.iter().enumerate() {
+            let e = &all[n];
+            ensure!(
+                verdict(e) == Some(Verdict::Accepted) && stdout(e) == format!("{}\n", i * 3),
+                "{n}: {}",
+                describe(e)
+            );
+            if e.status.as_ref().and_then(|s| s.warm_pool.as_ref()).is_some() {
+                warm += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let seen = keeper.snapshot().await;
+        keeper.stop();
+        let ledger = Ledger::from_open(&seen)?;
+        let execs: Vec<Execution> = all.values().cloned().collect();
+        ledger.each_ran_once(&execs, &[])?;
+        eprintln!(
+            "{warm} of {} ran warm, {} warm runs seen in the Pods' logs",
+            names.len(),
+            ledger.warm_runs.len()
+        );
+        ensure!(warm > 0, "nothing ran warm");
+        for r in &mut replicas {
+            r.stop().await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    remove_executions(&[&eng.ns]).await.ok();
+    strip_finalizers(&eng.ns).await.ok();
+    eng.cleanup().await.ok();
     result
 }
