@@ -361,6 +361,25 @@ mod tests {
         assert!(l.check("other", r).is_ok());
     }
 
+    #[tokio::test]
+    async fn without_the_shared_buckets_the_local_one_limits_and_is_counted() {
+        use clap::Parser;
+        let config = Config::parse_from(["rce-api-shim", "--auth", "--api-key", "secret-key-1:ns:1:2"]);
+        let auth = Auth::from_config(&config).unwrap();
+        // The in-memory store has no shared buckets: every answer is the local bucket's.
+        auth.share_buckets(Arc::new(crate::testing::MemoryStatus::default()));
+        let metrics = Metrics::default();
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "secret-key-1".parse().unwrap());
+        let (_, quota) = auth.authenticate(&h, None, None).unwrap();
+        let quota = quota.unwrap();
+        assert_eq!(quota.bucket, format!("key:{}", digest("secret-key-1")), "the key's digest, not its position");
+        assert_eq!(auth.take(&quota, &metrics).await, Ok(()));
+        assert_eq!(auth.take(&quota, &metrics).await, Ok(()));
+        assert_eq!(auth.take(&quota, &metrics).await, Err(1));
+        assert_eq!(metrics.rate_limit_local.get(), 3);
+    }
+
     #[test]
     fn credentials_come_from_every_header_and_the_query() {
         let mut h = HeaderMap::new();
