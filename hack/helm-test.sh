@@ -40,7 +40,10 @@ check() {
 }
 want() { [[ "$3" == "$2" ]] || { echo "$1: expected '$2', got '$3'"; return 1; }; }
 http() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$1" || true; }
-in_containerd() { ctr -n k8s.io images ls -q | grep -xF "$1" >/dev/null; }  # not -q: no SIGPIPE for ctr
+# in_containerd REF [SOCKET]: the image is in that node's containerd (default: node 1's).
+in_containerd() { ctr -a "${2:-/run/containerd/containerd.sock}" -n k8s.io images ls -q | grep -xF "$1" >/dev/null; }  # not -q: no SIGPIPE for ctr
+# Every node's containerd socket (node 1 and the extra nodes of RCE_NODES).
+sockets() { node_sockets | awk '{print $2}'; }
 finish() {
   trap - EXIT
   cleanup
@@ -95,12 +98,17 @@ yq_kinds() { awk -v k="$1" '/^---/ {if (kind == k) print api; kind = ""; api = "
 check "the 3-replica render on this cluster (its PDB apiVersion, topology spread) passes the API server's validation" dry_run_replicas
 
 images() {
-  "$RCE_ROOT/hack/operator-image.sh" --import "${build[@]}"
-  while IFS=$'\t' read -r _ ref _; do
-    in_containerd "$ref" || { echo "$ref is not in containerd after the import"; exit 1; }
+  "$RCE_ROOT/hack/operator-image.sh" --import "${build[@]}"  # into node 1's containerd
+  local sock
+  while IFS=$'\t' read -r _ ref tar; do
+    for sock in $(sockets); do  # and every other node's: replicas run on any of them
+      [[ "$sock" == /run/containerd/containerd.sock ]] || ctr -a "$sock" -n k8s.io images import "$tar" >/dev/null
+      in_containerd "$ref" "$sock" || { echo "$ref is not in $sock after the import"; exit 1; }
+    done
   done < "$RCE_CACHE/images/engine-index.tsv"
+  echo "nodes: $(sockets | wc -l)"
 }
-check "operator and shim images built and imported (hack/operator-image.sh)" images
+check "operator and shim images built and imported into every node (hack/operator-image.sh)" images
 ((ok)) || finish
 tag="$(awk -F'\t' '$1 == "rce-operator" {sub(/.*:/, "", $2); print $2}' "$RCE_CACHE/images/engine-index.tsv")"
 [[ -n "$tag" && "$tag" != latest ]] || { failed+=("operator image tag is '$tag', not a pinned one"); finish; }
@@ -108,10 +116,13 @@ read -r _ py_ref py_tar < <(awk -F'\t' '$1 == "python"' "$RCE_CACHE/images/index
 
 sandbox_image() {
   [[ -n "${py_ref:-}" ]] || { echo "no python image in $RCE_CACHE/images/index.tsv (make images)"; exit 1; }
-  in_containerd "$py_ref" || ctr -n k8s.io images import "$py_tar" >/dev/null
-  in_containerd "$py_ref"
+  local sock
+  for sock in $(sockets); do
+    in_containerd "$py_ref" "$sock" || ctr -a "$sock" -n k8s.io images import "$py_tar" >/dev/null
+    in_containerd "$py_ref" "$sock"
+  done
 }
-check "the python sandbox image is in containerd" sandbox_image
+check "the python sandbox image is in every node's containerd" sandbox_image
 have_image=$ok
 
 server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
@@ -215,7 +226,10 @@ operator update leases.coordination.k8s.io $ns yes
 operator delete leases.coordination.k8s.io $ns yes
 operator watch leases.coordination.k8s.io $ns yes
 operator create leases.coordination.k8s.io $sb no
-operator get leases.coordination.k8s.io kube-node-lease no
+operator watch leases.coordination.k8s.io kube-node-lease yes
+operator update leases.coordination.k8s.io kube-node-lease no
+operator list pods - yes
+operator delete pods default no
 operator list nodes - yes
 operator watch nodes - yes
 operator patch nodes - no
@@ -404,6 +418,8 @@ t_scale=$SECONDS
 check "helm install a second release at 1 operator replica (metricsPort 0)" install
 if ((ok)); then
   check "helm upgrade operator.replicas 1 -> 3: the Deployment reaches 3 ready replicas, a PodDisruptionBudget" scale_to 3 2
+  log "operator Pods by node (topology spread, ScheduleAnyway): $(jq -r '[.items[].spec.nodeName] | group_by(.)
+    | map("\(.[0]):\(length)") | join(" ")' "$tmp/pods.json" 2>/dev/null)"
   ((ok)) && check_leases 3
   ((ok && have_image)) && check "3 replicas: POST /api/execute -> 42" via_shim
   check "helm upgrade operator.replicas 3 -> 1: one ready replica, no PodDisruptionBudget" scale_to 1 3

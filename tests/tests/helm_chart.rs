@@ -326,8 +326,12 @@ fn default_render_has_the_expected_objects() {
         ["rce-rce-operator", "rce-rce-operator-runtimes", "rce-rce-shim"],
         "ClusterRoleBindings"
     );
-    assert_eq!(d.names::<Role>(), ["rce-operator-leases"], "Roles");
-    assert_eq!(d.names::<RoleBinding>(), ["rce-operator-leases"], "RoleBindings");
+    assert_eq!(d.names::<Role>(), ["rce-operator-leases", "rce-rce-operator-node-leases"], "Roles");
+    assert_eq!(
+        d.names::<RoleBinding>(),
+        ["rce-operator-leases", "rce-rce-operator-node-leases"],
+        "RoleBindings"
+    );
     assert!(d.all::<PodDisruptionBudget>().is_empty(), "PodDisruptionBudgets with one replica each");
     assert!(
         d.objects.iter().all(|o| o["kind"] != "CustomResourceDefinition"),
@@ -507,10 +511,12 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
     .into_iter()
     .flatten()
     .collect();
-    // Cluster-scoped reads: the Runtimes, and the nodes (capacity from their allocatable).
+    // Cluster-wide reads: the Runtimes, and the capacity (the nodes' allocatable less what
+    // every Pod bound there requests).
     let operator_runtimes: BTreeSet<Triple> = triples(&["rce.dev"], &["runtimes"], &["get", "list", "watch"])
         .into_iter()
         .chain(triples(&[""], &["nodes"], &["get", "list", "watch"]))
+        .chain(triples(&[""], &["pods"], &["list", "watch"]))
         .collect();
     // Membership Leases, in the release namespace only.
     let leases = triples(
@@ -547,7 +553,25 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
         namespace: Some("rce".into()),
         api_group: None,
     };
-    assert_eq!(rb.subjects, Some(vec![operator_sa]), "leases RoleBinding subjects");
+    assert_eq!(rb.subjects, Some(vec![operator_sa.clone()]), "leases RoleBinding subjects");
+    // The nodes' Leases (a lost node), read in kube-node-lease only.
+    let node_leases = d.get::<Role>("rce-rce-operator-node-leases");
+    assert_eq!(
+        node_leases.metadata.namespace.as_deref(),
+        Some("kube-node-lease"),
+        "node leases Role namespace"
+    );
+    assert_eq!(
+        rules_of(&node_leases.rules),
+        triples(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch"]),
+        "node leases Role: read only"
+    );
+    let nrb = d.get::<RoleBinding>("rce-rce-operator-node-leases");
+    assert_eq!(
+        (nrb.metadata.namespace.as_deref(), nrb.role_ref.name.as_str(), nrb.subjects),
+        (Some("kube-node-lease"), "rce-rce-operator-node-leases", Some(vec![operator_sa])),
+        "node leases RoleBinding"
+    );
     // Nothing else of the render grants leases or nodes, or anything at all on them beyond reads.
     let every = render_as(&every_option(), "prod", "rce-system");
     let one_ns = render_as(&json!({"operator": {"watchNamespaces": ["team-a"]}}), "prod", "rce-system");
@@ -564,7 +588,7 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
         let mut want = leases.clone();
         want.extend(triples(&[""], &["nodes"], &["get", "list", "watch"]));
         assert_eq!(on, want, "every grant on leases and nodes");
-        assert_eq!(r.all::<Role>().len(), 1, "Roles");
+        assert_eq!(r.all::<Role>().len(), 2, "Roles");
     }
     for (binding, role, sa) in [
         ("rce-rce-operator", "rce-rce-operator", "rce-operator"),
@@ -839,8 +863,8 @@ fn watch_namespaces_one_gives_a_role_binding_there_several_bind_cluster_wide() {
     let n = &*NON_DEFAULT;
     assert_eq!(
         n.names::<RoleBinding>(),
-        ["prod-rce-operator-leases"],
-        "RoleBindings with two watched namespaces (the membership Leases' only)"
+        ["prod-rce-operator-leases", "rce-system-prod-rce-operator-node-leases"],
+        "RoleBindings with two watched namespaces (the Leases' only)"
     );
     assert_eq!(n.all::<ClusterRoleBinding>().len(), 3, "ClusterRoleBindings with two watched namespaces");
     let one = render_as(&json!({"operator": {"watchNamespaces": ["team-a"]}}), "prod", "rce-system");
@@ -849,7 +873,11 @@ fn watch_namespaces_one_gives_a_role_binding_there_several_bind_cluster_wide() {
         ["rce-system-prod-rce-operator-runtimes", "rce-system-prod-rce-shim"],
         "ClusterRoleBindings with one watched namespace"
     );
-    assert_eq!(one.names::<RoleBinding>(), ["prod-rce-operator", "prod-rce-operator-leases"], "RoleBindings");
+    assert_eq!(
+        one.names::<RoleBinding>(),
+        ["prod-rce-operator", "prod-rce-operator-leases", "rce-system-prod-rce-operator-node-leases"],
+        "RoleBindings"
+    );
     let rb = one.get::<RoleBinding>("prod-rce-operator");
     assert_eq!(rb.metadata.namespace.as_deref(), Some("team-a"), "RoleBinding namespace");
     let leases = one.get::<RoleBinding>("prod-rce-operator-leases");
