@@ -228,7 +228,7 @@ operator watch leases.coordination.k8s.io $ns yes
 operator create leases.coordination.k8s.io $sb no
 operator watch leases.coordination.k8s.io kube-node-lease yes
 operator update leases.coordination.k8s.io kube-node-lease no
-operator list pods - yes
+operator list pods - no
 operator delete pods default no
 operator list nodes - yes
 operator watch nodes - yes

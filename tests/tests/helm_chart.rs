@@ -511,12 +511,11 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
     .into_iter()
     .flatten()
     .collect();
-    // Cluster-wide reads: the Runtimes, and the capacity (the nodes' allocatable less what
-    // every Pod bound there requests).
+    // Cluster-wide reads: the Runtimes, and the nodes (capacity); never other namespaces'
+    // Pods.
     let operator_runtimes: BTreeSet<Triple> = triples(&["rce.dev"], &["runtimes"], &["get", "list", "watch"])
         .into_iter()
         .chain(triples(&[""], &["nodes"], &["get", "list", "watch"]))
-        .chain(triples(&[""], &["pods"], &["list", "watch"]))
         .collect();
     // Membership Leases, in the release namespace only.
     let leases = triples(
