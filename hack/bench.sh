@@ -68,6 +68,11 @@ if [[ "${BENCH_SCALE:-1}" != 0 ]]; then
     uncordon; trap - EXIT
   fi
 fi
+# The RabbitMQ path beside the direct one (submission to stored Execution), BENCH_AMQP=0: skip.
+if [[ "${BENCH_AMQP:-1}" != 0 ]]; then
+  log "submissions: the broker path (publish confirmed, consumer created the Execution) beside the direct one"
+  "$RCE_ROOT/hack/bench-amqp.sh"
+fi
 log "attach vs exec on an idle warm Pod, 50 of each"
 bench -n 50 --attach-exec
 log "load after: $(uptime)"
