@@ -373,7 +373,11 @@ mod tests {
         h.insert("x-api-key", "secret-key-1".parse().unwrap());
         let (_, quota) = auth.authenticate(&h, None, None).unwrap();
         let quota = quota.unwrap();
-        assert_eq!(quota.bucket, format!("key:{}", digest("secret-key-1")), "the key's digest, not its position");
+        assert_eq!(
+            quota.bucket,
+            format!("key:{}", digest("secret-key-1")),
+            "the key's digest, not its position"
+        );
         assert_eq!(auth.take(&quota, &metrics).await, Ok(()));
         assert_eq!(auth.take(&quota, &metrics).await, Ok(()));
         assert_eq!(auth.take(&quota, &metrics).await, Err(1));
