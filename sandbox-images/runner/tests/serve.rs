@@ -76,7 +76,22 @@ struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    /// Held while it runs: the host's SysV IPC objects are shared by every runner of this
+    /// binary (outside a sandbox there is no IPC namespace of its own), so the one test that
+    /// leaves an object there runs alone ([`HOST_IPC`]).
+    _ipc: Option<IpcTurn>,
 }
+
+#[allow(dead_code)]
+enum IpcTurn {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+/// Taken for writing by the test that creates a host SysV IPC object, for reading by every
+/// other runner: a parallel test's runner would otherwise see that object and, rightly,
+/// refuse to vouch for its slate.
+static HOST_IPC: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 impl Server {
     fn start() -> Server {
@@ -84,6 +99,21 @@ impl Server {
     }
 
     fn start_with(env: &[(&str, &str)]) -> Server {
+        let turn = IpcTurn::Shared(HOST_IPC.read().unwrap_or_else(|p| p.into_inner()));
+        let mut s = Server::spawn(env);
+        s._ipc = Some(turn);
+        s
+    }
+
+    /// A runner alone on the host's SysV IPC (no other runner of this binary runs meanwhile).
+    fn start_alone() -> Server {
+        let turn = IpcTurn::Alone(HOST_IPC.write().unwrap_or_else(|p| p.into_inner()));
+        let mut s = Server::spawn(&[]);
+        s._ipc = Some(turn);
+        s
+    }
+
+    fn spawn(env: &[(&str, &str)]) -> Server {
         static N: AtomicUsize = AtomicUsize::new(0);
         let root = std::env::temp_dir().join(format!(
             "rce-runner-serve-{}-{}",
@@ -118,7 +148,7 @@ impl Server {
             }
         });
         let stdin = child.stdin.take();
-        Server { root, child, stdin, lines }
+        Server { root, child, stdin, lines, _ipc: None }
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -490,7 +520,7 @@ fn sysv_ipc_left_by_a_run_is_found() {
     if Command::new("ipcmk").arg("--help").output().is_err() {
         panic!("ipcmk (util-linux) is needed for this test");
     }
-    let mut s = Server::start();
+    let mut s = Server::start_alone();
     s.expect_ready(0, "");
     s.send(&Input::Run { request: Box::new(sh("ipc/1", "ipcmk -M 4096")) });
     let (_, r) = s.finish("ipc/1");
