@@ -222,15 +222,27 @@ pub async fn run_until(
         .touched_objects(),
         "node Leases",
     ));
+    // Every Pod's requests count against its node: all of them where the operator may read
+    // them (an operator with a cluster-wide role, the local engine's and the tests'); one
+    // confined to some namespaces by its RBAC (the chart's) reads only theirs, and capacity
+    // then leaves other workloads' requests to the scheduler.
+    let pods_for_capacity =
+        match Api::<Pod>::all(client.clone()).list_metadata(&kube::api::ListParams::default().limit(1)).await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::info!(
+                    "Pods of other namespaces may not be read: capacity counts the watched namespaces' Pods"
+                );
+                api::<Pod>(&client, &namespaces)
+            }
+            _ => Api::<Pod>::all(client.clone()),
+        };
     let (all_pods, all_pod_writer) = reflector::store::<Pod>();
     tasks.spawn(drain_stream(
         reflector::reflector(
             all_pod_writer,
-            // Every Pod's requests count against its node; an operator confined to some
-            // namespaces (the chart's) reads only theirs (its RBAC), and capacity then
-            // leaves other workloads' requests to the scheduler.
             watcher(
-                api::<Pod>(&client, &namespaces),
+                pods_for_capacity,
                 watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
             ),
         )
