@@ -247,6 +247,14 @@ impl Shared {
                 }
                 Decision::Claim => {}
             }
+            if self.policy.is_off() && recorded.is_none() {
+                // Nothing will be sent from any replica: no claim, the refusal recorded at once
+                // (every replica would record the same).
+                let outcome =
+                    deliver(&self.policy, exec.spec.callback.as_ref().map_or("", |c| &c.url), &[]).await;
+                record(&api, &exec, &outcome).await;
+                return;
+            }
             if let Some(old) = recorded.and_then(|c| c.sending.as_ref()) {
                 tracing::info!(execution = %name, by = %old.by, since = %old.since, "taking over a stale callback claim");
             }

@@ -34,6 +34,7 @@ const UID: &str = "0c5b4a1e-6f0d-4a8e-9d7e-2b3c4d5e6f70";
 const EXECUTIONS: &str = "/apis/rce.dev/v1alpha1/namespaces/t/executions";
 const PODS: &str = "/api/v1/namespaces/t/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/t/events";
+const CONFIGMAPS: &str = "/api/v1/namespaces/t/configmaps";
 const POLICY: &str =
     "/apis/networking.k8s.io/v1/namespaces/t/networkpolicies/rce-sandbox-deny-all?&force=true&fieldManager=rce-operator";
 
@@ -299,6 +300,7 @@ async fn a_valid_execution_is_pending_then_gets_its_sandbox() {
             call(Method::PATCH, status_uri()),
             call(Method::GET, format!("{EXECUTIONS}/{NAME}")),
             call(Method::PATCH, POLICY),
+            call(Method::POST, format!("{CONFIGMAPS}?&fieldManager=rce-operator")),
             call(Method::POST, format!("{PODS}?&fieldManager=rce-operator")),
             call(Method::PATCH, status_uri()),
             call(Method::POST, format!("{EVENTS}?")),
@@ -313,7 +315,12 @@ async fn a_valid_execution_is_pending_then_gets_its_sandbox() {
     assert_eq!(condition(&pending["status"], "Scheduled")["reason"], "Queued");
     // The deny-all policy, then the Pod of attempt 1, owned by the Execution.
     assert_eq!(sent[2].body["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
-    let pod = &sent[3].body;
+    // The attempt's lock before its sandbox: attempt 1 runs cold, owned by the Execution.
+    let lock = &sent[3].body;
+    assert_eq!(lock["metadata"]["name"], format!("{}.attempt", pod_name(1)));
+    assert_eq!((&lock["data"]["how"], &lock["data"]["attempt"]), (&json!("cold"), &json!("1")));
+    assert_eq!(lock["metadata"]["ownerReferences"][0]["uid"], UID);
+    let pod = &sent[4].body;
     assert_eq!(pod["metadata"]["name"], pod_name(1));
     let owner = &pod["metadata"]["ownerReferences"][0];
     assert_eq!(
@@ -322,12 +329,12 @@ async fn a_valid_execution_is_pending_then_gets_its_sandbox() {
     );
     assert_eq!(pod["spec"]["containers"][0]["image"], "rce/python:1");
     // Processing, attempt 1, and the event saying so.
-    let processing = &sent[4].body["status"];
+    let processing = &sent[5].body["status"];
     assert_eq!(processing["phase"], "Processing");
     assert_eq!(processing["attempts"], 1);
     assert_eq!(processing["podName"], pod_name(1));
-    assert_eq!(sent[5].body["reason"], "SandboxCreated");
-    assert_eq!(sent[5].body["note"], format!("sandbox Pod {} created (attempt 1)", pod_name(1)));
+    assert_eq!(sent[6].body["reason"], "SandboxCreated");
+    assert_eq!(sent[6].body["note"], format!("sandbox Pod {} created (attempt 1)", pod_name(1)));
 }
 
 #[tokio::test]
@@ -401,6 +408,7 @@ async fn a_processing_execution_whose_first_pod_is_gone_is_retried() {
             call(Method::GET, format!("{PODS}/{}", pod_name(1))),
             call(Method::POST, format!("{EVENTS}?")),
             call(Method::PATCH, POLICY),
+            call(Method::POST, format!("{CONFIGMAPS}?&fieldManager=rce-operator")),
             call(Method::POST, format!("{PODS}?&fieldManager=rce-operator")),
             call(Method::PATCH, status_uri()),
             call(Method::POST, format!("{EVENTS}?")),
@@ -411,12 +419,13 @@ async fn a_processing_execution_whose_first_pod_is_gone_is_retried() {
         pod_name(1)
     );
     assert_eq!((&sent[2].body["reason"], &sent[2].body["note"]), (&json!("SandboxLost"), &json!(why)));
-    assert_eq!(sent[4].body["metadata"]["name"], pod_name(2));
-    assert_eq!(sent[4].body["metadata"]["labels"]["rce.dev/attempt"], "2");
-    let status = &sent[5].body["status"];
+    assert_eq!(sent[4].body["metadata"]["name"], format!("{}.attempt", pod_name(2)));
+    assert_eq!(sent[5].body["metadata"]["name"], pod_name(2));
+    assert_eq!(sent[5].body["metadata"]["labels"]["rce.dev/attempt"], "2");
+    let status = &sent[6].body["status"];
     assert_eq!((&status["phase"], &status["attempts"]), (&json!("Processing"), &json!(2)));
     assert_eq!((&status["podName"], &status["message"]), (&json!(pod_name(2)), &json!(why)));
-    assert_eq!(sent[6].body["reason"], "SandboxCreated");
+    assert_eq!(sent[7].body["reason"], "SandboxCreated");
 }
 
 #[tokio::test]
@@ -621,8 +630,9 @@ async fn a_terminal_execution_records_a_refused_callback_once() {
     );
     assert_eq!(
         sent[1].body,
-        json!({"status": {"callback": {"attempts": 0, "delivered": false,
-            "error": "callback URL \"http://127.0.0.1:9/cb\" is not allowed: callbacks are not enabled on this server"}}})
+        json!({"metadata": {"resourceVersion": "7"}, "status": {"callback": {"attempts": 0, "delivered": false,
+            "error": "callback URL \"http://127.0.0.1:9/cb\" is not allowed: callbacks are not enabled on this server",
+            "httpStatus": null, "sending": null}}})
     );
     // Once recorded, never again.
     let done = execution(

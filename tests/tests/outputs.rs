@@ -264,8 +264,13 @@ async fn listener() -> Result<(SocketAddr, Arc<Mutex<Vec<Received>>>, tokio::tas
 }
 
 /// Wait until `name` has recorded its callback.
+/// Wait until the callback's outcome is recorded (not merely claimed: `sending` is the
+/// claim a replica writes before it sends).
 async fn wait_callback(h: &Engine, name: &str) -> Result<Execution> {
-    h.wait_for(name, WAIT, |e| e.status.as_ref().is_some_and(|s| s.callback.is_some())).await
+    h.wait_for(name, WAIT, |e| {
+        e.status.as_ref().and_then(|s| s.callback.as_ref()).is_some_and(|c| c.sending.is_none())
+    })
+    .await
 }
 
 fn allow_loopback(c: &mut rce_operator::Config) {
