@@ -324,7 +324,15 @@ async fn an_execution_above_the_pool_shape_runs_cold_and_one_that_fits_runs_warm
             ensure!(accepted(&e) && stdout(&e) == "warm\n", "{n}: {}", describe(&e));
             ensure!(ran_warm(&e, "py"), "{n}: fits the shape and the Pod was idle, yet not warm: {}", describe(&e));
         }
-        let wp = rce_tests::warm::pools(&eng).get("py").await?.status.unwrap_or_default();
+        // The pool's counts are written at most once a second: the last hit shows soon after.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let wp = loop {
+            let wp = rce_tests::warm::pools(&eng).get("py").await?.status.unwrap_or_default();
+            if wp.hits >= 3 || Instant::now() > deadline {
+                break wp;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         ensure!(wp.hits == 3 && wp.misses == 0, "3 hits and no misses expected (above the shape is no miss): {wp:?}");
         Ok(())
     })
