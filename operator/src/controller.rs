@@ -1534,10 +1534,23 @@ pub async fn remove_from_lost_nodes(ctx: &Context) {
         let Some(owner) = pod.owner_references().iter().find(|o| o.controller == Some(true)).cloned() else {
             continue;
         };
+        let ns = pod.namespace().unwrap_or_default();
+        // Only what this operator serves (its selector: the stores hold nothing else), and
+        // of that only this replica's share.
+        let exec = match owner.kind.as_str() {
+            "Execution" => match ctx.executions.get(&ObjectRef::new(&owner.name).within(&ns)) {
+                Some(e) if e.uid().as_deref() == Some(owner.uid.as_str()) => Some(e),
+                _ => continue,
+            },
+            "WarmPool" => match ctx.pools.get(&ObjectRef::new(&owner.name).within(&ns)) {
+                Some(p) if p.uid().as_deref() == Some(owner.uid.as_str()) => None,
+                _ => continue,
+            },
+            _ => continue,
+        };
         if !ctx.shard.owns(&owner.uid) {
             continue;
         }
-        let ns = pod.namespace().unwrap_or_default();
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(kube::api::Preconditions { uid: pod.uid(), resource_version: None }),
@@ -1552,8 +1565,8 @@ pub async fn remove_from_lost_nodes(ctx: &Context) {
             }
         }
         tracing::warn!(pod = %pod.name_any(), %node, %why, "deleted a sandbox Pod of a lost node");
-        if owner.kind == "Execution" {
-            if let Some(exec) = ctx.executions.get(&ObjectRef::new(&owner.name).within(&ns)) {
+        {
+            if let Some(exec) = exec {
                 let note = format!(
                     "sandbox Pod {} was on node {node}, which is lost ({why}); the Pod was deleted and the \
                      Execution is retried on another node",
