@@ -251,6 +251,9 @@ failSwapOn: false
 # The node-wide cap on processes per pod: the backstop behind the runner's RLIMIT_NPROC.
 podPidsLimit: 1024
 maxPods: 110
+# Every image in the Node's status (default: the 50 largest): with 38 sandbox images and a
+# rebuild's old ones not yet removed, a current image dropped out of the list.
+nodeStatusMaxImages: -1
 kubeAPIQPS: 100
 kubeAPIBurst: 200
 serializeImagePulls: false
