@@ -81,13 +81,7 @@ impl Callbacks {
     /// Callbacks that claim under an identity of their own: the host name and a random
     /// suffix (unique to the process).
     pub fn new(policy: Policy) -> Self {
-        let host = std::env::var("POD_NAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())
-            })
-            .unwrap_or_else(|| "operator".into());
+        let host = crate::config::host_name();
         Self::with_identity(policy, &format!("{host}-{:08x}", rand::random::<u32>()))
     }
 

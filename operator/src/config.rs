@@ -200,14 +200,7 @@ impl Config {
         if let Some(i) = self.identity.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
             return i.to_string();
         }
-        let host = std::env::var("POD_NAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())
-            })
-            .unwrap_or_else(|| "operator".into());
-        let host: String = host
+        let host: String = host_name()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
             .take(40)
@@ -228,6 +221,15 @@ impl Config {
     pub fn defaults() -> Self {
         Config::parse_from(["rce-operator"])
     }
+}
+
+/// The Pod's name (POD_NAME) or the host name: where an identity of this process starts.
+pub fn host_name() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "operator".into())
 }
 
 /// What the pure Pod builder and validation need to know from the configuration: the
