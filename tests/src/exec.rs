@@ -519,3 +519,34 @@ pub async fn nodes_ready(client: &kube::Client) -> Result<Vec<String>> {
     }
     Ok(not_ready)
 }
+
+/// Every sandbox Pod ("name/uid") ever seen per Execution (its `rce.dev/execution` label),
+/// with the node it was bound to once it was.
+pub type SandboxPods = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<String, std::collections::HashMap<String, Option<String>>>>,
+>;
+
+/// Collect [`SandboxPods`] from a watch of `pods` (start it before the submissions).
+pub fn watch_sandbox_pods(pods: Api<Pod>) -> (SandboxPods, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt as _;
+    use kube::runtime::{watcher, WatchStreamExt as _};
+    let seen: SandboxPods = Default::default();
+    let s = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream =
+            watcher(pods, watcher::Config::default().labels("rce.dev/sandbox=true")).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(Ok(p)) = stream.next().await {
+            let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
+            let id = format!("{}/{}", p.name_any(), p.uid().unwrap_or_default());
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            if let Ok(mut m) = s.lock() {
+                let e = m.entry(exec).or_default().entry(id).or_default();
+                if node.is_some() {
+                    *e = node;
+                }
+            }
+        }
+    });
+    (seen, task)
+}

@@ -7,22 +7,19 @@
 //! test binaries one after another.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashSet},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, ensure, Context as _, Result};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::{
     api::{ListParams, PostParams},
-    runtime::{watcher, WatchStreamExt},
     Api, ResourceExt,
 };
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::{
-    exec::{describe, phase, remove_executions, stdout, strip_finalizers, verdict},
+    exec::{describe, phase, remove_executions, stdout, strip_finalizers, verdict, watch_sandbox_pods},
     replicas::{wait_members, Replica},
     TestNamespace,
 };
@@ -50,31 +47,6 @@ impl Drop for NodeBack {
     }
 }
 
-/// Every sandbox Pod ("name/uid") per Execution with the node it was bound to.
-type Seen = Arc<Mutex<HashMap<String, HashMap<String, Option<String>>>>>;
-
-fn watch_pods(pods: Api<Pod>) -> (Seen, tokio::task::JoinHandle<()>) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let task = tokio::spawn(async move {
-        let stream =
-            watcher(pods, watcher::Config::default().labels("rce.dev/sandbox=true")).applied_objects();
-        futures::pin_mut!(stream);
-        while let Some(Ok(p)) = stream.next().await {
-            let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
-            let id = format!("{}/{}", p.name_any(), p.uid().unwrap_or_default());
-            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            if let Ok(mut m) = s.lock() {
-                let e = m.entry(exec).or_default().entry(id).or_default();
-                if node.is_some() {
-                    *e = node;
-                }
-            }
-        }
-    });
-    (seen, task)
-}
-
 #[tokio::test]
 async fn a_lost_nodes_executions_are_retried_on_the_other_node_within_60_s() -> Result<()> {
     let ns = TestNamespace::new("nodeloss").await?;
@@ -91,7 +63,7 @@ async fn a_lost_nodes_executions_are_retried_on_the_other_node_within_60_s() -> 
         "this test needs the local cluster with 2 nodes or more (RCE_NODES=2 make up); nodes: {nodes:?}"
     );
     let result = async {
-        let (seen, watch) = watch_pods(ns.api::<Pod>());
+        let (seen, watch) = watch_sandbox_pods(ns.api::<Pod>());
         let mut replicas = vec![Replica::start(&ns.name, "lost-1", &[])?, Replica::start(&ns.name, "lost-2", &[])?];
         wait_members(&client, &ns.name, &["lost-1", "lost-2"], Duration::from_secs(60)).await?;
         let api = ns.api::<Execution>();

@@ -7,20 +7,14 @@
 //! The tests take turns (one lock): the node has two cores.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashSet},
     time::{Duration, Instant},
 };
 
 use anyhow::{ensure, Context as _, Result};
-use futures::StreamExt;
-use k8s_openapi::api::{
-    core::v1::{Event, Pod},
-    networking::v1::NetworkPolicy,
-};
+use k8s_openapi::api::{core::v1::Event, networking::v1::NetworkPolicy};
 use kube::{
     api::{Api, DeleteParams, ListParams, PostParams},
-    runtime::{watcher, WatchStreamExt},
     ResourceExt,
 };
 use rce_api::{Phase, Runtime, Verdict};
@@ -382,32 +376,10 @@ async fn the_queue_keeps_max_running_and_submission_order() -> Result<()> {
     })
 }
 
-/// Sandbox Pods ("name/uid") seen per Execution.
-type PodsSeen = Arc<Mutex<HashMap<String, HashSet<String>>>>;
-
-/// Collects, from a watch, every sandbox Pod seen per Execution.
-fn watch_pods(pods: Api<Pod>) -> (PodsSeen, tokio::task::JoinHandle<()>) {
-    let seen: PodsSeen = Arc::default();
-    let s = seen.clone();
-    let task = tokio::spawn(async move {
-        let stream =
-            watcher(pods, watcher::Config::default().labels("rce.dev/sandbox=true")).applied_objects();
-        futures::pin_mut!(stream);
-        while let Some(Ok(p)) = stream.next().await {
-            let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
-            let uid = p.uid().unwrap_or_default();
-            if let Ok(mut m) = s.lock() {
-                m.entry(exec).or_default().insert(format!("{}/{uid}", p.name_any()));
-            }
-        }
-    });
-    (seen, task)
-}
-
 #[tokio::test]
 async fn an_operator_killed_mid_run_and_restarted_completes_all_with_one_pod_each() -> Result<()> {
     with_engine!(operator "op-restart", |_| {}, needs RUNTIMES, |h| {
-        let (seen, watch) = watch_pods(h.pods());
+        let (seen, watch) = rce_tests::exec::watch_sandbox_pods(h.pods());
         let names: Vec<String> = (0..20).map(|i| format!("r{i:02}")).collect();
         for n in &names {
             h.submit(n, serde_json::json!({"language": "bash", "source": "sleep 2; echo ok"})).await?;

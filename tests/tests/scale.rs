@@ -3,8 +3,7 @@
 //! started before the submissions; a replica is SIGKILLed mid-run and another started.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
 };
 
@@ -13,40 +12,17 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::{
     api::{ListParams, PostParams},
-    runtime::{watcher, WatchStreamExt},
     Api, ResourceExt,
 };
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::{
-    exec::{describe, phase, remove_executions, stdout, strip_finalizers, verdict, Engine},
+    exec::{
+        describe, phase, remove_executions, stdout, strip_finalizers, verdict, watch_sandbox_pods, Engine,
+    },
     replicas::{wait_members, Replica},
     warm::{create_pool, wait_ready, Ledger, LogKeeper},
     TestNamespace,
 };
-
-/// Sandbox Pods ("name/uid") seen per Execution, and on which node each was bound.
-type Seen = Arc<Mutex<(HashMap<String, HashSet<String>>, HashMap<String, String>)>>;
-
-fn watch_pods(pods: Api<Pod>) -> (Seen, tokio::task::JoinHandle<()>) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let task = tokio::spawn(async move {
-        let stream =
-            watcher(pods, watcher::Config::default().labels("rce.dev/sandbox=true")).applied_objects();
-        futures::pin_mut!(stream);
-        while let Some(Ok(p)) = stream.next().await {
-            let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
-            let id = format!("{}/{}", p.name_any(), p.uid().unwrap_or_default());
-            if let Ok(mut m) = s.lock() {
-                m.0.entry(exec).or_default().insert(id.clone());
-                if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    m.1.insert(id, node);
-                }
-            }
-        }
-    });
-    (seen, task)
-}
 
 async fn schedulable_nodes(client: &kube::Client) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -107,7 +83,7 @@ async fn three_replicas_on_two_nodes_run_300_executions_exactly_once_with_one_ki
         "this test needs a cluster of 2 schedulable nodes or more (RCE_NODES=2 make up); found {nodes:?}"
     );
     let result = async {
-        let (seen, watch) = watch_pods(ns.api::<Pod>());
+        let (seen, watch) = watch_sandbox_pods(ns.api::<Pod>());
         let mut replicas: Vec<Replica> = Vec::new();
         for id in ["scale-1", "scale-2", "scale-3"] {
             replicas.push(Replica::start(&ns.name, id, &[])?);
@@ -175,13 +151,14 @@ async fn three_replicas_on_two_nodes_run_300_executions_exactly_once_with_one_ki
             let st = e.status.clone().unwrap_or_default();
             ensure!(st.attempts == Some(1), "{n}: ran as attempt {:?}: {}", st.attempts, describe(e));
         }
-        let (pods, bound) = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let pods = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let bound: Vec<String> = pods.values().flat_map(|p| p.values().flatten().cloned()).collect();
         for n in &names {
             let p = pods.get(n).cloned().unwrap_or_default();
             ensure!(p.len() == 1, "{n}: exactly one sandbox Pod ever, saw {p:?}");
         }
         // Both nodes ran sandboxes.
-        let per_node = bound.values().fold(BTreeMap::<String, usize>::new(), |mut m, n| {
+        let per_node = bound.iter().fold(BTreeMap::<String, usize>::new(), |mut m, n| {
             *m.entry(n.clone()).or_default() += 1;
             m
         });
