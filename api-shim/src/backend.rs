@@ -34,8 +34,10 @@ pub trait Cluster: Send + Sync + 'static {
     fn create(&self, execution: Execution) -> BoxFuture<'_, Result<Execution, BackendError>>;
     /// Read an Execution; `None` when it does not exist.
     fn get(&self, namespace: &str, name: &str) -> BoxFuture<'_, Result<Option<Execution>, BackendError>>;
-    /// The Runtime catalog (from a watch-backed cache, never a per-request list).
-    fn runtimes(&self) -> Vec<Arc<Runtime>>;
+    /// The Runtime catalog (from a watch-backed cache, never a per-request list); `None`
+    /// until the cache has listed once (an empty catalog then would be a lie: every language
+    /// "unknown").
+    fn runtimes(&self) -> Option<Vec<Arc<Runtime>>>;
     /// Executions waiting for capacity (phase Pending or not yet seen by the operator);
     /// `None` while the cache is not yet synced.
     fn pending(&self) -> Option<usize>;

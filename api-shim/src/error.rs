@@ -96,6 +96,16 @@ impl ApiError {
         e.retry_after = Some(2);
         e
     }
+    /// The shim has not yet read the Runtime catalog (just started, or the API server is slow).
+    pub fn starting() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "the service is starting: the language catalog is not loaded yet",
+        );
+        e.retry_after = Some(1);
+        e
+    }
     /// Something went wrong inside; the cause is logged by the caller, never returned.
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

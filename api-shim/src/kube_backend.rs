@@ -124,8 +124,8 @@ impl Cluster for KubeCluster {
         })
     }
 
-    fn runtimes(&self) -> Vec<Arc<Runtime>> {
-        self.runtimes.state()
+    fn runtimes(&self) -> Option<Vec<Arc<Runtime>>> {
+        self.runtimes_ready.load(Ordering::Relaxed).then(|| self.runtimes.state())
     }
 
     fn pending(&self) -> Option<usize> {

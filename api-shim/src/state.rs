@@ -38,6 +38,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The Runtime catalog, or 503 `starting` until the shim has read it once.
+    pub fn runtimes(&self) -> Result<Vec<std::sync::Arc<rce_api::Runtime>>, crate::error::ApiError> {
+        self.cluster.runtimes().ok_or_else(crate::error::ApiError::starting)
+    }
+
     pub fn new(
         config: Config,
         cluster: Arc<dyn Cluster>,

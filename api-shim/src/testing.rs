@@ -28,6 +28,8 @@ pub struct MemoryCluster {
     pub pending: Mutex<Option<usize>>,
     /// When set, every call fails as if the apiserver were down.
     pub down: Mutex<bool>,
+    /// When set, the Runtime cache has not listed yet (a shim just started).
+    pub unsynced: Mutex<bool>,
     /// ConfigMaps' `binaryData`, by (namespace, name) then key.
     pub config_maps: Mutex<HashMap<(String, String), BinaryData>>,
 }
@@ -99,8 +101,8 @@ impl Cluster for MemoryCluster {
         })
     }
 
-    fn runtimes(&self) -> Vec<Arc<Runtime>> {
-        lock(&self.runtimes).clone()
+    fn runtimes(&self) -> Option<Vec<Arc<Runtime>>> {
+        (!*lock(&self.unsynced)).then(|| lock(&self.runtimes).clone())
     }
 
     fn pending(&self) -> Option<usize> {

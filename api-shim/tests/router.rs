@@ -269,6 +269,32 @@ async fn internal_errors_are_not_echoed() {
     assert!(!text.contains("10.0.0.1") && !text.contains("refused"), "{text}");
 }
 
+/// Seen in CI: a submission reaching a shim whose Runtime cache had not listed yet got
+/// 422 "unknown language \"python\"; known languages: " (an empty catalog is not the truth).
+#[tokio::test]
+async fn before_the_catalog_is_read_submissions_get_503_not_unknown_language() {
+    let e = env(&[]);
+    *e.cluster.unsynced.lock().unwrap() = true;
+    for req in [
+        post("/api/execute", r#"{"language":"python","code":"1"}"#),
+        post("/api/executions", r#"{"language":"python","source":"1"}"#),
+        post("/submissions?wait=false", r#"{"language_id":71,"source_code":"1"}"#),
+        post("/api/v2/execute", r#"{"language":"python","version":"*","files":[{"content":"1"}]}"#),
+        get("/api/languages"),
+        get("/languages"),
+        get("/api/v2/runtimes"),
+    ] {
+        let uri = req.uri().to_string();
+        let (code, headers, body) = call(&e.app, req).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+        assert!(headers.contains_key(header::RETRY_AFTER), "{uri}");
+    }
+    assert!(e.cluster.all().is_empty(), "nothing was created");
+    *e.cluster.unsynced.lock().unwrap() = false;
+    let (code, _, body) = call(&e.app, post("/api/execute", r#"{"language":"python","code":"1"}"#)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
     let e = env(&["--max-pending", "5", "--retry-after-secs", "7"]);

@@ -201,7 +201,7 @@ pub struct ShimProcess {
 }
 
 impl ShimProcess {
-    /// Start it and wait until `/health` answers.
+    /// Start it and wait until `/ready` answers 200 (its caches have listed).
     pub async fn start(spec: ShimSpec) -> Result<Self> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!("rce-amqp-shim-{}-{port}.log", random_suffix()));
@@ -214,7 +214,7 @@ impl ShimProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Start it again (same port, same log, appended) and wait until `/health` answers.
+    /// Start it again (same port, same log, appended) and wait until `/ready` answers 200 (its caches have listed).
     pub async fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {
             bail!("the shim is running");
@@ -238,7 +238,7 @@ impl ShimProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http("GET", &format!("{}/health", self.base()), None).await {
+            if let Ok(r) = http("GET", &format!("{}/ready", self.base()), None).await {
                 if r.status == 200 {
                     return Ok(());
                 }

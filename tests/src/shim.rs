@@ -59,7 +59,7 @@ impl Shim {
         if !cluster.wait_ready(Duration::from_secs(30)).await {
             bail!("the shim's caches did not sync with the apiserver within 30 s");
         }
-        if cluster.runtimes().is_empty() {
+        if cluster.runtimes().unwrap_or_default().is_empty() {
             bail!("no Runtime objects in the cluster: is the operator installed (`make up`)?");
         }
         let status = Arc::new(RedisStatus::new(&config.redis_url)?);
@@ -155,7 +155,7 @@ impl Replicas {
             if !cluster.wait_ready(Duration::from_secs(30)).await {
                 bail!("the shim's caches did not sync with the apiserver within 30 s");
             }
-            if cluster.runtimes().is_empty() {
+            if cluster.runtimes().unwrap_or_default().is_empty() {
                 bail!("no Runtime objects in the cluster: is the operator installed (`make up`)?");
             }
             let status = RedisStatus::new(&config.redis_url)?;

@@ -94,7 +94,7 @@ impl Shim {
 
 fn cluster_runtimes(c: &KubeCluster) -> Vec<Arc<rce_api::Runtime>> {
     use rce_api_shim::backend::Cluster as _;
-    c.runtimes()
+    c.runtimes().unwrap_or_default()
 }
 
 struct Resp {

@@ -88,7 +88,7 @@ pub async fn create(
     Extension(tenant): Extension<Tenant>,
     JsonBody(req): JsonBody<CreateExecution>,
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let runtime = catalog::find(&runtimes, &req.language)
         .ok_or_else(|| ApiError::unknown_language(&req.language, catalog::known_names(&runtimes)))?;
     let program = match (req.source, req.files) {
@@ -444,6 +444,8 @@ pub struct LanguageInfo {
     pub version: String,
     pub aliases: Vec<String>,
     pub judge0_ids: Vec<u32>,
+    /// The code editor's syntax mode (the Runtime's `editorMode`); `null`: plain text.
+    pub editor_mode: Option<String>,
     /// Resolved default limits.
     #[schema(value_type = Object)]
     pub default_limits: serde_json::Value,
@@ -454,8 +456,8 @@ pub struct LanguageInfo {
 
 /// The languages this cluster runs (its Runtime objects).
 #[utoipa::path(get, path = "/api/languages", tag = "rce", responses((status = 200, body = Vec<LanguageInfo>)))]
-pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
-    let list = catalog::sorted(state.cluster.runtimes())
+pub async fn languages(State(state): State<AppState>) -> Result<Json<Vec<LanguageInfo>>, ApiError> {
+    let list = catalog::sorted(state.runtimes()?)
         .into_iter()
         .map(|rt| LanguageInfo {
             name: catalog::name(&rt).to_string(),
@@ -463,6 +465,7 @@ pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>>
             version: rt.spec.version.clone(),
             aliases: rt.spec.aliases.clone(),
             judge0_ids: rt.spec.judge0_ids.clone(),
+            editor_mode: rt.spec.editor_mode.clone(),
             default_limits: catalog::resolve_limits(&rt, None, &state.cap())
                 .ok()
                 .and_then(|l| serde_json::to_value(l).ok())
@@ -470,5 +473,5 @@ pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>>
             max_limits: serde_json::to_value(catalog::max_limits(&rt, &state.cap())).unwrap_or_default(),
         })
         .collect();
-    Json(list)
+    Ok(Json(list))
 }

@@ -49,7 +49,7 @@ pub async fn execute(
     if code.trim().is_empty() {
         return Err(ApiError::bad_request("language and code are required"));
     }
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let runtime = catalog::find(&runtimes, &language)
         .ok_or_else(|| ApiError::unknown_language(&language, catalog::known_names(&runtimes)))?;
     let sub = Submission {

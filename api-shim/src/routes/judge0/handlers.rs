@@ -130,7 +130,7 @@ pub async fn create(
     let b64 = flag(&q, "base64_encoded");
     submit::check_backpressure(&state, 1).map_err(queue_words)?;
     let body: Value = parse_json(&read_body(req, &state).await?)?;
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let cap = state.cap();
     let ctx = Context { runtimes: &runtimes, cap: &cap, callbacks: state.callback_policy() };
     let j = parse_submission(&body, b64, &ctx).map_err(invalid)?;
@@ -169,7 +169,7 @@ pub async fn get_one(
     let view = lookup(&*state.cluster, &*state.status, &tenant.namespace, &token, needs_spec(&fields))
         .await?
         .ok_or_else(|| ApiError::not_found("Not Found"))?;
-    match render_one(&state, &view, &fields, b64, &state.cluster.runtimes()).await? {
+    match render_one(&state, &view, &fields, b64, &state.runtimes()?).await? {
         Ok(m) => Ok(Json(Value::Object(m)).into_response()),
         Err(NotText) => Err(ApiError::bad_request(NOT_UTF8_ONE)),
     }
@@ -243,7 +243,7 @@ pub async fn index(
         return Err(ApiError::unavailable());
     };
     let page_of = pagination(all.len() as u64, page as u64, per_page as u64);
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let start = usize::try_from((page as u64 - 1).saturating_mul(per_page as u64)).unwrap_or(usize::MAX);
     let spec = needs_spec(&fields);
     // The cache holds small copies: each listed submission is read whole (Redis, then the
@@ -307,7 +307,7 @@ pub async fn batch_create(
     let items = batch_items(&body);
     check_batch_size(items.len(), state.config.max_batch)?;
     submit::check_backpressure(&state, items.len()).map_err(queue_words)?;
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let cap = state.cap();
     let ctx = Context { runtimes: &runtimes, cap: &cap, callbacks: state.callback_policy() };
     let mut out = Vec::with_capacity(items.len());
@@ -347,7 +347,7 @@ pub async fn batch_get(
         .unwrap_or_default();
     let tokens: Vec<&str> = raw.trim().split(',').filter(|t| !t.is_empty()).collect();
     check_batch_size(tokens.len(), state.config.max_batch)?;
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let spec = needs_spec(&fields);
     let lookups = tokens.iter().map(|t| {
         let state = state.clone();
@@ -375,35 +375,34 @@ pub async fn batch_get(
 }
 
 /// Each Runtime once, under its first Judge0 id, sorted by name (upstream's default scope).
-fn language_list(state: &AppState) -> Vec<(u32, String, Arc<Runtime>)> {
+fn language_list(state: &AppState) -> Result<Vec<(u32, String, Arc<Runtime>)>, ApiError> {
     let mut list: Vec<(u32, String, Arc<Runtime>)> = state
-        .cluster
-        .runtimes()
+        .runtimes()?
         .into_iter()
         .filter_map(|rt| rt.spec.judge0_ids.first().copied().map(|id| (id, language_name(&rt), rt)))
         .collect();
     list.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
     list.dedup_by_key(|(id, _, _)| *id);
-    list
+    Ok(list)
 }
 
 /// `GET /languages`
 #[utoipa::path(get, path = "/languages", tag = "judge0", responses((status = 200, description = "[{id, name}]")))]
-pub async fn languages(State(state): State<AppState>) -> Json<Value> {
-    Json(Value::Array(
-        language_list(&state).iter().map(|(id, name, _)| json!({ "id": id, "name": name })).collect(),
-    ))
+pub async fn languages(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Value::Array(
+        language_list(&state)?.iter().map(|(id, name, _)| json!({ "id": id, "name": name })).collect(),
+    )))
 }
 
 /// `GET /languages/all`
 #[utoipa::path(get, path = "/languages/all", tag = "judge0", responses((status = 200, description = "[{id, name, is_archived}]")))]
-pub async fn languages_all(State(state): State<AppState>) -> Json<Value> {
-    Json(Value::Array(
-        language_list(&state)
+pub async fn languages_all(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Value::Array(
+        language_list(&state)?
             .iter()
             .map(|(id, name, _)| json!({ "id": id, "name": name, "is_archived": false }))
             .collect(),
-    ))
+    )))
 }
 
 /// A command as Judge0 writes it: `{options}` as `%s` (where the options go), `{file}` as
@@ -429,8 +428,7 @@ pub async fn language(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: u32 = id.parse().map_err(|_| ApiError::not_found("Not Found"))?;
-    let rt = catalog::find_judge0(&state.cluster.runtimes(), id)
-        .ok_or_else(|| ApiError::not_found("Not Found"))?;
+    let rt = catalog::find_judge0(&state.runtimes()?, id).ok_or_else(|| ApiError::not_found("Not Found"))?;
     let project = id == judge0::MULTI_FILE_LANGUAGE_ID;
     Ok(Json(json!({
         "id": id,
@@ -495,7 +493,7 @@ pub fn config_values(state: &AppState) -> Value {
     let d = rce_api::ResolvedLimits::DEFAULT;
     // The maxima: the most any language allows (its Runtime's maximum under the ceilings).
     let cap = state.cap();
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.cluster.runtimes().unwrap_or_default();
     let c = if runtimes.is_empty() {
         cap
     } else {
@@ -608,7 +606,7 @@ pub async fn system_info() -> Json<Value> {
 #[utoipa::path(get, path = "/statistics", tag = "judge0", responses((status = 200, description = "{created_at, cached_until, submissions, languages, statuses, database}"), (status = 503)))]
 pub async fn statistics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let all = executions(&state, None).ok_or_else(ApiError::unavailable)?;
-    Ok(Json(statistics_of(&all, &state.cluster.runtimes(), now_millis())))
+    Ok(Json(statistics_of(&all, &state.runtimes()?, now_millis())))
 }
 
 fn now_millis() -> i64 {

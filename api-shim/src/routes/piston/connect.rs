@@ -296,7 +296,10 @@ impl Session {
             map.remove("stdin");
             map.remove("type");
         }
-        let runtimes = self.state.cluster.runtimes();
+        let runtimes = match self.state.runtimes() {
+            Ok(r) => r,
+            Err(e) => return Step::Error(e.message),
+        };
         let cap = self.state.cap();
         let (runtime, mut sub) = match parse(&msg, &runtimes, &cap) {
             Ok(x) => x,

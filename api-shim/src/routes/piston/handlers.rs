@@ -23,8 +23,8 @@ use crate::{
 /// `GET /api/v2/runtimes`: each Runtime as upstream names it (`spec.piston`), or under its
 /// own name, version and aliases.
 #[utoipa::path(get, path = "/runtimes", tag = "piston", responses((status = 200, body = Vec<PistonRuntime>)))]
-pub async fn runtimes(State(state): State<AppState>) -> Json<Vec<PistonRuntime>> {
-    Json(names::list(state.cluster.runtimes()))
+pub async fn runtimes(State(state): State<AppState>) -> Result<Json<Vec<PistonRuntime>>, ApiError> {
+    Ok(Json(names::list(state.runtimes()?)))
 }
 
 // The handler reads the body as a `parse::RawRequest` (every field taken loosely so as to
@@ -59,7 +59,7 @@ pub async fn execute(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: Value = parse_json(&read_body(req, &state).await?)?;
-    let runtimes = state.cluster.runtimes();
+    let runtimes = state.runtimes()?;
     let (runtime, sub) = parse(&body, &runtimes, &state.cap())?;
     let created = submit::submit(&state, &tenant, sub).await?;
     let name = created.metadata.name.clone().unwrap_or_default();
