@@ -520,10 +520,18 @@ pub async fn nodes_ready(client: &kube::Client) -> Result<Vec<String>> {
     Ok(not_ready)
 }
 
-/// Every sandbox Pod ("name/uid") ever seen per Execution (its `rce.dev/execution` label),
-/// with the node it was bound to once it was.
+/// What was seen of one sandbox Pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenPod {
+    /// The node it was bound to, once it was.
+    pub node: Option<String>,
+    /// When its first container started running (seconds since the epoch), once it did.
+    pub running_since: Option<i64>,
+}
+
+/// Every sandbox Pod ("name/uid") ever seen per Execution (its `rce.dev/execution` label).
 pub type SandboxPods = std::sync::Arc<
-    std::sync::Mutex<std::collections::HashMap<String, std::collections::HashMap<String, Option<String>>>>,
+    std::sync::Mutex<std::collections::HashMap<String, std::collections::HashMap<String, SeenPod>>>,
 >;
 
 /// Collect [`SandboxPods`] from a watch of `pods` (start it before the submissions).
@@ -540,10 +548,26 @@ pub fn watch_sandbox_pods(pods: Api<Pod>) -> (SandboxPods, tokio::task::JoinHand
             let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
             let id = format!("{}/{}", p.name_any(), p.uid().unwrap_or_default());
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            let running_since = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|st| {
+                    st.running
+                        .as_ref()
+                        .and_then(|r| r.started_at.clone())
+                        .or(st.terminated.as_ref().and_then(|t| t.started_at.clone()))
+                })
+                .map(|t| t.0.as_second());
             if let Ok(mut m) = s.lock() {
                 let e = m.entry(exec).or_default().entry(id).or_default();
                 if node.is_some() {
-                    *e = node;
+                    e.node = node;
+                }
+                if e.running_since.is_none() {
+                    e.running_since = running_since;
                 }
             }
         }

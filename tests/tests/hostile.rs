@@ -17,9 +17,14 @@ use std::{
 };
 
 use anyhow::{ensure, Context as _, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
 use rce_api::{Execution, Phase, Verdict};
 use rce_tests::exec::Engine;
-use rce_tests::exec::{describe, epoch_secs, message, nodes_ready, phase, stderr, stdout, verdict};
+use rce_tests::exec::{
+    describe, epoch_secs, message, nodes_ready, phase, stderr, stdout, verdict, watch_sandbox_pods,
+    SandboxPods,
+};
 use rce_tests::on_runc_gvisor_and_warm;
 use serde_json::json;
 
@@ -65,13 +70,24 @@ impl Case {
     }
 }
 
-/// Seconds from the sandbox Pod's creation to the recorded result.
-fn span_secs(e: &Execution) -> Option<i64> {
+/// Seconds from the program's start to the recorded result: from the sandbox container's
+/// start (the watch saw it) or, for a run in a warm Pod, from the run's `startedAt`. Waiting
+/// for a node and for the container to be set up is the cluster's queue, not the program's
+/// time: under three variants at once on two cores it alone took 10 s and more.
+fn span_secs(e: &Execution, pods: &SandboxPods) -> Option<i64> {
     let st = e.status.as_ref()?;
-    Some(epoch_secs(st.finished_at.as_deref()?)? - epoch_secs(st.started_at.as_deref()?)?)
+    let started = epoch_secs(st.started_at.as_deref()?)?;
+    let container = pods.lock().ok().and_then(|m| {
+        let pod = st.pod_name.as_deref()?;
+        m.get(&e.name_any())?
+            .iter()
+            .find(|(id, _)| id.split('/').next() == Some(pod))
+            .and_then(|(_, p)| p.running_since)
+    });
+    Some(epoch_secs(st.finished_at.as_deref()?)? - container.unwrap_or(started).max(started))
 }
 
-fn judge(c: &Case, e: &Execution) -> Result<(), String> {
+fn judge(c: &Case, e: &Execution, pods: &SandboxPods) -> Result<(), String> {
     let fail = |what: String| Err(format!("{what}; status: {}", describe(e)));
     if phase(e) != Some(Phase::Completed) {
         return fail("phase is not Completed".into());
@@ -90,11 +106,11 @@ fn judge(c: &Case, e: &Execution) -> Result<(), String> {
                 ))
             }
         }
-        match span_secs(e) {
+        match span_secs(e, pods) {
             Some(s) if (s as u64) <= (limit / 1000) + POD_MARGIN.as_secs() => {}
             s => {
                 return fail(format!(
-                    "Pod start to result took {s:?} s: over the {limit} ms limit + {POD_MARGIN:?}"
+                    "program start to result took {s:?} s: over the {limit} ms limit + {POD_MARGIN:?}"
                 ))
             }
         }
@@ -349,9 +365,12 @@ async fn hostile_programs_get_verdicts_and_leave_the_node_healthy(eng: &Engine) 
                 json!({"language": "python", "source": format!("print('beside {}')", c.name)}),
             ));
         }
+        let (pods, watch) = watch_sandbox_pods(eng.ns.api::<Pod>());
         eng.submit_all(&specs).await?;
         let names: Vec<String> = specs.iter().map(|s| s.0.clone()).collect();
-        let done = eng.wait_all(&names, WAIT).await?;
+        let done = eng.wait_all(&names, WAIT).await;
+        watch.abort();
+        let done = done?;
 
         let mut problems = Vec::new();
         let mut table = BTreeMap::new();
@@ -371,7 +390,7 @@ async fn hostile_programs_get_verdicts_and_leave_the_node_healthy(eng: &Engine) 
                     st.message
                 ),
             );
-            if let Err(why) = judge(c, e) {
+            if let Err(why) = judge(c, e, &pods) {
                 problems.push(format!("{}: {why}", c.name));
             }
             let beside = format!("{}-beside", c.name);

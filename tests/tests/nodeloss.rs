@@ -175,7 +175,7 @@ async fn a_lost_nodes_executions_are_retried_on_the_other_node_within_60_s() -> 
                 ensure!(pods.len() == 2, "{n}: two sandbox Pods (one per attempt), saw {pods:?}");
                 let second = pods.iter().find(|(id, _)| id.split('/').next().is_some_and(|p| p.ends_with("-2")));
                 ensure!(
-                    second.is_some_and(|(_, node)| node.as_deref().is_some_and(|nd| nd != LOST_NODE)),
+                    second.is_some_and(|(_, p)| p.node.as_deref().is_some_and(|nd| nd != LOST_NODE)),
                     "{n}: attempt 2 ran on another node: {pods:?}"
                 );
             } else {

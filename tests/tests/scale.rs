@@ -152,7 +152,8 @@ async fn three_replicas_on_two_nodes_run_300_executions_exactly_once_with_one_ki
             ensure!(st.attempts == Some(1), "{n}: ran as attempt {:?}: {}", st.attempts, describe(e));
         }
         let pods = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-        let bound: Vec<String> = pods.values().flat_map(|p| p.values().flatten().cloned()).collect();
+        let bound: Vec<String> =
+            pods.values().flat_map(|p| p.values().filter_map(|s| s.node.clone())).collect();
         for n in &names {
             let p = pods.get(n).cloned().unwrap_or_default();
             ensure!(p.len() == 1, "{n}: exactly one sandbox Pod ever, saw {p:?}");
