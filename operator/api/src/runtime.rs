@@ -32,6 +32,10 @@ pub struct RuntimeSpec {
     pub display_name: String,
     /// Version of the language toolchain in the image, e.g. "3.11.2".
     pub version: String,
+    /// The code editor's syntax mode for this language (the playground's CodeMirror
+    /// language, e.g. "python", "cpp", "javascript", "rust"); absent: plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor_mode: Option<String>,
     /// Other names this language answers to, e.g. ["py", "python3"].
     #[serde(default)]
     pub aliases: Vec<String>,
