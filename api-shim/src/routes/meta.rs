@@ -51,9 +51,22 @@ pub async fn openapi(Extension(doc): Extension<Document>) -> Json<utoipa::openap
 }
 
 const PLAYGROUND: &str = include_str!("../../static/playground.html");
+/// The playground's script: CodeMirror 6 and the page's code, bundled at build time from
+/// `api-shim/playground` by `hack/playground.sh` (run by `build.rs`); never fetched elsewhere.
+const PLAYGROUND_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/playground.js"));
 
 /// The playground page.
 #[utoipa::path(get, path = "/", tag = "meta", responses((status = 200, description = "An HTML page to try the API", content_type = "text/html")))]
 pub async fn playground() -> Html<&'static str> {
     Html(PLAYGROUND)
+}
+
+/// The playground page's script (its code editor included).
+#[utoipa::path(get, path = "/playground.js", tag = "meta", responses((status = 200, description = "The playground's script", content_type = "text/javascript")))]
+pub async fn playground_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        PLAYGROUND_JS,
+    )
+        .into_response()
 }

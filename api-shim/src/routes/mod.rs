@@ -94,6 +94,7 @@ pub fn table(state: &AppState) -> OpenApiRouter<AppState> {
 
     let meta = OpenApiRouter::default()
         .routes(routes!(meta::playground))
+        .routes(routes!(meta::playground_js))
         .routes(routes!(meta::health))
         .routes(routes!(meta::ready))
         .routes(routes!(meta::metrics))
