@@ -557,15 +557,65 @@ impl Browser {
         }
     }
 
-    async fn click(&self, css: &str) -> Result<()> {
+    /// The WebDriver id of the first element matching `css`.
+    async fn find(&self, css: &str) -> Result<String> {
         let el = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await?;
-        let id = el
+        Ok(el
             .as_object()
             .and_then(|o| o.values().next())
             .and_then(Value::as_str)
-            .context("no element")?
-            .to_string();
+            .with_context(|| format!("no element {css}"))?
+            .to_string())
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        let id = self.find(css).await?;
         self.cmd("POST", &format!("/element/{id}/click"), json!({})).await?;
+        Ok(())
+    }
+
+    /// Real keystrokes into the element (WebDriver key codes: `Browser::CTRL`, `ENTER`, ...;
+    /// a modifier stays down until `RELEASE`).
+    async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let id = self.find(css).await?;
+        self.cmd("POST", &format!("/element/{id}/value"), json!({ "text": text })).await?;
+        Ok(())
+    }
+
+    const RELEASE: &'static str = "\u{E000}";
+    const ENTER: &'static str = "\u{E007}";
+    const ESCAPE: &'static str = "\u{E00C}";
+    const CTRL: &'static str = "\u{E009}";
+    const DELETE: &'static str = "\u{E017}";
+
+    /// The text of the element with this id.
+    async fn text(&self, id: &str) -> Result<Value> {
+        self.js(&format!("return document.getElementById('{id}').textContent")).await
+    }
+
+    /// Choose a language in the playground's list.
+    async fn pick(&self, lang: &str) -> Result<Value> {
+        self.js(&format!(
+            "const s = document.getElementById('language'); s.value = '{lang}'; s.dispatchEvent(new Event('change'));"
+        ))
+        .await
+    }
+
+    /// What the playground's editor holds.
+    async fn code(&self) -> Result<Value> {
+        self.js("return window.rceEditor.state.doc.toString()").await
+    }
+
+    /// Save a screenshot as tests/artifacts/NAME.
+    async fn screenshot(&self, name: &str) -> Result<()> {
+        use base64::Engine as _;
+        let png = self.cmd("GET", "/screenshot", Value::Null).await?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().context("no screenshot")?)?;
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(name), &bytes)?;
         Ok(())
     }
 
@@ -580,86 +630,172 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
     let ns = TestNamespace::new("shim-ui").await?;
     let shim = start_shim(&[&ns.name], &[]).await?;
     let browser = Browser::start().await?;
+    const VERDICT: &str =
+        "const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed|Answer/.test(v) && v";
     let result = async {
         browser.cmd("POST", "/url", json!({"url": format!("{}/", shim.base)})).await?;
         browser.until("return [...document.querySelectorAll('#language option')].some(o => o.value === 'python')", 30).await?;
-        // Python over SSE, with stdin.
+        // The page loaded its editor from the shim (nothing else: it has no other origin).
+        browser.until("return document.querySelector('#code .cm-editor .cm-content') && !!window.rceEditor", 10).await?;
+        let scripts = browser.js("return [...document.scripts].map(s => s.src)").await?;
+        assert_eq!(scripts, json!([format!("{}/playground.js", shim.base)]));
+        let elsewhere = browser
+            .js("return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin + '/'))")
+            .await?;
+        assert_eq!(elsewhere, json!([]), "the page loads nothing but from the shim");
+
+        // Python: highlighted (the Runtime's editorMode), with its sample program.
+        browser.pick("python").await?;
+        assert_eq!(browser.js("return document.getElementById('code').dataset.mode").await?, "python");
+        assert!(browser.code().await?.as_str().unwrap_or("").contains("import sys"), "the python sample");
+        browser.until("return document.querySelectorAll('.cm-content span.tok-keyword').length", 10).await?;
+        let keyword = browser.js("return document.querySelector('.cm-content span.tok-keyword').textContent").await?;
+        assert_eq!(keyword, "import");
+        // Typed into the editor with real keystrokes (select all, delete, the program line by
+        // line; Escape closes any completion list before Enter), run with Ctrl-Enter, over SSE,
+        // with stdin.
         browser
-            .js("const s = document.getElementById('language'); s.value = 'python'; s.dispatchEvent(new Event('change'));
-                 document.getElementById('code').value = 'import sys\\nprint(sys.stdin.read().strip()[::-1])\\nprint(\"to stderr\", file=sys.stderr)';
-                 document.getElementById('stdin').value = 'rce playground';
-                 document.getElementById('transport').value = 'sse';")
+            .js("document.getElementById('stdin').value = 'rce playground'; document.getElementById('transport').value = 'sse';")
             .await?;
-        browser.click("#run").await?;
-        let verdict = browser
-            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 90)
-            .await?;
+        let lines = ["import sys", "print(sys.stdin.read().strip()[::-1])", "print(\"to stderr\", file=sys.stderr)"];
+        let keys = format!(
+            "{}a{}{}{}",
+            Browser::CTRL,
+            Browser::RELEASE,
+            Browser::DELETE,
+            lines.join(&format!("{}{}", Browser::ESCAPE, Browser::ENTER))
+        );
+        browser.type_into(".cm-content", &keys).await?;
+        assert_eq!(browser.code().await?, lines.join("\n"), "the editor holds what was typed");
+        browser.type_into(".cm-content", &format!("{}{}{}", Browser::CTRL, Browser::ENTER, Browser::RELEASE)).await?;
+        let verdict = browser.until(VERDICT, 90).await?;
         assert_eq!(verdict, "Accepted");
-        assert_eq!(browser.js("return document.getElementById('stdout').textContent").await?, "dnuorgyalp ecr\n");
-        assert_eq!(browser.js("return document.getElementById('stderr').textContent").await?, "to stderr\n");
-        let time = browser.js("return document.getElementById('time').textContent").await?;
+        assert_eq!(browser.code().await?, lines.join("\n"), "Ctrl-Enter ran and inserted nothing");
+        assert_eq!(browser.text("stdout").await?, "dnuorgyalp ecr\n");
+        assert_eq!(browser.text("stderr").await?, "to stderr\n");
+        let time = browser.text("time").await?;
         assert!(time.as_str().unwrap_or("").ends_with(" ms"), "{time}");
-        let mem = browser.js("return document.getElementById('memory').textContent").await?;
+        let mem = browser.text("memory").await?;
         assert!(mem.as_str().unwrap_or("").ends_with(" MiB"), "{mem}");
-        let log = browser.js("return document.getElementById('log').textContent").await?;
+        let log = browser.text("log").await?;
         assert!(log.as_str().unwrap_or("").contains("sse: Completed"), "{log}");
-        let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
-        std::fs::create_dir_all(&dir)?;
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().context("no screenshot")?)?;
-        assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
-        std::fs::write(dir.join("playground.png"), &bytes)?;
-        // Bash over the WebSocket: a failing program shows its verdict and exit code.
+        assert!(
+            browser.js("return document.querySelectorAll('.cm-content span.tok-string').length").await?.as_u64() > Some(0),
+            "the typed program is highlighted too"
+        );
+        browser.screenshot("playground-editor.png").await?;
+
+        // Plain text: a Runtime without an editorMode gets no highlighting.
+        browser.pick("plaintext").await?;
+        assert_eq!(browser.js("return document.getElementById('code').dataset.mode").await?, "plaintext");
+        browser.until("return window.rceEditor.state.doc.length > 0", 5).await?;
+        assert_eq!(browser.js("return document.querySelectorAll('.cm-content [class*=\"tok-\"]').length").await?, 0);
+
+        // Bash over the WebSocket, run with the button: a failing program shows its verdict
+        // and exit code.
+        browser.pick("bash").await?;
+        assert_eq!(browser.js("return document.getElementById('code').dataset.mode").await?, "shell");
         browser
-            .js("const s = document.getElementById('language'); s.value = 'bash'; s.dispatchEvent(new Event('change'));
-                 document.getElementById('code').value = 'echo bye; exit 3';
-                 document.getElementById('transport').value = 'ws';")
+            .js("window.rce.setCode('echo bye; exit 3'); document.getElementById('transport').value = 'ws';")
             .await?;
         browser.click("#run").await?;
-        let verdict = browser
-            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 90)
-            .await?;
+        let verdict = browser.until(VERDICT, 90).await?;
         assert!(verdict.as_str().unwrap_or("").starts_with("RuntimeError"), "{verdict}");
-        assert_eq!(browser.js("return document.getElementById('exit').textContent").await?, "3");
-        let log = browser.js("return document.getElementById('log').textContent").await?;
+        assert_eq!(browser.text("exit").await?, "3");
+        let log = browser.text("log").await?;
         assert!(log.as_str().unwrap_or("").contains("ws: Completed"), "{log}");
-        std::fs::write(dir.join("playground-ws.png"), {
-            let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
-            base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or(""))?
-        })?;
+        browser.screenshot("playground-ws.png").await?;
+
         // Interactive mode: the output shows while the program runs, each typed line (Enter)
         // is its stdin, the EOF button ends it.
+        browser.pick("python").await?;
         browser
-            .js("const s = document.getElementById('language'); s.value = 'python'; s.dispatchEvent(new Event('change'));
-                 document.getElementById('code').value = 'import sys\\nprint(\"ready\", flush=True)\\nfor line in sys.stdin:\\n    print(\"echo \" + line.strip(), flush=True)\\nprint(\"bye\")';
+            .js("window.rce.setCode('import sys\\nprint(\"ready\", flush=True)\\nfor line in sys.stdin:\\n    print(\"echo \" + line.strip(), flush=True)\\nprint(\"bye\")');
                  const i = document.getElementById('interactive'); i.checked = true; i.dispatchEvent(new Event('change'));")
             .await?;
         browser.click("#run").await?;
         browser.until("return document.getElementById('stdout').textContent.includes('ready')", 120).await?;
         assert_eq!(browser.js("return document.getElementById('console').hidden").await?, false);
-        browser
-            .js("const t = document.getElementById('typed'); t.value = 'one';
-                 t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));")
-            .await?;
+        browser.type_into("#typed", &format!("one{}", Browser::ENTER)).await?;
         browser.until("return document.getElementById('stdout').textContent.includes('echo one')", 60).await?;
-        let verdict = browser.js("return document.getElementById('verdict').textContent").await?;
+        let verdict = browser.text("verdict").await?;
         assert!(!verdict.as_str().unwrap_or("").contains("Accepted"), "still running before EOF: {verdict}");
-        std::fs::write(dir.join("playground-interactive.png"), {
-            let png = browser.cmd("GET", "/screenshot", Value::Null).await?;
-            base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or(""))?
-        })?;
+        browser.screenshot("playground-interactive.png").await?;
         browser.click("#eof").await?;
-        let verdict = browser
-            .until("const v = document.getElementById('verdict').textContent; return /Accepted|Error|Exceeded|Failed/.test(v) && v", 60)
-            .await?;
+        let verdict = browser.until(VERDICT, 60).await?;
         assert_eq!(verdict, "Accepted");
-        assert_eq!(browser.js("return document.getElementById('stdout').textContent").await?, "ready\necho one\nbye\n");
-        let log = browser.js("return document.getElementById('log').textContent").await?;
+        assert_eq!(browser.text("stdout").await?, "ready\necho one\nbye\n");
+        let log = browser.text("log").await?;
         assert!(log.as_str().unwrap_or("").contains("stdin: one"), "{log}");
+
+        // Test cases: three, added in the panel; one passes, one gives a wrong answer, one's
+        // program fails. The table has a row per case with its verdict.
+        browser
+            .js("const i = document.getElementById('interactive'); i.checked = false; i.dispatchEvent(new Event('change'));
+                 window.rce.setCode('import sys\\nn = int(sys.stdin.read())\\nprint(n * 2)\\n');
+                 document.getElementById('transport').value = 'sse';")
+            .await?;
+        for _ in 0..3 {
+            browser.click("#add-case").await?;
+        }
+        let cases = [("double", "2\n", "4\n"), ("wrong", "3\n", "7\n"), ("crash", "x\n", "")];
+        for (i, (name, stdin, expected)) in cases.iter().enumerate() {
+            let row = format!("#cases .case-input:nth-child({})", i + 1);
+            browser.js(&format!("document.querySelector('{row} .case-name').value = ''")).await?;
+            browser.type_into(&format!("{row} .case-name"), name).await?;
+            browser
+                .js(&format!(
+                    "document.querySelector('{row} .case-stdin').value = {}; document.querySelector('{row} .case-expected').value = {};",
+                    json!(stdin),
+                    json!(expected)
+                ))
+                .await?;
+        }
+        browser.click("#run").await?;
+        // Done: the run button is back (it is off from the click to the last status).
+        let verdict = browser
+            .until("return !document.getElementById('run').disabled && document.getElementById('verdict').textContent", 120)
+            .await?;
+        browser.js("window.scrollTo(0, 0)").await?;
+        browser.screenshot("playground-tests.png").await?;
+        let rows = browser
+            .js("return [...document.querySelectorAll('#tests tr.case')].map(r => [r.querySelector('td.name').textContent, r.querySelector('td.verdict').textContent, r.querySelector('td.time').textContent, r.querySelector('td.memory').textContent, r.querySelector('td.stdout').textContent])")
+            .await?;
+        eprintln!("test cases: verdict {verdict}, rows {rows}");
+        assert!(
+            verdict.as_str().unwrap_or("").starts_with("WrongAnswer"),
+            "the first case that did not pass gives the verdict: {verdict}; rows: {rows}"
+        );
+        let rows: Vec<Vec<String>> = serde_json::from_value(rows)?;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0][..2], ["double", "Accepted"], "{rows:?}");
+        assert_eq!(rows[0][4], "4\n", "{rows:?}");
+        assert_eq!(rows[1][..2], ["wrong", "WrongAnswer"], "{rows:?}");
+        assert_eq!(rows[1][4], "6\n", "{rows:?}");
+        assert_eq!(rows[2][..2], ["crash", "RuntimeError"], "{rows:?}");
+        for r in &rows {
+            assert!(r[2].ends_with(" ms") && r[3].ends_with(" MiB"), "time and memory per case: {rows:?}");
+        }
+        assert_eq!(browser.text("passed").await?, "1/3");
+        // Stop on the first failure: the cases after it are skipped.
+        browser.click("#stop-first").await?;
+        browser.click("#run").await?;
+        browser.until("return document.getElementById('passed').textContent.includes('/') && document.querySelectorAll('#tests tr.case').length === 3 && !document.getElementById('run').disabled", 120).await?;
+        let verdicts = browser.js("return [...document.querySelectorAll('#tests tr.case td.verdict')].map(t => t.textContent)").await?;
+        assert_eq!(verdicts, json!(["Accepted", "WrongAnswer", "Skipped"]));
+        browser.js("window.scrollTo(0, 0)").await?;
+        browser.screenshot("playground-tests-stop.png").await?;
         anyhow::Ok(())
     }
     .await;
+    if result.is_err() {
+        let _ = browser.screenshot("playground-failure.png").await;
+        let page = browser.js("return ['verdict', 'stdout', 'stderr', 'log'].map(id => id + ': ' + document.getElementById(id).textContent).join('\\n')").await;
+        eprintln!(
+            "the page when the test failed (tests/artifacts/playground-failure.png):\n{}",
+            page.ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        );
+    }
     browser.close().await;
     result?;
     shim.finish(vec![ns]).await

@@ -98,6 +98,7 @@ function casesChanged() {
   $("case-count").textContent = n ? n + (n === 1 ? " case" : " cases") : "none: a plain run with the stdin above";
   $("stdin-box").classList.toggle("dim", n > 0);
 }
+const excerpt = (text) => (text.length > 400 ? text.slice(0, 400) + "…" : text);
 function showTests(v) {
   $("results").hidden = false;
   const body = $("tests").querySelector("tbody");
@@ -118,9 +119,15 @@ function showTests(v) {
       td.className = k;
       if (k === "stdout") {
         const pre = document.createElement("pre");
-        pre.textContent = text.length > 400 ? text.slice(0, 400) + "…" : text;
-        if (t.stderr) pre.title = "stderr: " + t.stderr;
-        td.appendChild(pre);
+        pre.textContent = excerpt(text);
+        if (text) td.appendChild(pre);
+        if (t.stderr) {
+          const err = document.createElement("pre");
+          err.className = "err";
+          err.title = "stderr";
+          err.textContent = excerpt(t.stderr + (t.stderrTruncated ? " [truncated]" : ""));
+          td.appendChild(err);
+        }
       } else td.textContent = text;
       if (k === "verdict") {
         td.classList.add(verdictClass(verdict));
@@ -211,6 +218,7 @@ async function run() {
   $("tests").querySelector("tbody").innerHTML = "";
   liveSeen = false;
   for (const k in decoders) delete decoders[k];
+  ["time", "wall", "memory", "exit", "jobid"].forEach((k) => ($(k).textContent = k === "jobid" ? "" : "—"));
   setPhase("Pending");
   $("verdict").className = "verdict pending";
   $("verdict").textContent = "submitting…";
