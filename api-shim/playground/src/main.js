@@ -13,7 +13,9 @@ const SAMPLES = Object.assign({}, GENERATED, {
   javascript: 'const input = require("fs").readFileSync(0, "utf8").trim() || "world";\nconsole.log(`Hello, ${input}!`);\nconsole.log([1, 2, 3].map(x => x * 2).join(","));\n',
   bash: 'read -r name\necho "Hello, ${name:-world}!"\nfor i in 1 2 3; do echo "line $i"; done\n',
 });
-const GENERIC = "// no sample for this language: write a program that reads stdin and prints\n";
+// What was in the editor for each language this page has shown (switching back restores it).
+const drafts = {};
+let current = null;
 
 let languages = [];
 let stream = null;
@@ -268,8 +270,11 @@ function pick() {
   $("version").textContent = l ? "v" + l.version + (l.aliases.length ? " · aliases: " + l.aliases.join(", ") : "") : "";
   $("mode").textContent = mode ? "mode: " + mode : "plain text";
   $("code").dataset.mode = mode || "plaintext";
+  if (current !== null) drafts[current] = editor.getCode();
+  current = name;
   editor.setMode(mode);
-  editor.setCode(SAMPLES[name] ?? GENERIC);
+  // No sample (a language this page does not know): an empty editor.
+  editor.setCode(drafts[name] ?? SAMPLES[name] ?? "");
   localStorage.setItem("rce.language", name);
 }
 
@@ -280,6 +285,9 @@ $("eof").addEventListener("click", () => { log("stdin: EOF"); sendInput({ type: 
 $("kill").addEventListener("click", () => { log("signal: SIGKILL"); sendInput({ type: "signal", signal: "SIGKILL" }); });
 $("interactive").addEventListener("change", () => { $("stdin").disabled = $("interactive").checked; });
 $("run").addEventListener("click", run);
+$("stdin").addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); run(); }
+});
 $("add-case").addEventListener("click", () => addCase().querySelector(".case-stdin").focus());
 $("key").value = localStorage.getItem("rce.apikey") || "";
 $("key").addEventListener("change", () => localStorage.setItem("rce.apikey", $("key").value));
