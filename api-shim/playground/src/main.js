@@ -203,6 +203,7 @@ function follow(id) {
 }
 
 function fail(text) {
+  setPhase(null);
   $("verdict").className = "verdict bad";
   $("verdict").textContent = text;
   running = false;
