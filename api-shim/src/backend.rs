@@ -57,6 +57,11 @@ pub trait Cluster: Send + Sync + 'static {
         name: &str,
         key: &str,
     ) -> BoxFuture<'_, Result<Option<Vec<u8>>, BackendError>>;
+    /// Create a ConfigMap (an Execution's test data, owned by it).
+    fn create_config_map(
+        &self,
+        config_map: k8s_openapi::api::core::v1::ConfigMap,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
 }
 
 pub trait StatusStore: Send + Sync + 'static {

@@ -115,6 +115,10 @@ pub struct Config {
     #[command(flatten)]
     pub caps: LimitCaps,
 
+    /// The bounds on test cases (`--max-tests*`; the operator takes the same flags).
+    #[command(flatten)]
+    pub tests: rce_api::TestCaps,
+
     /// RabbitMQ URL: when set (and built with the `amqp` feature), submissions go through a
     /// durable queue whose consumer creates the Executions.
     #[cfg(feature = "amqp")]

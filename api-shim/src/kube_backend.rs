@@ -174,4 +174,15 @@ impl Cluster for KubeCluster {
             }
         })
     }
+
+    fn create_config_map(&self, config_map: ConfigMap) -> BoxFuture<'_, Result<(), BackendError>> {
+        let ns = config_map.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &config_map)).await {
+                Ok(r) => r.map(|_| ()).map_err(kube_error),
+                Err(_) => Err(BackendError::Unavailable("timed out creating a ConfigMap".into())),
+            }
+        })
+    }
 }

@@ -137,6 +137,26 @@ impl Cluster for MemoryCluster {
             Ok(lock(&self.config_maps).get(&id).and_then(|m| m.get(&key)).cloned())
         })
     }
+
+    fn create_config_map(
+        &self,
+        cm: k8s_openapi::api::core::v1::ConfigMap,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            if *lock(&self.down) {
+                return Err(BackendError::Unavailable("connection refused".into()));
+            }
+            let id = (
+                cm.metadata.namespace.clone().unwrap_or_default(),
+                cm.metadata.name.clone().unwrap_or_default(),
+            );
+            let mut data: BinaryData =
+                cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            data.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+            lock(&self.config_maps).insert(id, data);
+            Ok(())
+        })
+    }
 }
 
 /// The status store in memory: documents by key, one broadcast channel per Execution.

@@ -83,6 +83,60 @@ pub struct ExecutionView {
     pub started_at: Option<String>,
     /// When the result was recorded, in the format of `submittedAt`.
     pub finished_at: Option<String>,
+    /// Each test case's result (`tests` given), in order: `name`, `verdict` (absent when
+    /// `skipped`), `exitCode`, `signal`, `time`, `wallTime` (ms), `memory` (KiB), `stdout` and
+    /// `stderr` (their first 2 KiB; `stdoutTruncated`/`stderrTruncated`: there was more),
+    /// `message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tests: Vec<TestCaseView>,
+    /// With tests: how many cases were Accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<u32>,
+    /// With tests: how many cases there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u32>,
+}
+
+/// One test case's result, in the units of [`ExecutionView`] (`time` and `wallTime` in ms,
+/// `memory` in KiB).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCaseView {
+    pub name: String,
+    #[schema(value_type = Option<String>)]
+    pub verdict: Option<Verdict>,
+    pub skipped: bool,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub time: Option<u64>,
+    pub wall_time: Option<u64>,
+    pub memory: Option<u64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub message: Option<String>,
+}
+
+impl From<&rce_api::TestCaseStatus> for TestCaseView {
+    fn from(t: &rce_api::TestCaseStatus) -> Self {
+        TestCaseView {
+            name: t.name.clone(),
+            verdict: t.verdict,
+            skipped: t.skipped,
+            exit_code: t.exit_code,
+            signal: t.signal.clone(),
+            time: t.time_ms,
+            wall_time: t.wall_time_ms,
+            memory: t.memory_kib,
+            stdout: t.stdout.clone(),
+            stderr: t.stderr.clone(),
+            stdout_truncated: t.stdout_truncated,
+            stderr_truncated: t.stderr_truncated,
+            message: t.message.clone(),
+        }
+    }
 }
 
 impl ExecutionView {
@@ -162,6 +216,9 @@ impl From<&ExecView> for ExecutionView {
             message: s.message.clone(),
             started_at: s.started_at.as_deref().map(iso_millis),
             finished_at: s.finished_at.as_deref().map(iso_millis),
+            tests: s.tests.iter().map(TestCaseView::from).collect(),
+            passed: s.passed,
+            total: s.total,
         }
     }
 }

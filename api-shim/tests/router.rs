@@ -234,7 +234,7 @@ async fn bad_input_gets_the_documented_status_and_shape() {
     let (code, _, body) = call(&e.app, post("/api/execute", &big)).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["code"], "payload_too_large");
-    let code_too_big = format!(r#"{{"language":"python","code":"{}"}}"#, "a".repeat(2000));
+    let code_too_big = format!(r#"{{"language":"python","source":"{}"}}"#, "a".repeat(2000));
     let (code, _, _) = call(&e.app, post("/api/executions", &code_too_big)).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     // Limits over the Runtime's maximum → 422 naming the field and the maximum.
@@ -1738,4 +1738,81 @@ async fn judge0_options_for_a_compiler_that_takes_none_are_refused_in_upstreams_
         call(&app, post("/submissions", r#"{"language_id":54,"source_code":"x","compiler_options":"-O2"}"#))
             .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
+}
+
+// ---------------------------------------------------------------- test cases
+
+#[tokio::test]
+async fn test_cases_are_checked_at_submission_and_stored_in_the_execution() {
+    let e = env(&["--max-tests", "3", "--max-tests-time-ms", "20000"]);
+    let case = |i: u32| json!({"name": format!("c{i}"), "stdin": format!("{i}\n"), "expectedOutput": format!("{}\n", i * 2)});
+    // Refused: with top-level stdin, empty, too many, a repeated name, over the time bound,
+    // an unknown field in a case, a bad epsilon.
+    for (body, says) in [
+        (json!({"language": "python", "source": "1", "stdin": "x", "tests": [case(1)]}), "stdin"),
+        (json!({"language": "python", "source": "1", "tests": []}), "empty"),
+        (
+            json!({"language": "python", "source": "1", "tests": [case(1), case(2), case(3), case(4)]}),
+            "at most 3",
+        ),
+        (json!({"language": "python", "source": "1", "tests": [case(1), case(1)]}), "twice"),
+        (
+            json!({"language": "python", "source": "1", "limits": {"wallTimeMs": 9000}, "tests": [case(1), case(2), case(3)]}),
+            "at most 20000 ms",
+        ),
+        (json!({"language": "python", "source": "1", "tests": [{"stdin": "1", "bogus": 1}]}), "bogus"),
+        (
+            json!({"language": "python", "source": "1", "tests": [case(1)], "checker": {"mode": "float", "epsilon": "x"}}),
+            "epsilon",
+        ),
+    ] {
+        let (code, _, reply) = call(&e.app, post("/api/executions", &body.to_string())).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {reply}");
+        assert!(reply.to_string().contains(says), "{body}: {reply} should say {says:?}");
+    }
+    assert!(e.cluster.all().is_empty(), "nothing was created by refused submissions");
+    let body = json!({"language": "python", "source": "print(int(input())*2)", "tests": [case(1), {"stdin": "2\n"}],
+                      "stopOnFirstFailure": true, "checker": {"mode": "exact"}});
+    let (code, _, reply) = call(&e.app, post("/api/executions", &body.to_string())).await;
+    assert_eq!(code, StatusCode::CREATED, "{reply}");
+    let ex = e.cluster.all().pop().expect("created");
+    let tests = ex.spec.tests.as_ref().expect("tests");
+    assert_eq!(tests.len(), 2);
+    assert_eq!((tests[0].name.as_deref(), tests[0].expected_output.as_deref()), (Some("c1"), Some("2\n")));
+    assert!(ex.spec.stop_on_first_failure);
+    assert_eq!(ex.spec.checker.as_ref().map(|c| c.mode), Some(rce_api::CheckerMode::Exact));
+}
+
+/// Test data over 256 KiB goes into ConfigMaps the Execution owns; the spec refers to them.
+#[tokio::test]
+async fn large_test_data_goes_into_config_maps_owned_by_the_execution() {
+    let e = env(&["--max-test-data-bytes", "4000000"]);
+    let big = "7 ".repeat(100_000); // 200 kB per case, 6 cases (1.2 MB) of stdin and 6 of expected
+    let tests: Vec<Value> =
+        (0..6).map(|i| json!({"name": format!("t{i}"), "stdin": big, "expectedOutput": big})).collect();
+    let body = json!({"language": "python", "source": "print(input())", "tests": tests});
+    let (code, _, reply) = call(&e.app, post("/api/executions", &body.to_string())).await;
+    assert_eq!(code, StatusCode::CREATED, "{reply}");
+    let ex = e.cluster.all().pop().expect("created");
+    let name = ex.metadata.name.clone().unwrap();
+    let ns = ex.metadata.namespace.clone().unwrap();
+    let mut read = 0;
+    for (i, t) in ex.spec.tests.as_ref().unwrap().iter().enumerate() {
+        assert!(t.stdin.is_none() && t.expected_output.is_none(), "case {i} keeps no inline data");
+        for r in [t.stdin_from.as_ref().unwrap(), t.expected_output_from.as_ref().unwrap()] {
+            assert!(r.config_map.starts_with(&format!("{name}.tests-")), "{r:?}");
+            let maps = e.cluster.config_maps.lock().unwrap();
+            let data = maps.get(&(ns.clone(), r.config_map.clone())).expect("the ConfigMap exists");
+            assert_eq!(data.get(&r.key).map(Vec::len), Some(big.len()), "{r:?}");
+            read += 1;
+        }
+    }
+    assert_eq!(read, 12);
+    // Too much in all: refused.
+    let tests: Vec<Value> =
+        (0..12).map(|i| json!({"name": format!("t{i}"), "stdin": big, "expectedOutput": big})).collect();
+    let body = json!({"language": "python", "source": "1", "tests": tests});
+    let (code, _, reply) = call(&e.app, post("/api/executions", &body.to_string())).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    assert!(reply.to_string().contains("test data"), "{reply}");
 }

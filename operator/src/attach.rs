@@ -258,6 +258,7 @@ mod tests {
 
     fn result(run_id: &str) -> RunResult {
         RunResult {
+            tests: vec![],
             run_id: run_id.into(),
             outcome: Outcome::Ran,
             message: None,

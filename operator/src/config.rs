@@ -304,6 +304,10 @@ pub struct SandboxSettings {
     /// The ceilings on every limit (`--cap-*`; the shim takes the same flags).
     #[command(flatten)]
     pub caps: LimitCaps,
+
+    /// The bounds on test cases (`--max-tests*`; the shim takes the same flags).
+    #[command(flatten)]
+    pub tests: rce_api::TestCaps,
 }
 
 impl SandboxSettings {

@@ -357,7 +357,73 @@ impl Context {
             Ok(r) => r,
             Err(invalid) => return Ok(Err(invalid)),
         };
-        Ok(validate::plan(&exec.spec, &runtime, &self.settings).map(|plan| (runtime, plan)))
+        let spec = match self.test_data(exec).await? {
+            Ok(spec) => spec,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        Ok(validate::plan(&spec, &runtime, &self.settings).map(|plan| (runtime, plan)))
+    }
+
+    /// The spec with every test case's data from a ConfigMap (`stdinFrom`,
+    /// `expectedOutputFrom`) read into it. A ConfigMap or key that is not there: while the
+    /// Execution is younger than [`TEST_DATA_WAIT`] it may be on its way (the shim creates
+    /// them right after the Execution), an error that requeues; then `Invalid`.
+    async fn test_data<'a>(
+        &self,
+        exec: &'a Execution,
+    ) -> Result<Result<std::borrow::Cow<'a, rce_api::ExecutionSpec>, Invalid>> {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let refers = |t: &rce_api::TestCase| t.stdin_from.is_some() || t.expected_output_from.is_some();
+        if !exec.spec.tests.iter().flatten().any(refers) {
+            return Ok(Ok(std::borrow::Cow::Borrowed(&exec.spec)));
+        }
+        let ns = exec.namespace().unwrap_or_default();
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), &ns);
+        let mut maps: HashMap<String, Option<ConfigMap>> = HashMap::new();
+        let mut spec = exec.spec.clone();
+        let young = age_ms(exec.metadata.creation_timestamp.as_ref()) < TEST_DATA_WAIT.as_millis() as i64;
+        for (i, t) in spec.tests.iter_mut().flatten().enumerate() {
+            for (from, into, what) in [
+                (t.stdin_from.take(), &mut t.stdin, "stdinFrom"),
+                (t.expected_output_from.take(), &mut t.expected_output, "expectedOutputFrom"),
+            ] {
+                let Some(r) = from else { continue };
+                if !maps.contains_key(&r.config_map) {
+                    maps.insert(r.config_map.clone(), api.get_opt(&r.config_map).await?);
+                }
+                let cm = maps.get(&r.config_map).and_then(Option::as_ref);
+                let value = cm.and_then(|cm| {
+                    cm.data.as_ref().and_then(|d| d.get(&r.key).cloned()).or_else(|| {
+                        cm.binary_data
+                            .as_ref()
+                            .and_then(|b| b.get(&r.key))
+                            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    })
+                });
+                match value {
+                    Some(v) => *into = Some(v),
+                    None if young => {
+                        return Err(Error::TestDataPending(format!(
+                            "tests[{i}].{what}: {}/{}",
+                            r.config_map, r.key
+                        )))
+                    }
+                    None => {
+                        return Ok(Err(Invalid(format!(
+                            "tests[{i}].{what}: {} {:?} of namespace {ns} {}",
+                            if cm.is_some() { "the key" } else { "the ConfigMap" },
+                            if cm.is_some() { &r.key } else { &r.config_map },
+                            if cm.is_some() {
+                                format!("is not in ConfigMap {:?}", r.config_map)
+                            } else {
+                                "does not exist".into()
+                            }
+                        ))))
+                    }
+                }
+            }
+        }
+        Ok(Ok(std::borrow::Cow::Owned(spec)))
     }
 
     /// Make sure the deny-all NetworkPolicy exists in `namespace` (once per process).
@@ -618,6 +684,15 @@ fn owned_by(pod: &Pod, exec: &Execution) -> bool {
         .any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true) && o.kind == "Execution")
 }
 
+/// How long a missing test-data ConfigMap is waited for after the Execution's creation.
+const TEST_DATA_WAIT: Duration = Duration::from_secs(30);
+
+/// Does `exec` run in a serving sandbox (the request over attach): an interactive one, or
+/// one with test cases.
+fn serves(exec: &Execution) -> bool {
+    exec.spec.interactive || exec.spec.tests.is_some()
+}
+
 /// Create (or adopt) the sandbox Pod of `attempt` and record it: phase Processing.
 async fn start(
     exec: &Execution,
@@ -660,8 +735,9 @@ async fn start(
         }
     }
     let key = sandbox::new_result_key();
-    let mut pod = if exec.spec.interactive {
-        // Its stdin comes while it runs: a runner that serves the request over attach.
+    let mut pod = if serves(exec) {
+        // Its stdin comes while it runs, or its test cases are not for an annotation (nor for
+        // the program to read): a runner that serves the request over attach.
         sandbox::build_serving_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
     } else {
         sandbox::build_pod(exec, attempt, plan, runtime, &ctx.settings, &key)
@@ -769,7 +845,7 @@ async fn processing(exec: &Execution, ctx: &Context) -> Result<Action> {
     // relist reports the container terminated.
     if matches!(decision, decide::Decision::Requeue(_)) {
         if let Some(p) = pod.as_ref().filter(|p| matches!(outcome::view(p), outcome::PodView::Running)) {
-            if exec.spec.interactive {
+            if serves(&exec) {
                 return serve_cold(&exec, p.clone(), ctx).await;
             }
             if let Some(action) = follow_cold(&exec, p, ctx).await? {
@@ -886,6 +962,8 @@ pub(crate) async fn record(
         limits: request.map(|r| &r.limits),
         compile_limits: request.and_then(|r| r.compile_limits.as_ref()),
         expected_output: exec.spec.expected_output.as_deref(),
+        checker: exec.spec.checker.as_ref(),
+        cases: request.map_or(&[][..], |r| &r.tests[..]),
         redirect: exec.spec.redirect_stderr_to_stdout,
         cap: ctx.config.status_output_bytes,
         log_tail: tail,

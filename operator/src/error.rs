@@ -15,6 +15,9 @@ pub enum Error {
 
     #[error("encoding: {0}")]
     Encode(#[from] serde_json::Error),
+
+    #[error("test data not there yet: {0}")]
+    TestDataPending(String),
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             },
             Error::ForeignPod(_) => "foreign_pod",
             Error::Encode(_) => "encode",
+            Error::TestDataPending(_) => "test_data_pending",
         }
     }
 

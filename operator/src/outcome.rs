@@ -4,7 +4,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use rce_api::protocol::{LimitHit, Outcome, ResultError, RunRequest, RunResult, StageLimits, StageResult};
 use rce_api::{
-    output_matches, ExecutionStatus, FileEncoding, Phase, StageFigures, StoredOutput, Verdict,
+    ExecutionStatus, FileEncoding, Phase, StageFigures, StoredOutput, TestCaseStatus, Verdict,
     STATUS_EXCERPT_BYTES,
 };
 
@@ -191,6 +191,10 @@ pub struct Finished<'a> {
     pub limits: Option<&'a StageLimits>,
     pub compile_limits: Option<&'a StageLimits>,
     pub expected_output: Option<&'a str>,
+    /// How stdout is compared with `expectedOutput` (`spec.checker`; `None`: the default).
+    pub checker: Option<&'a rce_api::Checker>,
+    /// The request's test cases (their limits, for the messages).
+    pub cases: &'a [rce_api::protocol::TestRun],
     /// The Execution asked for stderr in stdout (`spec.redirectStderrToStdout`): no stderr.
     pub redirect: bool,
     /// Cap on each text field stored in the status, in stored (JSON-escaped) bytes.
@@ -418,54 +422,135 @@ fn decide_status(f: &Finished<'_>) -> ExecutionStatus {
             if let Some(c) = &result.compile {
                 st.compile_output_truncated = c.stdout_truncated || c.stderr_truncated;
             }
-            st.exit_code = r.exit_code;
-            st.signal = signal_of(&r);
-            let (verdict, message) = match r.limit {
-                Some(LimitHit::CpuTime | LimitHit::WallTime) => (
-                    Verdict::TimeLimitExceeded,
-                    Some(limit_msg(r.limit.unwrap_or(LimitHit::WallTime), f.limits)),
-                ),
-                Some(LimitHit::Memory) => (Verdict::MemoryLimitExceeded, Some(mem_msg(f.limits))),
-                Some(LimitHit::Output) => {
-                    (Verdict::OutputLimitExceeded, Some(limit_msg(LimitHit::Output, f.limits)))
-                }
-                Some(LimitHit::FileSize) => {
-                    st.signal = Some("SIGXFSZ".into());
-                    (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, f.limits)))
-                }
-                Some(LimitHit::Processes) => {
-                    // The runner stopped it; no signal or exit code of the program's own.
-                    st.signal = None;
-                    st.exit_code = None;
-                    (Verdict::RuntimeError, Some(limit_msg(LimitHit::Processes, f.limits)))
-                }
-                None if t.oom_killed() && !matches!(r.exit_code, Some(0)) => (
-                    Verdict::MemoryLimitExceeded,
-                    Some(format!(
-                        "{}; the sandbox was killed by the out-of-memory killer",
-                        mem_msg(f.limits)
-                    )),
-                ),
-                None => match (&st.signal, r.exit_code) {
-                    (Some(sig), _) => {
-                        (Verdict::RuntimeError, Some(format!("the program was killed by {sig}")))
-                    }
-                    (None, Some(0)) | (None, None) => match f.expected_output {
-                        Some(exp) if !output_matches(&stdout, exp) || r.stdout_truncated => {
-                            (Verdict::WrongAnswer, Some("the output differs from expectedOutput".into()))
-                        }
-                        _ => (Verdict::Accepted, None),
-                    },
-                    (None, Some(code)) => {
-                        (Verdict::RuntimeError, Some(format!("the program exited with code {code}")))
-                    }
-                },
-            };
-            st.verdict = Some(verdict);
-            st.message = message;
+            let checker = f.checker.cloned().unwrap_or_default();
+            let wrong =
+                f.expected_output.is_some_and(|exp| !checker.matches(&stdout, exp) || r.stdout_truncated);
+            let v = run_verdict(&r, f.limits, t.oom_killed(), wrong);
+            (st.exit_code, st.signal, st.verdict, st.message) =
+                (v.exit_code, v.signal, Some(v.verdict), v.message);
+            if !result.tests.is_empty() {
+                judge_tests(&mut st, result, f);
+            }
         }
     }
     st
+}
+
+/// What a run stage's result says: the verdict, its message, and the program's exit code and
+/// signal as reported.
+struct RunVerdict {
+    verdict: Verdict,
+    message: Option<String>,
+    exit_code: Option<i32>,
+    signal: Option<String>,
+}
+
+/// The verdict of a run stage `r` under `limits`; `oom`: the kubelet saw the sandbox
+/// OOM-killed; `wrong`: its stdout is not the expected output.
+fn run_verdict(r: &StageResult, limits: Option<&StageLimits>, oom: bool, wrong: bool) -> RunVerdict {
+    let mut st = RunVerdict {
+        verdict: Verdict::Accepted,
+        message: None,
+        exit_code: r.exit_code,
+        signal: signal_of(r),
+    };
+    let f_limits = limits;
+    let (verdict, message) = match r.limit {
+        Some(LimitHit::CpuTime | LimitHit::WallTime) => {
+            (Verdict::TimeLimitExceeded, Some(limit_msg(r.limit.unwrap_or(LimitHit::WallTime), f_limits)))
+        }
+        Some(LimitHit::Memory) => (Verdict::MemoryLimitExceeded, Some(mem_msg(f_limits))),
+        Some(LimitHit::Output) => (Verdict::OutputLimitExceeded, Some(limit_msg(LimitHit::Output, f_limits))),
+        Some(LimitHit::FileSize) => {
+            st.signal = Some("SIGXFSZ".into());
+            (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, f_limits)))
+        }
+        Some(LimitHit::Processes) => {
+            // The runner stopped it; no signal or exit code of the program's own.
+            st.signal = None;
+            st.exit_code = None;
+            (Verdict::RuntimeError, Some(limit_msg(LimitHit::Processes, f_limits)))
+        }
+        None if oom && !matches!(r.exit_code, Some(0)) => (
+            Verdict::MemoryLimitExceeded,
+            Some(format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(f_limits))),
+        ),
+        None => match (&st.signal, r.exit_code) {
+            (Some(sig), _) => (Verdict::RuntimeError, Some(format!("the program was killed by {sig}"))),
+            (None, Some(0)) | (None, None) => {
+                if wrong {
+                    (Verdict::WrongAnswer, Some("the output differs from the expected output".into()))
+                } else {
+                    (Verdict::Accepted, None)
+                }
+            }
+            (None, Some(code)) => {
+                (Verdict::RuntimeError, Some(format!("the program exited with code {code}")))
+            }
+        },
+    };
+    st.verdict = verdict;
+    st.message = message;
+    st
+}
+
+/// The test cases' statuses, and the Execution's verdict from them: that of the first case
+/// that is not Accepted (its message names the case), else Accepted; the most time and
+/// memory of any case; `passed` and `total`. (Exit code, signal and outputs are the deciding
+/// case's: the runner's `run`.)
+fn judge_tests(st: &mut ExecutionStatus, result: &RunResult, f: &Finished<'_>) {
+    let mut deciding: Option<(String, Verdict, Option<String>)> = None;
+    let (mut time, mut wall, mut mem, mut passed) = (0u64, 0u64, 0u64, 0u32);
+    st.tests = result
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let Some(r) = &t.run else {
+                return TestCaseStatus { name: t.name.clone(), skipped: true, ..Default::default() };
+            };
+            let limits = f.cases.get(i).and_then(|c| c.limits.as_ref()).or(f.limits);
+            let v = run_verdict(r, limits, false, t.matched == Some(false));
+            if v.verdict == Verdict::Accepted {
+                passed += 1;
+            } else if deciding.is_none() {
+                deciding = Some((t.name.clone(), v.verdict, v.message.clone()));
+            }
+            (time, wall, mem) = (time.max(r.time_ms), wall.max(r.wall_time_ms), mem.max(r.memory_kib));
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            TestCaseStatus {
+                name: t.name.clone(),
+                verdict: Some(v.verdict),
+                skipped: false,
+                exit_code: v.exit_code,
+                signal: v.signal,
+                time_ms: Some(r.time_ms),
+                wall_time_ms: Some(r.wall_time_ms),
+                memory_kib: Some(r.memory_kib),
+                stdout: Some(text(&r.stdout)),
+                stderr: (!f.redirect).then(|| text(&r.stderr)),
+                stdout_truncated: r.stdout_truncated,
+                stderr_truncated: r.stderr_truncated && !f.redirect,
+                message: v.message,
+            }
+        })
+        .collect();
+    (st.time_ms, st.wall_time_ms, st.memory_kib) = (Some(time), Some(wall), Some(mem));
+    st.passed = Some(passed);
+    st.total = Some(st.tests.len() as u32);
+    match deciding {
+        Some((name, verdict, message)) => {
+            st.verdict = Some(verdict);
+            st.message = Some(match message {
+                Some(m) => format!("test {name}: {m}"),
+                None => format!("test {name}: {}", verdict.as_str()),
+            });
+        }
+        None => {
+            st.verdict = Some(Verdict::Accepted);
+            st.message = None;
+        }
+    }
 }
 
 /// No result to trust: the kubelet's own signals still say what happened (they come from the
@@ -558,6 +643,7 @@ mod tests {
 
     fn ran(run: StageResult) -> RunResult {
         RunResult {
+            tests: vec![],
             run_id: String::new(),
             outcome: Outcome::Ran,
             compile: None,
@@ -570,6 +656,8 @@ mod tests {
     fn done(result: Option<&RunResult>, t: &Termination, expected: Option<&str>) -> ExecutionStatus {
         let l = limits();
         finish(&Finished {
+            checker: None,
+            cases: &[],
             result: result.ok_or(&ResultError::Missing),
             termination: t,
             limits: Some(&l),
@@ -680,6 +768,7 @@ mod tests {
     #[test]
     fn compile_errors_keep_the_compiler_output() {
         let r = RunResult {
+            tests: vec![],
             run_id: String::new(),
             outcome: Outcome::CompileError,
             compile: Some(StageResult {
@@ -714,6 +803,8 @@ mod tests {
         let err = Termination { exit_code: Some(127), reason: Some("Error".into()), ..Default::default() };
         let l = limits();
         let s = finish(&Finished {
+            checker: None,
+            cases: &[],
             result: Err(&ResultError::Missing),
             termination: &err,
             limits: Some(&l),
@@ -736,6 +827,7 @@ mod tests {
     #[test]
     fn runner_internal_errors_fail_the_execution() {
         let r = RunResult {
+            tests: vec![],
             run_id: String::new(),
             outcome: Outcome::InternalError,
             compile: None,
@@ -753,6 +845,8 @@ mod tests {
         let l = limits();
         let finished = |why: &ResultError, t: &Termination| {
             finish(&Finished {
+                checker: None,
+                cases: &[],
                 result: Err(why),
                 termination: t,
                 limits: Some(&l),
@@ -812,6 +906,8 @@ mod tests {
         st.stderr = "\u{1}".repeat(200_000).into_bytes();
         let l = limits();
         let s = finish(&Finished {
+            checker: None,
+            cases: &[],
             result: Ok(&ran(st)),
             termination: &exited(0),
             limits: Some(&l),
@@ -836,6 +932,8 @@ mod tests {
         st.stdout = b"\xfe\xff\x00A\n".to_vec();
         let l = limits();
         let s = finish(&Finished {
+            checker: None,
+            cases: &[],
             result: Ok(&ran(st)),
             termination: &exited(0),
             limits: Some(&l),
@@ -857,6 +955,8 @@ mod tests {
     fn finished_all(r: &RunResult, redirect: bool) -> Finish {
         let l = limits();
         finish_all(&Finished {
+            checker: None,
+            cases: &[],
             result: Ok(r),
             termination: &exited(0),
             limits: Some(&l),
@@ -956,6 +1056,7 @@ mod tests {
         assert_eq!(finished_all(&r, false).status.compile_output.as_deref(), Some("out\nerr\n"));
         // A compile error: its output (even empty), its figures, no run count.
         let ce = RunResult {
+            tests: vec![],
             run_id: String::new(),
             outcome: Outcome::CompileError,
             compile: Some(StageResult { exit_code: Some(1), signal: Some(9), ..Default::default() }),

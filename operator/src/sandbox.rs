@@ -62,11 +62,9 @@ pub fn sizes(plan: &Plan, runtime: &Runtime, settings: &SandboxSettings) -> Size
     // The result line holds stdout and stderr of the run and of the compile step, base64.
     let outputs = 2 * (l.output_bytes + plan.compile_limits.map_or(0, |c| c.output_bytes));
     let ephemeral_mib = 32 + (outputs * 4 / 3).div_ceil(1024 * 1024);
-    // Each of the runs (Judge0's number_of_runs) may take its whole wall time, plus a second
-    // for the runner's clean-up and restore between runs; the compile stage runs once.
-    let runs = u64::from(plan.request.runs.max(1));
-    let wall_ms = runs * (l.wall_time_ms + if runs > 1 { 1000 } else { 0 })
-        + plan.compile_limits.map_or(0, |c| c.wall_time_ms);
+    // The compile stage once, then each run (Judge0's number_of_runs) or test case its whole
+    // wall time, plus a second for the clean-up and restore between them.
+    let wall_ms = plan.request.budget_ms();
     Sizes {
         work_mib,
         tmp_mib,

@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 
-use rce_api::protocol::{Encoding, File, RunRequest};
+use rce_api::protocol::{Encoding, File, RunRequest, TestRun};
 use rce_api::{files, options, runtime::lookup, ExecutionSpec, Limits, ResolvedLimits, Runtime, MAX_RUNS};
 
 use crate::config::SandboxSettings;
@@ -80,6 +80,31 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         )));
     }
 
+    let compile_ms = compile_limits.map_or(0, |c| c.wall_time_ms);
+    let case_limits = rce_api::check_tests(spec, &settings.tests, compile_ms, |l| {
+        Limits::resolve(l, &rt.default_limits, &rt.max_limits, &settings.cap()).map_err(|e| e.to_string())
+    })
+    .map_err(Invalid)?;
+    let checker = spec.checker.clone();
+    if let Some(c) = &checker {
+        c.epsilon().map_err(Invalid)?;
+    }
+    let mut tests = Vec::with_capacity(case_limits.len());
+    for (i, (t, l)) in spec.tests.iter().flatten().zip(&case_limits).enumerate() {
+        if t.stdin_from.is_some() || t.expected_output_from.is_some() {
+            return Err(Invalid(format!("tests[{i}]: its data from a ConfigMap was not read")));
+        }
+        tests.push(TestRun {
+            name: rce_api::test_name(i, t),
+            stdin: t.stdin.clone().unwrap_or_default(),
+            expected: t.expected_output.clone(),
+            args: t.args.clone(),
+            limits: Some(l.stage()),
+        });
+    }
+    // The sandbox is sized for the most any case may use.
+    let limits = case_limits.iter().fold(limits, |m, l| ResolvedLimits::from_fn(|f| m.get(f).max(l.get(f))));
+
     let runs = spec.runs.unwrap_or(1);
     if !(1..=MAX_RUNS).contains(&runs) {
         return Err(Invalid(format!("spec.runs = {runs} is not allowed: give 1 to {MAX_RUNS} runs")));
@@ -107,9 +132,32 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         redirect_stderr_to_stdout: spec.redirect_stderr_to_stdout,
         runs,
         interactive: spec.interactive,
+        tests,
+        stop_on_first_failure: spec.stop_on_first_failure,
+        checker,
     };
     let request_json =
         serde_json::to_string(&request).map_err(|e| Invalid(format!("cannot encode the submission: {e}")))?;
+    if !request.tests.is_empty() {
+        // Test cases go to a serving runner over its stdin, not in the Pod's annotation.
+        if request_json.len() + 4096 > rce_api::serve::MAX_INPUT_LINE {
+            return Err(Invalid(format!(
+                "the submission with its test cases is {} bytes encoded; at most {} bytes are accepted",
+                request_json.len(),
+                rce_api::serve::MAX_INPUT_LINE - 4096
+            )));
+        }
+        return Ok(Plan {
+            runtime: runtime.metadata.name.clone().unwrap_or_default(),
+            image: rt.image.clone(),
+            runtime_class_name: rt.runtime_class_name.clone().or_else(|| settings.runtime_class_name.clone()),
+            cpu_limit: rt.cpu_limit.clone().unwrap_or_else(|| settings.cpu_limit.clone()),
+            limits,
+            compile_limits,
+            request,
+            request_json,
+        });
+    }
     // What goes into the Pod's annotation: the stdin sealed (base64, larger), a run id.
     let mut sent = request.clone();
     sent.run_id = format!("{}/{}", "0".repeat(36), u32::MAX);

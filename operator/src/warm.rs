@@ -85,11 +85,7 @@ fn refusal(ours: &str, sent: bool, started: bool, refused: Option<&str>, already
 
 /// The longest a run of `request` can take in the sandbox.
 pub fn budget(request: &RunRequest) -> Duration {
-    let runs = u64::from(request.runs.max(1));
-    let per_run = request.limits.wall_time_ms + if runs > 1 { 1000 } else { 0 };
-    let compile =
-        request.compile.as_ref().map_or(0, |_| request.compile_limits.unwrap_or(request.limits).wall_time_ms);
-    Duration::from_millis(runs * per_run + compile) + MARGIN
+    Duration::from_millis(request.budget_ms()) + MARGIN
 }
 
 /// How a run over a session ended.
@@ -398,6 +394,9 @@ mod tests {
             stack_kib: 8192,
         };
         RunRequest {
+            tests: vec![],
+            stop_on_first_failure: false,
+            checker: None,
             run_id: "u/1".into(),
             files: vec![],
             stdin: String::new(),

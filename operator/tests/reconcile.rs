@@ -490,6 +490,7 @@ fn terminated_sandbox(exec: &Execution, stdout: &[u8]) -> (Pod, String) {
     );
     pod.metadata.uid = Some("pod-uid-1".into());
     let result = RunResult {
+        tests: vec![],
         run_id: rce_operator::sandbox::run_id(UID, 1),
         outcome: Outcome::Ran,
         compile: None,

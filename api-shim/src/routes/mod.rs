@@ -71,8 +71,19 @@ pub fn table(state: &AppState) -> OpenApiRouter<AppState> {
         .route_layer(auth())
         .layer(flavor(Flavor::Seed));
 
-    let native = OpenApiRouter::default()
+    // A submission with test cases may carry their data: its own, larger body limit (the
+    // data, JSON-escaped, beside the usual body).
+    let with_tests = state.config.body_limit + 2 * state.config.tests.max_test_data_bytes;
+    let create = OpenApiRouter::default()
         .routes(routes!(native::create))
+        .route_layer(auth())
+        .layer(DefaultBodyLimit::max(with_tests))
+        .layer(middleware::from_fn(move |mut req: Request, next: Next| {
+            req.extensions_mut().insert(BodyLimit(with_tests));
+            next.run(req)
+        }));
+    let native = OpenApiRouter::default()
+        .merge(create)
         .routes(routes!(native::get_one))
         .routes(routes!(native::events))
         .routes(routes!(native::ws))

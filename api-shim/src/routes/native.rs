@@ -19,7 +19,7 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use futures::{Stream, StreamExt};
-use rce_api::{options, signal::Signal, Callback, Limits, SourceFile, MAX_RUNS};
+use rce_api::{options, signal::Signal, Callback, Checker, Limits, SourceFile, MAX_RUNS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -73,6 +73,85 @@ pub struct CreateExecution {
     /// `{"type":"eof"}`, `{"type":"signal","signal":"SIGINT"}`). `stdin` must be unset.
     #[serde(default)]
     pub interactive: bool,
+    /// Test cases, `[{name, stdin, args, expectedOutput, limits}]`: compiled once, run once
+    /// per case in a clean work dir; the status lists each case's verdict (`tests`) and
+    /// `passed`/`total`, the verdict is the first failing case's. Excludes `stdin`,
+    /// `expectedOutput`, `runs` and `interactive`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tests: Option<Vec<TestCaseRequest>>,
+    /// With `tests`: stop at the first case that is not Accepted (the rest are skipped).
+    #[serde(default)]
+    pub stop_on_first_failure: bool,
+    /// `{mode, epsilon}`: how stdout is compared with an expected output: `exact`,
+    /// `trimTrailingWhitespace` (the default, as Judge0) or `float` (tokens, numbers within
+    /// `epsilon`, a decimal string, default "1e-6").
+    #[schema(value_type = Option<Object>)]
+    pub checker: Option<Checker>,
+}
+
+/// One test case of [`CreateExecution::tests`].
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestCaseRequest {
+    pub name: Option<String>,
+    pub stdin: Option<String>,
+    /// In place of the submission's `args`.
+    pub args: Option<Vec<String>>,
+    pub expected_output: Option<String>,
+    /// Each unset one is the submission's.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Limits>,
+}
+
+/// Test data up to this many bytes stays in the Execution; more goes into ConfigMaps that
+/// the Execution owns ([`rce_api::DataRef`]).
+pub const INLINE_TEST_DATA_BYTES: usize = 256 * 1024;
+
+/// Most bytes of test data in one such ConfigMap (a ConfigMap holds at most 1 MiB).
+pub const TEST_DATA_PART_BYTES: usize = rce_api::OUTPUT_PART_BYTES;
+
+/// Move the test data of `spec` into ConfigMaps named after the Execution `name` when it is
+/// more than [`INLINE_TEST_DATA_BYTES`]: the spec then refers to them; returns their
+/// contents (name → key → text), to be created once the Execution exists.
+fn spill_test_data(
+    spec: &mut rce_api::ExecutionSpec,
+    name: &str,
+) -> Result<Vec<(String, std::collections::BTreeMap<String, String>)>, ApiError> {
+    let Some(tests) = spec.tests.as_mut() else { return Ok(Vec::new()) };
+    let total: usize = tests
+        .iter()
+        .map(|t| t.stdin.as_ref().map_or(0, String::len) + t.expected_output.as_ref().map_or(0, String::len))
+        .sum();
+    if total <= INLINE_TEST_DATA_BYTES {
+        return Ok(Vec::new());
+    }
+    let mut maps: Vec<(String, std::collections::BTreeMap<String, String>)> = Vec::new();
+    let mut size = usize::MAX;
+    for (i, t) in tests.iter_mut().enumerate() {
+        for (text, from, suffix) in [
+            (t.stdin.take(), &mut t.stdin_from, "in"),
+            (t.expected_output.take(), &mut t.expected_output_from, "out"),
+        ] {
+            let Some(text) = text else { continue };
+            if text.len() > TEST_DATA_PART_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "tests[{i}]: its {} is {} bytes; one case's stdin or expected output is at most {TEST_DATA_PART_BYTES} bytes",
+                    if suffix == "in" { "stdin" } else { "expected output" },
+                    text.len()
+                )));
+            }
+            if size.saturating_add(text.len()) > TEST_DATA_PART_BYTES {
+                maps.push((format!("{name}.tests-{}", maps.len()), Default::default()));
+                size = 0;
+            }
+            size += text.len();
+            let (map, data) = maps.last_mut().expect("a ConfigMap was added");
+            let key = format!("{i}.{suffix}");
+            *from = Some(rce_api::DataRef { config_map: map.clone(), key: key.clone() });
+            data.insert(key, text);
+        }
+    }
+    Ok(maps)
 }
 
 /// Check a submission's files by the domain core's rules (the operator's, word for word).
@@ -88,6 +167,15 @@ pub async fn create(
     Extension(tenant): Extension<Tenant>,
     JsonBody(req): JsonBody<CreateExecution>,
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
+    // The larger body limit of this route is for test data; the rest keeps the usual one.
+    let rest = req.source.as_ref().map_or(0, String::len)
+        + req.files.iter().flatten().map(|f| f.name.len() + f.content.len()).sum::<usize>()
+        + req.stdin.as_ref().map_or(0, String::len)
+        + req.expected_output.as_ref().map_or(0, String::len)
+        + req.args.iter().map(String::len).sum::<usize>();
+    if rest > state.config.body_limit {
+        return Err(ApiError::payload_too_large(state.config.body_limit));
+    }
     let runtimes = state.runtimes()?;
     let runtime = catalog::find(&runtimes, &req.language)
         .ok_or_else(|| ApiError::unknown_language(&req.language, catalog::known_names(&runtimes)))?;
@@ -117,8 +205,11 @@ pub async fn create(
     if let Some(cb) = &req.callback {
         state.callback_policy().check_url(cb.url.trim()).map_err(|e| ApiError::invalid(e.0))?;
     }
+    if let Some(c) = &req.checker {
+        c.epsilon().map_err(ApiError::invalid)?;
+    }
     let sub = Submission {
-        runtime,
+        runtime: runtime.clone(),
         program,
         stdin: req.stdin,
         args: req.args,
@@ -135,7 +226,74 @@ pub async fn create(
     ex.spec.runs = req.runs;
     ex.spec.interactive = req.interactive;
     ex.spec.callback = req.callback.map(|c| Callback { url: c.url.trim().to_string(), ..c });
+    ex.spec.tests = req.tests.map(|tests| {
+        tests
+            .into_iter()
+            .map(|t| rce_api::TestCase {
+                name: t.name,
+                stdin: t.stdin,
+                args: t.args,
+                expected_output: t.expected_output,
+                limits: t.limits,
+                ..Default::default()
+            })
+            .collect()
+    });
+    ex.spec.stop_on_first_failure = req.stop_on_first_failure;
+    ex.spec.checker = req.checker;
+    if ex.spec.tests.is_some() {
+        let cap = state.cap();
+        let top = catalog::resolve_limits(&runtime, ex.spec.limits.as_ref(), &cap)
+            .map_err(|e| ApiError::limit(&e))?;
+        let compile_ms = runtime.spec.compile.as_ref().map_or(0, |_| {
+            rce_api::ResolvedLimits::for_compile(
+                &runtime.spec.compile_limits.clone().unwrap_or_default(),
+                &top,
+                &cap,
+            )
+            .wall_time_ms
+        });
+        rce_api::check_tests(&ex.spec, &state.config.tests, compile_ms, |l| {
+            catalog::resolve_limits(&runtime, l, &cap).map_err(|e| e.to_string())
+        })
+        .map_err(ApiError::invalid)?;
+    }
+    let name = ex.metadata.name.clone().unwrap_or_default();
+    let spilled = spill_test_data(&mut ex.spec, &name)?;
+    #[cfg(feature = "amqp")]
+    if !spilled.is_empty() && state.amqp.is_some() {
+        return Err(ApiError::invalid(format!(
+            "more than {INLINE_TEST_DATA_BYTES} bytes of test data cannot go through the broker: submit it directly"
+        )));
+    }
     let created = submit::submit_execution(&state, ex).await?;
+    // The data the Execution now refers to, owned by it (the operator waits for it).
+    for (cm_name, data) in spilled {
+        let cm = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(cm_name),
+                namespace: created.metadata.namespace.clone(),
+                labels: Some([("rce.dev/test-data".to_string(), "true".to_string())].into()),
+                owner_references: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                        api_version: "rce.dev/v1alpha1".into(),
+                        kind: "Execution".into(),
+                        name: created.metadata.name.clone().unwrap_or_default(),
+                        uid: created.metadata.uid.clone().unwrap_or_default(),
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    },
+                ]),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        state.cluster.create_config_map(cm).await.map_err(|e| {
+            tracing::warn!(error = %e, "creating a test-data ConfigMap failed");
+            ApiError::unavailable()
+        })?;
+    }
     Ok((StatusCode::CREATED, Json(ExecutionView::from(&ExecView::from_execution(&created)))))
 }
 

@@ -2,7 +2,7 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Limits, SourceFile};
+use crate::{Checker, Limits, SourceFile};
 
 /// One run of a program: submit source code in a language, get its output and a verdict.
 /// The operator runs each Execution once, in its own sandbox Pod, and writes the result to
@@ -72,6 +72,180 @@ pub struct ExecutionSpec {
     /// one the operator attaches to.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interactive: bool,
+    /// Test cases: the program is compiled once, then run once per case, each in a clean work
+    /// dir and /tmp, with the case's stdin, args and limits; `status.tests` has each case's
+    /// verdict, the Execution's verdict is the first case's that is not Accepted. Excludes
+    /// `stdin`, `expectedOutput`, `runs` and `interactive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Vec<TestCase>>,
+    /// With `tests`: stop at the first case that is not Accepted (the rest are `skipped`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_on_first_failure: bool,
+    /// How stdout is compared with an expected output (of `expectedOutput` or of a test
+    /// case); default `trimTrailingWhitespace`, as Judge0 compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<Checker>,
+}
+
+/// One case of `spec.tests`. Its data (stdin, expected output) is given inline or read from
+/// a key of a ConfigMap in the Execution's namespace (large test data: an object holds at
+/// most about 1.5 MiB, a ConfigMap 1 MiB).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCase {
+    /// Shown in `status.tests`; default `"1"`, `"2"`, ... (its position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The case's standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// The case's standard input, from a ConfigMap key (in place of `stdin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_from: Option<DataRef>,
+    /// Arguments for this case, in place of `spec.args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// What stdout must be (under `spec.checker`); absent: the case is Accepted when the
+    /// program exits 0 within its limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output: Option<String>,
+    /// The expected output, from a ConfigMap key (in place of `expectedOutput`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output_from: Option<DataRef>,
+    /// Limits of this case; each unset one is the Execution's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// A key of a ConfigMap in the Execution's namespace (`data` or `binaryData`, UTF-8).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DataRef {
+    pub config_map: String,
+    pub key: String,
+}
+
+/// Bounds on `spec.tests`: the operator's and the shim's `--max-tests`, `--max-tests-time-ms`
+/// and `--max-test-data-bytes` (the same flags, so that the shim refuses at once what the
+/// operator would refuse later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct TestCaps {
+    /// Most test cases of one Execution.
+    #[cfg_attr(feature = "clap", arg(long, env = "RCE_MAX_TESTS", default_value_t = TestCaps::DEFAULT.max_tests))]
+    pub max_tests: usize,
+    /// Most time the cases of one Execution may take together: the sum of their wall limits
+    /// (and the compile stage's), ms.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "RCE_MAX_TESTS_TIME_MS", default_value_t = TestCaps::DEFAULT.max_tests_time_ms)
+    )]
+    pub max_tests_time_ms: u64,
+    /// Most bytes of test data (stdin and expected output of every case) of one Execution.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "RCE_MAX_TEST_DATA_BYTES", default_value_t = TestCaps::DEFAULT.max_test_data_bytes)
+    )]
+    pub max_test_data_bytes: usize,
+}
+
+impl TestCaps {
+    pub const DEFAULT: TestCaps =
+        TestCaps { max_tests: 256, max_tests_time_ms: 300_000, max_test_data_bytes: 16 * 1024 * 1024 };
+}
+
+impl Default for TestCaps {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The limits of test case `case` as asked: each of its own, else the Execution's.
+pub fn case_limits(spec_limits: Option<&Limits>, case: &TestCase) -> Option<Limits> {
+    match (spec_limits, case.limits.as_ref()) {
+        (None, None) => None,
+        (Some(l), None) | (None, Some(l)) => Some(l.clone()),
+        (Some(top), Some(own)) => {
+            let mut l = top.clone();
+            for f in crate::LimitField::ALL {
+                if own.get(f).is_some() {
+                    l.set(f, own.get(f));
+                }
+            }
+            Some(l)
+        }
+    }
+}
+
+/// Check `spec.tests` against what else the spec says and `caps`; `resolve` decides a case's
+/// limits (its Runtime's defaults and maximum; `Err` names what is refused), `compile_ms` is
+/// the compile stage's wall limit (0 without one). The cases' limits, in order.
+pub fn check_tests(
+    spec: &ExecutionSpec,
+    caps: &TestCaps,
+    compile_ms: u64,
+    resolve: impl Fn(Option<&Limits>) -> Result<crate::ResolvedLimits, String>,
+) -> Result<Vec<crate::ResolvedLimits>, String> {
+    let Some(tests) = spec.tests.as_ref() else { return Ok(Vec::new()) };
+    for (given, what) in [
+        (spec.stdin.is_some(), "stdin"),
+        (spec.expected_output.is_some(), "expectedOutput"),
+        (spec.runs.is_some_and(|r| r != 1), "runs"),
+        (spec.interactive, "interactive"),
+    ] {
+        if given {
+            return Err(format!("tests cannot be combined with {what}: give each case its own"));
+        }
+    }
+    if tests.is_empty() {
+        return Err("tests is empty: give at least one case, or leave it out".into());
+    }
+    if tests.len() > caps.max_tests {
+        return Err(format!("{} test cases: at most {} are accepted", tests.len(), caps.max_tests));
+    }
+    let mut data = 0usize;
+    let mut names = std::collections::BTreeSet::new();
+    let mut limits = Vec::with_capacity(tests.len());
+    for (i, t) in tests.iter().enumerate() {
+        let at = format!("tests[{i}]");
+        if t.stdin.is_some() && t.stdin_from.is_some() {
+            return Err(format!("{at}: give stdin or stdinFrom, not both"));
+        }
+        if t.expected_output.is_some() && t.expected_output_from.is_some() {
+            return Err(format!("{at}: give expectedOutput or expectedOutputFrom, not both"));
+        }
+        let name = test_name(i, t);
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(format!("{at}: a name is 1 to 128 characters, none a control character"));
+        }
+        if !names.insert(name.clone()) {
+            return Err(format!("{at}: the name {name:?} is given twice"));
+        }
+        data += t.stdin.as_ref().map_or(0, String::len) + t.expected_output.as_ref().map_or(0, String::len);
+        limits
+            .push(resolve(case_limits(spec.limits.as_ref(), t).as_ref()).map_err(|e| format!("{at}: {e}"))?);
+    }
+    if data > caps.max_test_data_bytes {
+        return Err(format!(
+            "the test data is {data} bytes: at most {} bytes are accepted",
+            caps.max_test_data_bytes
+        ));
+    }
+    let between = if limits.len() > 1 { 1000 } else { 0 };
+    let total = compile_ms + limits.iter().map(|l| l.wall_time_ms + between).sum::<u64>();
+    if total > caps.max_tests_time_ms {
+        return Err(format!(
+            "the test cases may take {total} ms together (their wall limits, and the compile stage's): \
+             at most {} ms are accepted",
+            caps.max_tests_time_ms
+        ));
+    }
+    Ok(limits)
+}
+
+/// A test case's name: its own, else its position from 1.
+pub fn test_name(i: usize, t: &TestCase) -> String {
+    t.name.clone().unwrap_or_else(|| (i + 1).to_string())
 }
 
 /// Most runs of one Execution (`spec.runs`), Judge0's `MAX_NUMBER_OF_RUNS`.
@@ -339,6 +513,17 @@ pub struct ExecutionStatus {
     /// How many runs were made (`spec.runs`); the figures are their average.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<u32>,
+    /// Each test case's result (`spec.tests`), in order. With tests, the Execution's verdict,
+    /// exit code, signal, stdout and stderr are those of the first case that is not Accepted
+    /// (else of the last case), its `timeMs`, `wallTimeMs` and `memoryKiB` the most of any case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestCaseStatus>,
+    /// With tests: how many cases were Accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<u32>,
+    /// With tests: how many cases there are (run or skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u32>,
     /// How the result callback went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackStatus>,
@@ -379,18 +564,42 @@ pub struct ExecutionStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// Compare program output with the expected output the way Judge0 does: trailing white
-/// space of each line and trailing empty lines do not count.
-pub fn output_matches(actual: &str, expected: &str) -> bool {
-    fn norm(s: &str) -> Vec<&str> {
-        let mut lines: Vec<&str> = s.lines().map(str::trim_end).collect();
-        while lines.last().is_some_and(|l| l.is_empty()) {
-            lines.pop();
-        }
-        lines
-    }
-    norm(actual) == norm(expected)
+/// One test case's result.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCaseStatus {
+    pub name: String,
+    /// Absent when skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Not run: an earlier case failed under `stopOnFirstFailure` (or the run ended early).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time_ms: Option<u64>,
+    #[serde(default, rename = "memoryKiB", skip_serializing_if = "Option::is_none")]
+    pub memory_kib: Option<u64>,
+    /// The first [`TEST_EXCERPT_BYTES`] of stdout (lossy UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// The excerpt is less than what the program wrote.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdout_truncated: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stderr_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
+
+pub use crate::check::output_matches;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@
 //! with `shutdown`: the shutdown signal of both.
 
 pub mod callback;
+pub mod check;
 #[cfg(feature = "clap")]
 pub mod cli;
 pub mod files;
@@ -46,6 +47,7 @@ pub mod runtime;
 #[cfg(feature = "crd")]
 pub mod warmpool;
 
+pub use check::{output_matches, Checker, CheckerMode, TEST_EXCERPT_BYTES};
 #[cfg(feature = "crd")]
 pub use execution::*;
 pub use files::{FileEncoding, SourceFile};

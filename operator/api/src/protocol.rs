@@ -105,6 +105,69 @@ pub struct RunRequest {
     /// runs, until [`crate::serve::Input::Eof`] (a serving runner only; `stdin` must be empty).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interactive: bool,
+    /// Test cases: the compile stage runs once, then the run stage once per case (in place of
+    /// `stdin`, `args`, `limits` and `runs`), each from the work dir and the temporary dir as
+    /// they were after compiling; the result's `tests` has each case's. A serving runner
+    /// only gets them (the request goes over its stdin, which the program cannot read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestRun>,
+    /// With `tests`: stop after the first case that does not pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_on_first_failure: bool,
+    /// How stdout is compared with a case's expected output (default: trailing white space
+    /// ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<crate::Checker>,
+}
+
+/// One test case of a [`RunRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TestRun {
+    pub name: String,
+    #[serde(default)]
+    pub stdin: String,
+    /// Compared with stdout under the request's checker; absent: exiting 0 within the
+    /// limits passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// In place of the request's `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// In place of the request's `limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<StageLimits>,
+}
+
+/// One test case's result: its run (stdout and stderr cut to
+/// [`crate::TEST_EXCERPT_BYTES`], `stdoutTruncated` then set), or none when it was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<StageResult>,
+    /// Whether stdout matched the expected output (absent: there was none, or it did not run
+    /// to an exit 0 within its limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<bool>,
+}
+
+impl RunRequest {
+    /// The longest the stages of this request may take in all: the compile stage's wall time,
+    /// then each run's (each case's, or `runs` times the run's) plus a second for the clean-up
+    /// and restore between runs when there are several.
+    pub fn budget_ms(&self) -> u64 {
+        let compile =
+            self.compile.as_ref().map_or(0, |_| self.compile_limits.unwrap_or(self.limits).wall_time_ms);
+        let walls: Vec<u64> = if self.tests.is_empty() {
+            vec![self.limits.wall_time_ms; self.runs.max(1) as usize]
+        } else {
+            self.tests.iter().map(|t| t.limits.unwrap_or(self.limits).wall_time_ms).collect()
+        };
+        let between = if walls.len() > 1 { 1000 } else { 0 };
+        compile + walls.iter().map(|w| w + between).sum::<u64>()
+    }
 }
 
 /// Text encrypted with [`crate::mac::keystream_xor`] under the Pod's key and a random nonce.
@@ -229,6 +292,9 @@ pub struct RunResult {
     /// How many times the run stage ran (see [`RunRequest::runs`]); 0 when it did not run.
     #[serde(default)]
     pub runs: u32,
+    /// Each test case's result, in the request's order (skipped ones without a run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestResult>,
 }
 
 /// The document on the result line: `{"rceResult": {...}, "mac": "..."}`.
@@ -365,6 +431,7 @@ mod tests {
 
     fn result(run_id: &str) -> RunResult {
         RunResult {
+            tests: vec![],
             run_id: run_id.into(),
             outcome: Outcome::Ran,
             compile: None,

@@ -275,6 +275,7 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
                         run: None,
                         message: None,
                         runs: 0,
+                        tests: Vec::new(),
                     };
                 }
                 compile_result = Some(r);
@@ -282,9 +283,27 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
             Err(e) => return internal_error(format!("compile stage: {e}"), None),
         }
     }
-    let wanted = req.runs.clamp(1, MAX_RUNS);
-    // Repeated runs start from the dirs as they are now (see `snapshot`). When they cannot
-    // be kept, the program runs once, and `runs` says so.
+    // The runs: `runs` times the same run (Judge0's number_of_runs), or one per test case.
+    let tests = !req.tests.is_empty();
+    let base_args = &run[..run.len() - req.args.len()];
+    let turns: Vec<Turn<'_>> = if tests {
+        req.tests
+            .iter()
+            .map(|t| Turn {
+                stdin: t.stdin.as_bytes(),
+                argv: match &t.args {
+                    Some(args) => base_args.iter().chain(args).cloned().collect(),
+                    None => run.clone(),
+                },
+                limits: t.limits.as_ref().unwrap_or(&req.limits),
+            })
+            .collect()
+    } else {
+        let one = Turn { stdin: req.stdin.as_bytes(), argv: run.clone(), limits: &req.limits };
+        vec![one; req.runs.clamp(1, MAX_RUNS) as usize]
+    };
+    // Every run after the first starts from the dirs as they are now (see `snapshot`). When
+    // they cannot be kept, repeated runs run once (`runs` says so); test cases cannot run.
     let mut dirs = vec![config.work_dir.as_path(), config.tmp_dir.as_path()];
     // In a sandbox (PID 1, measured through its own cgroup) /dev/shm is the container's own
     // tmpfs, writable by the program: it is restored too. (Elsewhere it is the host's.)
@@ -292,15 +311,31 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
     if sys::is_init() && matches!(config.source, meter::Source::Cgroup(_)) && shm.is_dir() {
         dirs.push(shm);
     }
-    let snapshot = (wanted > 1).then(|| snapshot::Snapshot::take(&dirs).ok()).flatten();
-    let wanted = if snapshot.is_some() { wanted } else { 1 };
-    let run_spec =
-        spec(&run, req.stdin.as_bytes(), &req.limits, true, req.redirect_stderr_to_stdout, interactive);
+    let snapshot = match (turns.len() > 1).then(|| snapshot::Snapshot::take(&dirs)) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) if tests => {
+            return internal_error(
+                format!("cannot keep the work dir to run each test case from a clean one: {e}"),
+                compile_result,
+            )
+        }
+        Some(Err(_)) => None,
+    };
+    let wanted = if snapshot.is_some() { turns.len() } else { 1 };
+    let checker = req.checker.clone().unwrap_or_default();
     let mut results: Vec<StageResult> = Vec::new();
-    for i in 0..wanted {
+    let mut cases: Vec<protocol::TestResult> = Vec::new();
+    for (i, turn) in turns.iter().enumerate().take(wanted) {
         if i > 0 {
             // Nothing of the previous run may be left running, and its files are undone.
             if !stage::settle(&config.source) {
+                if tests {
+                    return internal_error(
+                        format!("something of test case {i} could not be stopped before the next"),
+                        compile_result,
+                    );
+                }
                 break;
             }
             if let Some(Err(e)) = snapshot.as_ref().map(snapshot::Snapshot::restore) {
@@ -311,20 +346,61 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
             }
         }
         if let Some(l) = live.as_deref_mut() {
-            l.stage("run");
+            l.stage(if tests { "test" } else { "run" });
         }
-        match stage::run_stage_live(&run_spec, live.as_deref_mut()) {
-            Ok(r) => {
-                let stop = r.exit_code != Some(0) || r.limit.is_some();
-                results.push(r);
-                if stop {
-                    break;
-                }
-            }
+        let spec =
+            spec(&turn.argv, turn.stdin, turn.limits, true, req.redirect_stderr_to_stdout, interactive);
+        let r = match stage::run_stage_live(&spec, live.as_deref_mut()) {
+            Ok(r) => r,
             Err(e) => return internal_error(format!("run stage: {e}"), compile_result),
+        };
+        let ran_clean = r.exit_code == Some(0) && r.limit.is_none();
+        if tests {
+            let case = &req.tests[i];
+            let matched =
+                case.expected.as_deref().filter(|_| ran_clean).map(|exp| {
+                    !r.stdout_truncated && checker.matches(&String::from_utf8_lossy(&r.stdout), exp)
+                });
+            let passed = ran_clean && matched != Some(false);
+            cases.push(protocol::TestResult {
+                name: case.name.clone(),
+                run: Some(excerpt(r.clone())),
+                matched,
+            });
+            results.push(r);
+            if !passed && req.stop_on_first_failure {
+                break;
+            }
+        } else {
+            results.push(r);
+            if !ran_clean {
+                break;
+            }
         }
     }
     let runs = results.len() as u32;
+    if tests {
+        // Skipped cases, then the deciding run: the first that did not pass, else the last.
+        for case in req.tests.iter().skip(cases.len()) {
+            cases.push(protocol::TestResult { name: case.name.clone(), run: None, matched: None });
+        }
+        let deciding = cases
+            .iter()
+            .position(|c| {
+                c.run.as_ref().is_some_and(|r| r.exit_code != Some(0) || r.limit.is_some())
+                    || c.matched == Some(false)
+            })
+            .unwrap_or(results.len().saturating_sub(1));
+        return RunResult {
+            run_id: String::new(),
+            outcome: Outcome::Ran,
+            compile: compile_result,
+            run: results.get(deciding).cloned(),
+            message: None,
+            runs,
+            tests: cases,
+        };
+    }
     RunResult {
         run_id: String::new(),
         outcome: Outcome::Ran,
@@ -332,7 +408,32 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
         run: average(results),
         message: None,
         runs,
+        tests: Vec::new(),
     }
+}
+
+/// One run of the run stage: its stdin, command and limits.
+#[derive(Clone)]
+struct Turn<'a> {
+    stdin: &'a [u8],
+    argv: Vec<String>,
+    limits: &'a protocol::StageLimits,
+}
+
+/// A test case's run as its result carries it: stdout and stderr cut to
+/// [`rce_api::TEST_EXCERPT_BYTES`] (`*Truncated` set when cut), the arrival order dropped.
+fn excerpt(mut r: StageResult) -> StageResult {
+    let cap = rce_api::TEST_EXCERPT_BYTES;
+    if r.stdout.len() > cap {
+        r.stdout.truncate(cap);
+        r.stdout_truncated = true;
+    }
+    if r.stderr.len() > cap {
+        r.stderr.truncate(cap);
+        r.stderr_truncated = true;
+    }
+    r.arrival.clear();
+    r
 }
 
 /// The shared-memory tmpfs of a container, restored between repeated runs in a sandbox.
@@ -371,6 +472,7 @@ fn internal_error(message: String, compile: Option<StageResult>) -> RunResult {
         run: None,
         message: Some(message),
         runs: 0,
+        tests: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rce_runner::protocol::{
-    Encoding, File, LimitHit, Outcome, ResultLine, RunRequest, RunResult, SealedText, StageLimits,
+    Encoding, File, LimitHit, Outcome, ResultLine, RunRequest, RunResult, SealedText, StageLimits, TestRun,
     RESULT_KEY_ENV, RESULT_PREFIX,
 };
 
@@ -145,6 +145,9 @@ fn sh(script: &str) -> RunRequest {
         redirect_stderr_to_stdout: false,
         runs: 1,
         interactive: false,
+        tests: vec![],
+        stop_on_first_failure: false,
+        checker: None,
     }
 }
 
@@ -977,6 +980,111 @@ fn repeated_runs_stop_at_the_first_failure_or_limit() {
     req.compile = Some(vec!["false".into()]);
     let (r, _) = sb.run(&req);
     assert_eq!((r.outcome, r.runs), (Outcome::CompileError, 0), "{r:#?}");
+}
+
+fn case(name: &str, stdin: &str, expected: Option<&str>) -> TestRun {
+    TestRun {
+        name: name.into(),
+        stdin: stdin.into(),
+        expected: expected.map(Into::into),
+        ..Default::default()
+    }
+}
+
+/// Test cases: compiled once, then each case from the dirs as they were after compiling
+/// (a file written by one case is gone in the next), with its own stdin, args and limits;
+/// each case's result says whether its stdout matched.
+#[test]
+fn test_cases_compile_once_and_run_each_from_a_clean_work_dir() {
+    let sb = Sandbox::new();
+    let script = "cat compiled; ls left 2>/dev/null && echo SAW-LEFT; echo \"$@\" > left; read x; \
+                  case $x in boom) exit 3;; spin) while :; do :; done;; big) yes;; esac; echo $((x * 2))";
+    let mut req = sh(script);
+    req.run = vec!["/bin/sh".into(), "-c".into(), script.into(), "sh".into()];
+    req.compile =
+        Some(vec!["/bin/sh".into(), "-c".into(), "echo c >> ../compiles; echo once > compiled".into()]);
+    req.limits.output_bytes = 1000;
+    let mut spin = case("spin", "spin\n", Some("x"));
+    spin.limits = Some(StageLimits { wall_time_ms: 500, cpu_time_ms: 300, ..limits() });
+    let mut argued = case("args", "5\n", Some("once\n10"));
+    argued.args = Some(vec!["a1".into()]);
+    req.tests = vec![
+        case("ok", "2\n", Some("once\n4\n")),
+        case("wrong", "3\n", Some("once\n7\n")),
+        case("trailing", "4\n", Some("once  \n8\n\n")),
+        case("crash", "boom\n", Some("once\n")),
+        spin,
+        case("big", "big\n", None),
+        case("no-expected", "1\n", None),
+        argued,
+    ];
+    let (r, _) = sb.run(&req);
+    assert_eq!(r.outcome, Outcome::Ran, "{r:#?}");
+    assert_eq!(std::fs::read_to_string(sb.root.join("compiles")).expect("compiles"), "c\n", "one compile");
+    let by: Vec<(&str, Option<i32>, Option<LimitHit>, Option<bool>)> = r
+        .tests
+        .iter()
+        .map(|t| {
+            let run = t.run.as_ref().expect("every case ran");
+            (t.name.as_str(), run.exit_code, run.limit, t.matched)
+        })
+        .collect();
+    assert_eq!(
+        by,
+        vec![
+            ("ok", Some(0), None, Some(true)),
+            ("wrong", Some(0), None, Some(false)),
+            ("trailing", Some(0), None, Some(true)),
+            ("crash", Some(3), None, None),
+            ("spin", None, Some(LimitHit::CpuTime), None),
+            ("big", None, Some(LimitHit::Output), None),
+            ("no-expected", Some(0), None, None),
+            ("args", Some(0), None, Some(true)),
+        ],
+        "{r:#?}"
+    );
+    for t in &r.tests {
+        let out = s(&t.run.as_ref().expect("ran").stdout);
+        assert!(!out.contains("SAW-LEFT"), "{}: a file of an earlier case was visible: {out}", t.name);
+        assert!(out.len() <= rce_api::TEST_EXCERPT_BYTES, "{}: {} bytes", t.name, out.len());
+    }
+    // The deciding run is the first that did not pass.
+    assert_eq!(s(&ran(&r).stdout), "once\n6\n", "{r:#?}");
+    assert_eq!(r.runs, 8);
+}
+
+#[test]
+fn stop_on_first_failure_skips_the_rest_and_exact_and_float_checkers() {
+    let sb = Sandbox::new();
+    let mut req = sh("read x; echo $x");
+    req.stop_on_first_failure = true;
+    req.tests = vec![case("1", "a\n", Some("a")), case("2", "b\n", Some("c")), case("3", "d\n", Some("d"))];
+    let (r, _) = sb.run(&req);
+    let got: Vec<(Option<bool>, bool)> = r.tests.iter().map(|t| (t.matched, t.run.is_some())).collect();
+    assert_eq!(got, vec![(Some(true), true), (Some(false), true), (None, false)], "{r:#?}");
+    assert_eq!(r.runs, 2);
+
+    let sb = Sandbox::new();
+    let mut req = sh("read x; printf '%s \\n' \"$x\"");
+    req.checker = Some(rce_api::Checker { mode: rce_api::CheckerMode::Exact, epsilon: None });
+    req.tests = vec![case("exact", "1\n", Some("1 \n")), case("trimmed", "1\n", Some("1\n"))];
+    let (r, _) = sb.run(&req);
+    assert_eq!(
+        r.tests.iter().map(|t| t.matched).collect::<Vec<_>>(),
+        vec![Some(true), Some(false)],
+        "{r:#?}"
+    );
+
+    let sb = Sandbox::new();
+    let mut req = sh("read x; echo $x");
+    req.checker = Some(rce_api::Checker { mode: rce_api::CheckerMode::Float, epsilon: Some("1e-3".into()) });
+    req.tests = vec![case("near", "3.1416\n", Some("3.14159")), case("far", "3.15\n", Some("3.14159"))];
+    let (r, _) = sb.run(&req);
+    assert_eq!(
+        r.tests.iter().map(|t| t.matched).collect::<Vec<_>>(),
+        vec![Some(true), Some(false)],
+        "{r:#?}"
+    );
 }
 
 /// The result's figures are the averages over the runs made; the rest is the last run's.

@@ -47,6 +47,9 @@ fn limits() -> StageLimits {
 
 fn sh(run_id: &str, script: &str) -> RunRequest {
     RunRequest {
+        tests: vec![],
+        stop_on_first_failure: false,
+        checker: None,
         run_id: run_id.into(),
         files: vec![],
         stdin: String::new(),
