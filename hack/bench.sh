@@ -46,6 +46,12 @@ bench -n "$tn" --parallel 8 --throughput warm-reuse --pool-replicas "$tp"
 bench -n "$tn" --parallel 8 --throughput cold
 log "throughput: a burst of 50 raw Pods (the floor)"
 bench -n 50 --parallel 50 --raw-pods
+# Judging (issue 13): 50 C++ test cases as one Execution (one compile) vs 50 Executions.
+# BENCH_JUDGING=0: skip.
+if [[ "${BENCH_JUDGING:-1}" != 0 ]]; then
+  log "judging: a C++ submission with ${BENCH_JUDGING_N:-50} test cases, one Execution vs as many separate ones, cold"
+  "$RCE_ROOT/hack/bench-judging.sh"
+fi
 # Scale-out (issue 12): the same burst of cold Executions through operators of the bench's
 # own, 1 replica vs 3 all-active ones, on every node and then on node 1 alone (the extra
 # nodes cordoned, as an operator would drain them), beside the raw Pod burst of the same

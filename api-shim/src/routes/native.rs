@@ -110,13 +110,13 @@ pub const INLINE_TEST_DATA_BYTES: usize = 256 * 1024;
 /// Most bytes of test data in one such ConfigMap (a ConfigMap holds at most 1 MiB).
 pub const TEST_DATA_PART_BYTES: usize = rce_api::OUTPUT_PART_BYTES;
 
+/// A test-data ConfigMap to create: its name, its keys' texts.
+type SpilledMap = (String, std::collections::BTreeMap<String, String>);
+
 /// Move the test data of `spec` into ConfigMaps named after the Execution `name` when it is
 /// more than [`INLINE_TEST_DATA_BYTES`]: the spec then refers to them; returns their
 /// contents (name → key → text), to be created once the Execution exists.
-fn spill_test_data(
-    spec: &mut rce_api::ExecutionSpec,
-    name: &str,
-) -> Result<Vec<(String, std::collections::BTreeMap<String, String>)>, ApiError> {
+fn spill_test_data(spec: &mut rce_api::ExecutionSpec, name: &str) -> Result<Vec<SpilledMap>, ApiError> {
     let Some(tests) = spec.tests.as_mut() else { return Ok(Vec::new()) };
     let total: usize = tests
         .iter()
@@ -125,7 +125,7 @@ fn spill_test_data(
     if total <= INLINE_TEST_DATA_BYTES {
         return Ok(Vec::new());
     }
-    let mut maps: Vec<(String, std::collections::BTreeMap<String, String>)> = Vec::new();
+    let mut maps: Vec<SpilledMap> = Vec::new();
     let mut size = usize::MAX;
     for (i, t) in tests.iter_mut().enumerate() {
         for (text, from, suffix) in [
@@ -246,12 +246,8 @@ pub async fn create(
         let top = catalog::resolve_limits(&runtime, ex.spec.limits.as_ref(), &cap)
             .map_err(|e| ApiError::limit(&e))?;
         let compile_ms = runtime.spec.compile.as_ref().map_or(0, |_| {
-            rce_api::ResolvedLimits::for_compile(
-                &runtime.spec.compile_limits.clone().unwrap_or_default(),
-                &top,
-                &cap,
-            )
-            .wall_time_ms
+            rce_api::ResolvedLimits::for_compile(&runtime.spec.compile_limits.unwrap_or_default(), &top, &cap)
+                .wall_time_ms
         });
         rce_api::check_tests(&ex.spec, &state.config.tests, compile_ms, |l| {
             catalog::resolve_limits(&runtime, l, &cap).map_err(|e| e.to_string())

@@ -164,9 +164,9 @@ impl Default for TestCaps {
 pub fn case_limits(spec_limits: Option<&Limits>, case: &TestCase) -> Option<Limits> {
     match (spec_limits, case.limits.as_ref()) {
         (None, None) => None,
-        (Some(l), None) | (None, Some(l)) => Some(l.clone()),
+        (Some(l), None) | (None, Some(l)) => Some(*l),
         (Some(top), Some(own)) => {
-            let mut l = top.clone();
+            let mut l = *top;
             for f in crate::LimitField::ALL {
                 if own.get(f).is_some() {
                     l.set(f, own.get(f));

@@ -1021,7 +1021,8 @@ fn test_cases_compile_once_and_run_each_from_a_clean_work_dir() {
     let (r, _) = sb.run(&req);
     assert_eq!(r.outcome, Outcome::Ran, "{r:#?}");
     assert_eq!(std::fs::read_to_string(sb.root.join("compiles")).expect("compiles"), "c\n", "one compile");
-    let by: Vec<(&str, Option<i32>, Option<LimitHit>, Option<bool>)> = r
+    type Seen<'a> = (&'a str, Option<i32>, Option<LimitHit>, Option<bool>);
+    let by: Vec<Seen<'_>> = r
         .tests
         .iter()
         .map(|t| {
