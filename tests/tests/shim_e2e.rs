@@ -759,7 +759,7 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
         browser.js("window.scrollTo(0, 0)").await?;
         browser.screenshot("playground-tests.png").await?;
         let rows = browser
-            .js("return [...document.querySelectorAll('#tests tr.case')].map(r => [r.querySelector('td.name').textContent, r.querySelector('td.verdict').textContent, r.querySelector('td.time').textContent, r.querySelector('td.memory').textContent, r.querySelector('td.stdout').textContent])")
+            .js("return [...document.querySelectorAll('#tests tr.case')].map(r => [r.querySelector('td.name').textContent, r.querySelector('td.verdict').textContent, r.querySelector('td.time').textContent, r.querySelector('td.memory').textContent, r.querySelector('td.stdout').textContent, r.querySelector('td.stderr').textContent])")
             .await?;
         eprintln!("test cases: verdict {verdict}, rows {rows}");
         assert!(
@@ -773,6 +773,7 @@ async fn shim_playground_runs_code_in_a_real_browser() -> Result<()> {
         assert_eq!(rows[1][..2], ["wrong", "WrongAnswer"], "{rows:?}");
         assert_eq!(rows[1][4], "6\n", "{rows:?}");
         assert_eq!(rows[2][..2], ["crash", "RuntimeError"], "{rows:?}");
+        assert!(rows[2][5].contains("ValueError"), "the failing case's stderr: {rows:?}");
         for r in &rows {
             assert!(r[2].ends_with(" ms") && r[3].ends_with(" MiB"), "time and memory per case: {rows:?}");
         }

@@ -115,21 +115,15 @@ function showTests(v) {
       time: t.skipped ? "—" : ms(t.time),
       memory: t.skipped ? "—" : mib(t.memory),
       stdout: (t.stdout ?? "") + (t.stdoutTruncated ? " [truncated]" : ""),
+      stderr: (t.stderr ?? "") + (t.stderrTruncated ? " [truncated]" : ""),
     };
     for (const [k, text] of Object.entries(cells)) {
       const td = document.createElement("td");
       td.className = k;
-      if (k === "stdout") {
+      if (k === "stdout" || k === "stderr") {
         const pre = document.createElement("pre");
         pre.textContent = excerpt(text);
         if (text) td.appendChild(pre);
-        if (t.stderr) {
-          const err = document.createElement("pre");
-          err.className = "err";
-          err.title = "stderr";
-          err.textContent = excerpt(t.stderr + (t.stderrTruncated ? " [truncated]" : ""));
-          td.appendChild(err);
-        }
       } else td.textContent = text;
       if (k === "verdict") {
         td.classList.add(verdictClass(verdict));
