@@ -490,6 +490,8 @@ struct Browser {
     driver: tokio::process::Child,
     base: String,
     session: String,
+    /// Chromium's profile directory (removed at the end).
+    profile: std::path::PathBuf,
 }
 
 impl Browser {
@@ -525,7 +527,7 @@ impl Browser {
             .as_str()
             .with_context(|| format!("no session: {}", r.text))?
             .to_string();
-        Ok(Browser { driver, base, session })
+        Ok(Browser { driver, base, session, profile })
     }
 
     async fn cmd(&self, method: &str, path: &str, body: Value) -> Result<Value> {
@@ -620,8 +622,28 @@ impl Browser {
     }
 
     async fn close(mut self) {
-        let _ = self.cmd("DELETE", "", json!({})).await;
+        if let Err(e) = self.cmd("DELETE", "", json!({})).await {
+            eprintln!("closing the WebDriver session: {e:#}");
+        }
         let _ = self.driver.kill().await;
+    }
+}
+
+/// Whatever happened (a failed assertion too): no Chromium left running, no profile left.
+/// Chromium's profile lock names its process (`host-pid`) while it runs.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let pid = std::fs::read_link(self.profile.join("SingletonLock"))
+            .ok()
+            .and_then(|t| t.to_str().and_then(|t| t.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok()));
+        if let Some(pid) = pid {
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*self.profile.to_string_lossy()));
+            if ours {
+                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
