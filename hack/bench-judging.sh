@@ -39,7 +39,7 @@ import json, sys
 n, src = int(sys.argv[1]), sys.argv[2]
 tests = [{"name": f"case-{i}", "stdin": f"{1000 + i}\n", "expectedOutput": f"{(1000 + i) ** 2}\n"} for i in range(n)]
 print(json.dumps({"apiVersion": "rce.dev/v1alpha1", "kind": "Execution", "metadata": {"name": "one-with-tests"},
-                  "spec": {"language": "cpp", "source": src, "tests": tests}}))
+                  "spec": {"language": "cpp", "source": src, "limits": {"wallTimeMs": 2000}, "tests": tests}}))
 EOF
 t0=$(now_ms)
 kubectl -n "$ns" create -f "$RCE_STATE/bench-judging-one.json" >/dev/null
@@ -56,7 +56,7 @@ python3 - "$n" "$src" >"$RCE_STATE/bench-judging-many.json" <<'EOF'
 import json, sys
 n, src = int(sys.argv[1]), sys.argv[2]
 items = [{"apiVersion": "rce.dev/v1alpha1", "kind": "Execution", "metadata": {"name": f"separate-{i}"},
-          "spec": {"language": "cpp", "source": src, "stdin": f"{1000 + i}\n", "expectedOutput": f"{(1000 + i) ** 2}\n"}}
+          "spec": {"language": "cpp", "source": src, "limits": {"wallTimeMs": 2000}, "stdin": f"{1000 + i}\n", "expectedOutput": f"{(1000 + i) ** 2}\n"}}
          for i in range(n)]
 print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 EOF
