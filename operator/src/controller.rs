@@ -351,17 +351,55 @@ impl Context {
         })
     }
 
-    /// The Execution's Runtime and its validated plan, or why it is invalid.
+    /// The Execution's Runtime and its validated plan, or why it is invalid. Reads no test
+    /// data ([`Plan::test_data`]): a queued Execution is planned at every reconcile.
     async fn plan_for(&self, exec: &Execution) -> Result<Result<(Arc<Runtime>, Plan), Invalid>> {
         let runtime = match self.runtime_for(&exec.spec.language).await? {
             Ok(r) => r,
             Err(invalid) => return Ok(Err(invalid)),
         };
-        let spec = match self.test_data(exec).await? {
-            Ok(spec) => spec,
-            Err(invalid) => return Ok(Err(invalid)),
+        Ok(validate::plan(&exec.spec, &runtime, &self.settings).map(|plan| (runtime, plan)))
+    }
+
+    /// The request of run `run_id` of `exec`, as a serving sandbox is sent it: `plan`'s, or,
+    /// when its test cases take data from ConfigMaps, planned again with that data read in
+    /// (and checked again: its size). Called once a run is about to be sent.
+    async fn request_for(
+        &self,
+        exec: &Execution,
+        plan: &Plan,
+        run_id: &str,
+    ) -> Result<Result<rce_api::protocol::RunRequest, Invalid>> {
+        let mut request = if plan.test_data {
+            let spec = match self.test_data(exec).await? {
+                Ok(spec) => spec,
+                Err(invalid) => return Ok(Err(invalid)),
+            };
+            let runtime = match self.runtime_for(&spec.language).await? {
+                Ok(r) => r,
+                Err(invalid) => return Ok(Err(invalid)),
+            };
+            match validate::plan(&spec, &runtime, &self.settings) {
+                Ok(p) => p.request,
+                Err(invalid) => return Ok(Err(invalid)),
+            }
+        } else {
+            plan.request.clone()
         };
-        Ok(validate::plan(&spec, &runtime, &self.settings).map(|plan| (runtime, plan)))
+        request.run_id = run_id.to_string();
+        Ok(Ok(request))
+    }
+
+    /// [`Self::plan_for`] then [`Self::request_for`]: the request of run `run_id`.
+    async fn plan_and_request(
+        &self,
+        exec: &Execution,
+        run_id: &str,
+    ) -> Result<Result<rce_api::protocol::RunRequest, Invalid>> {
+        match self.plan_for(exec).await? {
+            Ok((_, plan)) => self.request_for(exec, &plan, run_id).await,
+            Err(invalid) => Ok(Err(invalid)),
+        }
     }
 
     /// The spec with every test case's data from a ConfigMap (`stdinFrom`,
@@ -1105,17 +1143,7 @@ fn record_finish(exec: &Execution, pod: Option<&Pod>, ctx: &Context) {
     ctx.metrics.finished.get_or_create(&label).inc();
     let e2e = age_ms(exec.metadata.creation_timestamp.as_ref());
     ctx.metrics.end_to_end.observe(e2e.max(0) as f64 / 1000.0);
-    let started = pod
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| {
-            s.terminated
-                .as_ref()
-                .and_then(|t| t.started_at.clone())
-                .or(s.running.as_ref().and_then(|r| r.started_at.clone()))
-        });
+    let started = pod.and_then(sandbox::container_started_at);
     if let (Some(started), Some(created)) =
         (started, pod.and_then(|p| p.metadata.creation_timestamp.as_ref()))
     {
@@ -1289,12 +1317,10 @@ async fn serve_cold(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action>
     let uid = exec.uid().unwrap_or_default();
     let Some(key) = sandbox::result_key(&pod) else { return Ok(Action::requeue(RUNNING_RECHECK)) };
     let run_id = sandbox::run_id(&uid, attempt_of(&pod));
-    let (_, plan) = match ctx.plan_for(exec).await? {
-        Ok(rp) => rp,
+    let request = match ctx.plan_and_request(exec, &run_id).await? {
+        Ok(r) => r,
         Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
     };
-    let mut request = plan.request.clone();
-    request.run_id = run_id.clone();
     let Some((driven, session)) = warm::resume(exec, &pod, &request, &key, ctx).await else {
         return Ok(Action::requeue(Duration::from_millis(500)));
     };
@@ -1351,6 +1377,10 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
         return Ok(None);
     }
     let run_id = sandbox::run_id(&uid, attempt);
+    let request = match ctx.request_for(exec, plan, &run_id).await? {
+        Ok(r) => r,
+        Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await.map(Some),
+    };
     let t0 = std::time::Instant::now();
     let Some(claimed) = claim::claim(&warm, pool.clone(), &shape, exec, &run_id).await? else {
         ctx.note_miss(&uid, pool);
@@ -1370,8 +1400,6 @@ async fn try_warm(exec: &Execution, runtime: &Runtime, plan: &Plan, ctx: &Contex
     }
     ctx.missed.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     let claimed_ms = t0.elapsed().as_millis();
-    let mut request = plan.request.clone();
-    request.run_id = run_id;
     let old = exec.status.clone().unwrap_or_default();
     let mut next = status::processing(&old, &claimed.pod.name_any(), attempt, None, &now());
     next.warm_pool = Some(claimed.pool.name_any());
@@ -1531,8 +1559,8 @@ async fn warm_follow(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     let attempt = run_id.rsplit('/').next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let (_, plan) = match ctx.plan_for(exec).await? {
-        Ok(rp) => rp,
+    let request = match ctx.plan_and_request(exec, &run_id).await? {
+        Ok(r) => r,
         Err(invalid) => return fail(exec, FailReason::Invalid, &invalid.0, ctx).await,
     };
     let Some(key) = sandbox::result_key(&pod) else {
@@ -1544,8 +1572,6 @@ async fn warm_follow(exec: &Execution, pod: Pod, ctx: &Context) -> Result<Action
         .get(&ObjectRef::new(&pool_name).within(&ns))
         .unwrap_or_else(|| Arc::new(rce_api::WarmPool::new(&pool_name, rce_api::WarmPoolSpec::default())));
     let claimed = claim::Claimed { served: 0, key: key.clone(), pool, pod };
-    let mut request = plan.request.clone();
-    request.run_id = run_id.clone();
     let Some((driven, session)) = warm::resume(exec, &claimed.pod, &request, &key, ctx).await else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };

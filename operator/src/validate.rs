@@ -23,6 +23,10 @@ pub struct Plan {
     pub request: RunRequest,
     /// The request as JSON, as placed in the Pod annotation.
     pub request_json: String,
+    /// Some test case takes its data from a ConfigMap (`stdinFrom`, `expectedOutputFrom`):
+    /// `request` lacks it; the run's request is planned again once it is read (see
+    /// `Context::request_for` in the controller), so that a queued Execution reads nothing.
+    pub test_data: bool,
 }
 
 /// Why an Execution cannot run, in words for its user.
@@ -80,20 +84,15 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         )));
     }
 
-    let compile_ms = compile_limits.map_or(0, |c| c.wall_time_ms);
-    let case_limits = rce_api::check_tests(spec, &settings.tests, compile_ms, |l| {
-        Limits::resolve(l, &rt.default_limits, &rt.max_limits, &settings.cap()).map_err(|e| e.to_string())
-    })
-    .map_err(Invalid)?;
+    let case_limits = rce_api::check_tests(spec, rt, &settings.cap(), &settings.tests).map_err(Invalid)?;
     let checker = spec.checker.clone();
     if let Some(c) = &checker {
         c.epsilon().map_err(Invalid)?;
     }
     let mut tests = Vec::with_capacity(case_limits.len());
+    let mut test_data = false;
     for (i, (t, l)) in spec.tests.iter().flatten().zip(&case_limits).enumerate() {
-        if t.stdin_from.is_some() || t.expected_output_from.is_some() {
-            return Err(Invalid(format!("tests[{i}]: its data from a ConfigMap was not read")));
-        }
+        test_data |= t.stdin_from.is_some() || t.expected_output_from.is_some();
         tests.push(TestRun {
             name: rce_api::test_name(i, t),
             stdin: t.stdin.clone().unwrap_or_default(),
@@ -147,31 +146,25 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
                 rce_api::serve::MAX_INPUT_LINE - 4096
             )));
         }
-        return Ok(Plan {
-            runtime: runtime.metadata.name.clone().unwrap_or_default(),
-            image: rt.image.clone(),
-            runtime_class_name: rt.runtime_class_name.clone().or_else(|| settings.runtime_class_name.clone()),
-            cpu_limit: rt.cpu_limit.clone().unwrap_or_else(|| settings.cpu_limit.clone()),
-            limits,
-            compile_limits,
-            request,
-            request_json,
-        });
-    }
-    // What goes into the Pod's annotation: the stdin sealed (base64, larger), a run id.
-    let mut sent = request.clone();
-    sent.run_id = format!("{}/{}", "0".repeat(36), u32::MAX);
-    if !sent.stdin.is_empty() {
-        sent.stdin_sealed =
-            Some(rce_api::protocol::SealedText::seal(&[0; 32], &[0; 16], &std::mem::take(&mut sent.stdin)));
-    }
-    let sent_len = serde_json::to_string(&sent).map_or(usize::MAX, |j| j.len());
-    if sent_len.max(request_json.len()) > settings.max_request_bytes {
-        return Err(Invalid(format!(
-            "the submission (source files, stdin and args) is {} bytes encoded; at most {} bytes are accepted",
-            sent_len.max(request_json.len()),
-            settings.max_request_bytes
-        )));
+    } else {
+        // What goes into the Pod's annotation: the stdin sealed (base64, larger), a run id.
+        let mut sent = request.clone();
+        sent.run_id = format!("{}/{}", "0".repeat(36), u32::MAX);
+        if !sent.stdin.is_empty() {
+            sent.stdin_sealed = Some(rce_api::protocol::SealedText::seal(
+                &[0; 32],
+                &[0; 16],
+                &std::mem::take(&mut sent.stdin),
+            ));
+        }
+        let sent_len = serde_json::to_string(&sent).map_or(usize::MAX, |j| j.len());
+        if sent_len.max(request_json.len()) > settings.max_request_bytes {
+            return Err(Invalid(format!(
+                "the submission (source files, stdin and args) is {} bytes encoded; at most {} bytes are accepted",
+                sent_len.max(request_json.len()),
+                settings.max_request_bytes
+            )));
+        }
     }
     Ok(Plan {
         runtime: runtime.metadata.name.clone().unwrap_or_default(),
@@ -182,6 +175,7 @@ pub fn plan(spec: &ExecutionSpec, runtime: &Runtime, settings: &SandboxSettings)
         compile_limits,
         request,
         request_json,
+        test_data,
     })
 }
 
