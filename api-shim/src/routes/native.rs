@@ -19,6 +19,7 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use rce_api::{options, signal::Signal, Callback, Checker, Limits, SourceFile, MAX_RUNS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -241,19 +242,8 @@ pub async fn create(
     });
     ex.spec.stop_on_first_failure = req.stop_on_first_failure;
     ex.spec.checker = req.checker;
-    if ex.spec.tests.is_some() {
-        let cap = state.cap();
-        let top = catalog::resolve_limits(&runtime, ex.spec.limits.as_ref(), &cap)
-            .map_err(|e| ApiError::limit(&e))?;
-        let compile_ms = runtime.spec.compile.as_ref().map_or(0, |_| {
-            rce_api::ResolvedLimits::for_compile(&runtime.spec.compile_limits.unwrap_or_default(), &top, &cap)
-                .wall_time_ms
-        });
-        rce_api::check_tests(&ex.spec, &state.config.tests, compile_ms, |l| {
-            catalog::resolve_limits(&runtime, l, &cap).map_err(|e| e.to_string())
-        })
+    rce_api::check_tests(&ex.spec, &runtime.spec, &state.cap(), &state.config.tests)
         .map_err(ApiError::invalid)?;
-    }
     let name = ex.metadata.name.clone().unwrap_or_default();
     let spilled = spill_test_data(&mut ex.spec, &name)?;
     #[cfg(feature = "amqp")]
@@ -270,16 +260,10 @@ pub async fn create(
                 name: Some(cm_name),
                 namespace: created.metadata.namespace.clone(),
                 labels: Some([("rce.dev/test-data".to_string(), "true".to_string())].into()),
-                owner_references: Some(vec![
-                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                        api_version: "rce.dev/v1alpha1".into(),
-                        kind: "Execution".into(),
-                        name: created.metadata.name.clone().unwrap_or_default(),
-                        uid: created.metadata.uid.clone().unwrap_or_default(),
-                        controller: Some(true),
-                        block_owner_deletion: None,
-                    },
-                ]),
+                // Not blocking the owner's deletion: that needs the right to update
+                // `executions/finalizers`, which the shim does not have.
+                owner_references: kube::Resource::controller_owner_ref(&created, &())
+                    .map(|o| vec![OwnerReference { block_owner_deletion: None, ..o }]),
                 ..Default::default()
             },
             data: Some(data),

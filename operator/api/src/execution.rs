@@ -177,16 +177,27 @@ pub fn case_limits(spec_limits: Option<&Limits>, case: &TestCase) -> Option<Limi
     }
 }
 
-/// Check `spec.tests` against what else the spec says and `caps`; `resolve` decides a case's
-/// limits (its Runtime's defaults and maximum; `Err` names what is refused), `compile_ms` is
-/// the compile stage's wall limit (0 without one). The cases' limits, in order.
+/// Check `spec.tests` against what else the spec says and `caps`, each case's limits
+/// resolved against the Runtime `rt` (its defaults and maximum) and the ceilings `cap`. The
+/// cases' limits, in order.
 pub fn check_tests(
     spec: &ExecutionSpec,
+    rt: &crate::RuntimeSpec,
+    cap: &crate::ResolvedLimits,
     caps: &TestCaps,
-    compile_ms: u64,
-    resolve: impl Fn(Option<&Limits>) -> Result<crate::ResolvedLimits, String>,
 ) -> Result<Vec<crate::ResolvedLimits>, String> {
     let Some(tests) = spec.tests.as_ref() else { return Ok(Vec::new()) };
+    let resolve = |l: Option<&Limits>| {
+        Limits::resolve(l, &rt.default_limits, &rt.max_limits, cap).map_err(|e| e.to_string())
+    };
+    // The compile stage's wall limit counts too (its limits follow the run's).
+    let compile_ms = match &rt.compile {
+        Some(_) => {
+            let top = resolve(spec.limits.as_ref())?;
+            crate::ResolvedLimits::for_compile(&rt.compile_limits.unwrap_or_default(), &top, cap).wall_time_ms
+        }
+        None => 0,
+    };
     for (given, what) in [
         (spec.stdin.is_some(), "stdin"),
         (spec.expected_output.is_some(), "expectedOutput"),
