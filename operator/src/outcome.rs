@@ -454,26 +454,25 @@ fn run_verdict(r: &StageResult, limits: Option<&StageLimits>, oom: bool, wrong: 
         exit_code: r.exit_code,
         signal: signal_of(r),
     };
-    let f_limits = limits;
     let (verdict, message) = match r.limit {
         Some(LimitHit::CpuTime | LimitHit::WallTime) => {
-            (Verdict::TimeLimitExceeded, Some(limit_msg(r.limit.unwrap_or(LimitHit::WallTime), f_limits)))
+            (Verdict::TimeLimitExceeded, Some(limit_msg(r.limit.unwrap_or(LimitHit::WallTime), limits)))
         }
-        Some(LimitHit::Memory) => (Verdict::MemoryLimitExceeded, Some(mem_msg(f_limits))),
-        Some(LimitHit::Output) => (Verdict::OutputLimitExceeded, Some(limit_msg(LimitHit::Output, f_limits))),
+        Some(LimitHit::Memory) => (Verdict::MemoryLimitExceeded, Some(mem_msg(limits))),
+        Some(LimitHit::Output) => (Verdict::OutputLimitExceeded, Some(limit_msg(LimitHit::Output, limits))),
         Some(LimitHit::FileSize) => {
             st.signal = Some("SIGXFSZ".into());
-            (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, f_limits)))
+            (Verdict::RuntimeError, Some(limit_msg(LimitHit::FileSize, limits)))
         }
         Some(LimitHit::Processes) => {
             // The runner stopped it; no signal or exit code of the program's own.
             st.signal = None;
             st.exit_code = None;
-            (Verdict::RuntimeError, Some(limit_msg(LimitHit::Processes, f_limits)))
+            (Verdict::RuntimeError, Some(limit_msg(LimitHit::Processes, limits)))
         }
         None if oom && !matches!(r.exit_code, Some(0)) => (
             Verdict::MemoryLimitExceeded,
-            Some(format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(f_limits))),
+            Some(format!("{}; the sandbox was killed by the out-of-memory killer", mem_msg(limits))),
         ),
         None => match (&st.signal, r.exit_code) {
             (Some(sig), _) => (Verdict::RuntimeError, Some(format!("the program was killed by {sig}"))),

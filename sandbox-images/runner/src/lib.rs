@@ -233,8 +233,8 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
     let prepared = (|| {
         validate_env(&req.env)?;
         let compile = req.compile.as_deref().map(|c| expand_command(c, entry)).transpose()?;
-        let mut run = expand_command(&req.run, entry)?;
-        run.extend(req.args.iter().cloned());
+        // The run command without arguments: the request's `args` or a test case's follow.
+        let run = expand_command(&req.run, entry)?;
         files::write_files(&config.work_dir, &req.files)?;
         Ok::<_, String>((compile, run))
     })();
@@ -285,21 +285,18 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
     }
     // The runs: `runs` times the same run (Judge0's number_of_runs), or one per test case.
     let tests = !req.tests.is_empty();
-    let base_args = &run[..run.len() - req.args.len()];
     let turns: Vec<Turn<'_>> = if tests {
         req.tests
             .iter()
             .map(|t| Turn {
                 stdin: t.stdin.as_bytes(),
-                argv: match &t.args {
-                    Some(args) => base_args.iter().chain(args).cloned().collect(),
-                    None => run.clone(),
-                },
+                argv: run.iter().chain(t.args.as_ref().unwrap_or(&req.args)).cloned().collect(),
                 limits: t.limits.as_ref().unwrap_or(&req.limits),
             })
             .collect()
     } else {
-        let one = Turn { stdin: req.stdin.as_bytes(), argv: run.clone(), limits: &req.limits };
+        let argv = run.iter().chain(&req.args).cloned().collect();
+        let one = Turn { stdin: req.stdin.as_bytes(), argv, limits: &req.limits };
         vec![one; req.runs.clamp(1, MAX_RUNS) as usize]
     };
     // Every run after the first starts from the dirs as they are now (see `snapshot`). When
@@ -326,6 +323,9 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
     let checker = req.checker.clone().unwrap_or_default();
     let mut results: Vec<StageResult> = Vec::new();
     let mut cases: Vec<protocol::TestResult> = Vec::new();
+    // With tests, only the deciding case's run is kept whole (its outputs are the result's):
+    // the first that did not pass, else the last.
+    let mut deciding: Option<(StageResult, bool)> = None;
     for (i, turn) in turns.iter().enumerate().take(wanted) {
         if i > 0 {
             // Nothing of the previous run may be left running, and its files are undone.
@@ -367,7 +367,9 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
                 run: Some(excerpt(r.clone())),
                 matched,
             });
-            results.push(r);
+            if deciding.as_ref().is_none_or(|(_, passed)| *passed) {
+                deciding = Some((r, passed));
+            }
             if !passed && req.stop_on_first_failure {
                 break;
             }
@@ -378,29 +380,23 @@ pub fn execute_live(req: &RunRequest, config: &Config, mut live: Option<&mut ser
             }
         }
     }
-    let runs = results.len() as u32;
     if tests {
-        // Skipped cases, then the deciding run: the first that did not pass, else the last.
+        let runs = cases.len() as u32;
+        // The skipped cases.
         for case in req.tests.iter().skip(cases.len()) {
             cases.push(protocol::TestResult { name: case.name.clone(), run: None, matched: None });
         }
-        let deciding = cases
-            .iter()
-            .position(|c| {
-                c.run.as_ref().is_some_and(|r| r.exit_code != Some(0) || r.limit.is_some())
-                    || c.matched == Some(false)
-            })
-            .unwrap_or(results.len().saturating_sub(1));
         return RunResult {
             run_id: String::new(),
             outcome: Outcome::Ran,
             compile: compile_result,
-            run: results.get(deciding).cloned(),
+            run: deciding.map(|(r, _)| r),
             message: None,
             runs,
             tests: cases,
         };
     }
+    let runs = results.len() as u32;
     RunResult {
         run_id: String::new(),
         outcome: Outcome::Ran,
