@@ -180,6 +180,17 @@ pub fn build_serving_pod(
     )
 }
 
+/// When the sandbox container started running (its first container's running or terminated
+/// state), once it did.
+pub fn container_started_at(pod: &Pod) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    let state = pod.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?;
+    state
+        .terminated
+        .as_ref()
+        .and_then(|t| t.started_at.clone())
+        .or_else(|| state.running.as_ref().and_then(|r| r.started_at.clone()))
+}
+
 /// Does this sandbox Pod's runner serve over its attached stdin (a warm Pod, or one from
 /// [`build_serving_pod`])?
 pub fn is_serving(pod: &Pod) -> bool {

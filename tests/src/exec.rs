@@ -548,19 +548,7 @@ pub fn watch_sandbox_pods(pods: Api<Pod>) -> (SandboxPods, tokio::task::JoinHand
             let exec = p.labels().get("rce.dev/execution").cloned().unwrap_or_default();
             let id = format!("{}/{}", p.name_any(), p.uid().unwrap_or_default());
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            let running_since = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|cs| cs.first())
-                .and_then(|c| c.state.as_ref())
-                .and_then(|st| {
-                    st.running
-                        .as_ref()
-                        .and_then(|r| r.started_at.clone())
-                        .or(st.terminated.as_ref().and_then(|t| t.started_at.clone()))
-                })
-                .map(|t| t.0.as_second());
+            let running_since = rce_operator::sandbox::container_started_at(&p).map(|t| t.0.as_second());
             if let Ok(mut m) = s.lock() {
                 let e = m.entry(exec).or_default().entry(id).or_default();
                 if node.is_some() {
