@@ -13,8 +13,6 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::random_suffix;
@@ -238,7 +236,7 @@ impl ShimProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http("GET", &format!("{}/ready", self.base()), None).await {
+            if let Ok(r) = crate::shim::request("GET", &format!("{}/ready", self.base()), &[], None).await {
                 if r.status == 200 {
                     return Ok(());
                 }
@@ -274,36 +272,4 @@ impl Drop for ShimProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// An HTTP answer with its `Retry-After`.
-#[derive(Debug)]
-pub struct HttpResp {
-    pub status: u16,
-    pub retry_after: Option<u64>,
-    pub body: serde_json::Value,
-    pub text: String,
-}
-
-/// One HTTP request (JSON body when given), within 30 s.
-pub async fn http(method: &str, url: &str, body: Option<&str>) -> Result<HttpResp> {
-    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
-    let mut b = http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        b = b.header("content-type", "application/json");
-    }
-    let req = b.body(Full::new(hyper::body::Bytes::from(body.unwrap_or("").to_string())))?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
-        .await
-        .context("HTTP timeout")??;
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    Ok(HttpResp { status, retry_after, body, text })
 }

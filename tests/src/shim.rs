@@ -36,6 +36,8 @@ impl Drop for Shim {
 /// An HTTP answer: status, JSON body (null when not JSON) and the text.
 pub struct Resp {
     pub status: u16,
+    /// The `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
     pub body: Value,
     pub text: String,
 }
@@ -103,10 +105,15 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Op
         .await
         .context("HTTP timeout")??;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let bytes = resp.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Resp { status, body, text })
+    Ok(Resp { status, retry_after, body, text })
 }
 
 /// Several replicas of this checkout's shim on loopback ports, as separate processes would

@@ -28,9 +28,10 @@ use lapin::{
 };
 use rce_api::{Execution, Phase, Verdict, EXECUTION_LABEL, SANDBOX_LABEL};
 use rce_tests::{
-    broker::{http, RabbitMq, ShimProcess, ShimSpec},
+    broker::{RabbitMq, ShimProcess, ShimSpec},
     exec::{describe, phase, stdout, verdict, Engine},
     operator::TURN,
+    shim::request,
 };
 
 /// Everything the watches saw: sandbox Pod uids per Execution, and the distinct terminal
@@ -221,7 +222,7 @@ async fn submit_all(
                 let body = program(i);
                 let started = Instant::now();
                 loop {
-                    let r = http("POST", &format!("{base}/api/executions"), Some(&body)).await?;
+                    let r = request("POST", &format!("{base}/api/executions"), &[], Some(&body)).await?;
                     match r.status {
                         201 => {
                             let id = r.body["jobId"].as_str().context("no jobId")?.to_string();
@@ -438,9 +439,10 @@ async fn poison(engine: &Engine) -> Result<()> {
     });
     let refused = serde_json::to_vec(&refused)?;
     ch.basic_publish("", queue, BasicPublishOptions::default(), &refused, props()).await?.await?;
-    let r = http(
+    let r = request(
         "POST",
         &format!("{}/api/execute", shim.base()),
+        &[],
         Some(r#"{"language":"python","code":"print(7)"}"#),
     )
     .await?;
