@@ -526,7 +526,7 @@ fn rbac_grants_exactly_the_verbs_each_part_needs() {
     let shim: BTreeSet<Triple> = triples(&["rce.dev"], &["executions"], &["create", "get", "list", "watch"])
         .into_iter()
         .chain(triples(&["rce.dev"], &["runtimes"], &["list", "watch"]))
-        .chain(triples(&[""], &["configmaps"], &["get"]))
+        .chain(triples(&[""], &["configmaps"], &["get", "create"]))
         .collect();
     assert_eq!(rules_of(&d.get::<ClusterRole>("rce-rce-operator").rules), operator, "operator ClusterRole");
     assert_eq!(
