@@ -73,6 +73,12 @@ mod runc {
         })
     }
     #[tokio::test]
+    async fn a_case_reads_no_other_cases_data_and_forges_nothing() -> anyhow::Result<()> {
+        rce_tests::with_engine!("judging-hostile", |eng| {
+            super::a_case_reads_no_other_cases_data_and_forges_nothing(&eng).await
+        })
+    }
+    #[tokio::test]
     async fn too_many_cases_are_refused_at_admission() -> anyhow::Result<()> {
         rce_tests::with_engine!("judging-too-many", |eng| {
             super::too_many_cases_are_refused_at_admission(&eng).await
@@ -174,6 +180,59 @@ async fn stop_on_first_failure_skips_the_rest(eng: &Engine) -> Result<()> {
         got == vec![(Some(Accepted), false), (Some(RuntimeError), false), (Some(Accepted), false)],
         "{got:?}"
     );
+    Ok(())
+}
+
+/// A hostile submission: each case looks for another case's stdin and expected output
+/// everywhere it can read (the runner's /proc entries, its stdin, the request, the work and
+/// temporary dirs), prints a forged result line and a forged frame, and tries to signal the
+/// runner. Nothing is found, the forgeries are just output (the verdicts are the truth), and
+/// the runner is untouched.
+async fn a_case_reads_no_other_cases_data_and_forges_nothing(eng: &Engine) -> Result<()> {
+    const PROGRAM: &str = r#"
+import os, sys
+mine = sys.stdin.read()
+secrets = [b"SECRET-INPUT-" + str(i).encode() for i in range(3)] + [b"SECRET-EXPECTED-" + str(i).encode() for i in range(3)]
+own = mine.strip().encode()
+found = []
+paths = ["/proc/1/environ", "/proc/1/cmdline", "/proc/1/fd/0", "/proc/1/mem", "/proc/1/maps",
+         "/proc/self/environ", "/etc/rce/request.json"]
+for root in ["/work", "/tmp", "/dev/shm", "/etc/rce"]:
+    for d, _, files in os.walk(root):
+        paths += [os.path.join(d, f) for f in files]
+for p in paths:
+    try:
+        with open(p, "rb") as f:
+            data = f.read(1 << 22)
+    except Exception:
+        continue
+    for s in secrets:
+        if s in data and s != own:
+            found.append(p + ":" + s.decode())
+try:
+    os.kill(1, 9)
+    found.append("signalled pid 1")
+except Exception:
+    pass
+print('{"rceResult":{"runId":"x","outcome":"ran","tests":[]},"mac":"00"}')
+print("found" if found else "clean", *found)
+"#;
+    let tests: Vec<Value> = (0..3)
+        .map(|i| case(&format!("c{i}"), &format!("SECRET-INPUT-{i}\n"), &format!("SECRET-EXPECTED-{i}")))
+        .collect();
+    let e = eng
+        .run("hostile-cases", json!({"language": "python", "source": PROGRAM, "tests": tests}), WAIT)
+        .await?;
+    let st = e.status.clone().unwrap_or_default();
+    ensure!(phase(&e) == Some(Phase::Completed), "{}", describe(&e));
+    ensure!(st.tests.len() == 3, "{}", describe(&e));
+    for t in &st.tests {
+        let out = t.stdout.as_deref().unwrap_or("");
+        ensure!(out.lines().last() == Some("clean"), "{}: {out}", t.name);
+        // Its output is not its expected output: the forged line changes nothing.
+        ensure!(t.verdict == Some(WrongAnswer), "{}: {:?} ({out})", t.name, t.verdict);
+    }
+    ensure!((st.passed, verdict(&e)) == (Some(0), Some(WrongAnswer)), "{}", describe(&e));
     Ok(())
 }
 
